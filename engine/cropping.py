@@ -1,0 +1,88 @@
+"""Region cropping subnet (section 3.2): square parameters from an attention map (Eq. 7), the
+continuous boxcar mask (Eq. 8), and the differentiable crop-and-zoom of the masked image.
+
+Coordinates: the cropping net outputs (t_x, t_y, t_s) as fractions of the attention-input image
+side, each in (0, 1) through a sigmoid (t_s is mapped into [side_min, side_max]). The boxcar mask
+of Eq. 8 is evaluated in *pixels* of the attention-input image, where the paper's k = 10 gives an
+edge about one pixel wide, as in RA-CNN [36]. The masked image x * V_i is then zoomed: the square
+is resampled bilinearly to the part size with ``grid_sample``. Gradients reach t_x, t_y, t_s
+through both the mask and the sampling grid.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CroppingNet(nn.Module):
+    """Eq. 7: [t_x, t_y, t_s] = f_CNet(M_i), two FC layers over the flattened attention map.
+    One network serves every part, as the equation has no part index."""
+
+    def __init__(self, map_size: tuple[int, int], hidden: int = 256,
+                 side_min: float = 0.1, side_max: float = 0.6):
+        super().__init__()
+        self.fc1 = nn.Linear(map_size[0] * map_size[1], hidden)
+        self.fc2 = nn.Linear(hidden, 3)
+        self.side_min, self.side_max = side_min, side_max
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, n, H, W) -> (B, n, 3) squares (t_x, t_y, t_s) as fractions of the image side."""
+        b, n = maps.shape[:2]
+        raw = self.fc2(F.relu(self.fc1(maps.flatten(2))))
+        t = torch.sigmoid(raw)
+        side = self.side_min + (self.side_max - self.side_min) * t[..., 2]
+        return torch.stack([t[..., 0], t[..., 1], side], dim=-1)
+
+    def side_to_raw(self, side: torch.Tensor) -> torch.Tensor:
+        """The sigmoid-space target for a side length, for MSE pretraining on pseudo boxes."""
+        return (side - self.side_min) / (self.side_max - self.side_min)
+
+
+def boxcar_mask(squares: torch.Tensor, size: int, k: float = 10.0) -> torch.Tensor:
+    """Eq. 8: V = V_x V_y with V_x = f(x - t_x + t_s/2) - f(x - t_x - t_s/2), f(x) = 1/(1+exp(-kx)).
+
+    ``squares`` (..., 3) in fractions of the side; the mask is evaluated at pixel centres of a
+    ``size`` x ``size`` image in pixel units. Returns (..., size, size)."""
+    t = squares * size
+    tx, ty, ts = t[..., 0, None], t[..., 1, None], t[..., 2, None]
+    pos = torch.arange(size, device=squares.device, dtype=squares.dtype) + 0.5
+    vx = torch.sigmoid(k * (pos - tx + 0.5 * ts)) - torch.sigmoid(k * (pos - tx - 0.5 * ts))
+    vy = torch.sigmoid(k * (pos - ty + 0.5 * ts)) - torch.sigmoid(k * (pos - ty - 0.5 * ts))
+    return vy[..., :, None] * vx[..., None, :]
+
+
+def zoom_grid(squares: torch.Tensor, out_size: int) -> torch.Tensor:
+    """Sampling grid (normalised [-1, 1] coordinates, align_corners=False) covering each square.
+    squares (N, 3) -> (N, out_size, out_size, 2)."""
+    n = squares.shape[0]
+    tx, ty, ts = squares[:, 0], squares[:, 1], squares[:, 2]
+    theta = torch.zeros(n, 2, 3, device=squares.device, dtype=squares.dtype)
+    theta[:, 0, 0] = ts
+    theta[:, 1, 1] = ts
+    theta[:, 0, 2] = 2 * tx - 1
+    theta[:, 1, 2] = 2 * ty - 1
+    return F.affine_grid(theta, [n, 3, out_size, out_size], align_corners=False)
+
+
+def crop_parts(images: torch.Tensor, squares: torch.Tensor, out_size: int, k: float = 10.0) -> torch.Tensor:
+    """x_i^part = x * V_i, zoomed bilinearly to ``out_size``, for all parts at once.
+
+    images (B, 3, S, S), squares (B, n, 3) -> (B, n, 3, out_size, out_size)."""
+    b, n = squares.shape[:2]
+    s = images.shape[-1]
+    masks = boxcar_mask(squares, s, k)                                  # (B, n, S, S)
+    masked = images[:, None] * masks[:, :, None]                        # (B, n, 3, S, S)
+    grid = zoom_grid(squares.reshape(b * n, 3), out_size)
+    parts = F.grid_sample(masked.reshape(b * n, 3, s, s), grid, mode="bilinear",
+                          padding_mode="zeros", align_corners=False)
+    return parts.reshape(b, n, 3, out_size, out_size)
+
+
+def squares_to_boxes(squares: torch.Tensor, width: float, height: float) -> torch.Tensor:
+    """(t_x, t_y, t_s) fractions -> (x0, y0, x1, y1) pixels of an image of the given size.
+    The model sees the image resized to a square, so a square maps to a rectangle here; IoU is
+    invariant to that axis scaling."""
+    tx, ty, ts = squares[..., 0], squares[..., 1], squares[..., 2]
+    return torch.stack([(tx - ts / 2) * width, (ty - ts / 2) * height,
+                        (tx + ts / 2) * width, (ty + ts / 2) * height], dim=-1)

@@ -1,0 +1,126 @@
+"""The dataset contract every loader fulfils (synthetic, CUB, AwA2, FLO, user folders).
+
+A ``ZSLDataset`` is a list of images with one class label each, a class-by-attribute semantic
+matrix with named rows and columns, optional ground-truth part boxes per image, and a ``Split``
+that says which classes are seen, unseen and held out for validation.
+
+Conventions (used by the model, the evaluator and the GUI alike):
+- boxes are ``(x0, y0, x1, y1)`` in pixels of the *original* image, floats, x1/y1 exclusive;
+- ``part_boxes[i]`` maps a part name (``"head"``, ``"tail"``) to a box, or is empty;
+- class indices index ``class_names`` and the rows of ``semantics``;
+- image indices index ``items``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+Box = tuple[float, float, float, float]
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or malformed. The message names the file, line or field."""
+
+
+@dataclass
+class ImageItem:
+    label: int
+    path: Optional[str] = None                      # on-disk image, read with PIL
+    render: Optional[Callable[[], Image.Image]] = None  # procedural image (synthetic data)
+    part_boxes: dict[str, Box] = field(default_factory=dict)
+    image_id: str = ""                              # the dataset's own id (CUB image id, file name)
+
+
+@dataclass
+class Split:
+    """Class and image partitions. Image lists hold indices into ``ZSLDataset.items``.
+
+    ``seen``/``unseen`` are the zero-shot classes (xlsa17 trainval/test classes).
+    ``train_classes``/``val_classes`` are a validation fold *inside* the seen classes, used for
+    model selection; unseen test classes are never used for tuning.
+    """
+    name: str                       # "ps", "ss", "fold1", "synthetic", ...
+    seen: list[int]
+    unseen: list[int]
+    trainval: list[int]             # training images (seen classes)
+    test_seen: list[int]            # held-out images of seen classes (GZSL A_S)
+    test_unseen: list[int]          # images of unseen classes
+    train_classes: list[int] = field(default_factory=list)
+    val_classes: list[int] = field(default_factory=list)
+
+    def fold_train_images(self, labels: Sequence[int]) -> list[int]:
+        keep = set(self.train_classes)
+        return [i for i in self.trainval if labels[i] in keep]
+
+    def fold_val_images(self, labels: Sequence[int]) -> list[int]:
+        keep = set(self.val_classes)
+        return [i for i in self.trainval if labels[i] in keep]
+
+
+@dataclass
+class ZSLDataset:
+    name: str                       # "synthetic", "cub", "awa2", "flo", "folder"
+    root: Optional[str]
+    class_names: list[str]
+    attribute_names: list[str]
+    semantics: np.ndarray           # (n_classes, n_attributes) float32
+    items: list[ImageItem]
+    split: Split
+    part_names: list[str] = field(default_factory=list)  # parts with ground truth, e.g. ["head", "tail"]
+    attribute_groups: dict[str, list[int]] = field(default_factory=dict)  # e.g. "has_bill_shape" -> columns
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([it.label for it in self.items], dtype=np.int64)
+
+    def load_image(self, index: int) -> Image.Image:
+        """The image as 8-bit RGB, whatever its mode on disk."""
+        item = self.items[index]
+        if item.render is not None:
+            return item.render().convert("RGB")
+        if item.path is None:
+            raise DatasetError(f"{self.name}: image {index} has neither a path nor a renderer")
+        try:
+            with Image.open(item.path) as im:
+                im.load()
+                return to_rgb(im)
+        except FileNotFoundError:
+            raise DatasetError(f"image file is missing: {item.path}") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise DatasetError(f"cannot read image {item.path}: {e}") from None
+
+    def identity(self) -> dict:
+        """What identifies this dataset in a run folder or a feature cache."""
+        h = hashlib.sha256()
+        h.update("\n".join(self.class_names).encode())
+        h.update("\n".join(self.attribute_names).encode())
+        h.update(np.ascontiguousarray(self.semantics, dtype=np.float32).tobytes())
+        for it in self.items:
+            h.update(f"{it.image_id}|{it.path}|{it.label}\n".encode())
+        return {"name": self.name, "root": self.root, "n_images": len(self.items),
+                "n_classes": len(self.class_names), "n_attributes": len(self.attribute_names),
+                "split": self.split.name, "sha256": h.hexdigest()}
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert grayscale, palette, CMYK, 16-bit and RGBA images to 8-bit RGB."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = a.max() if a.size and a.max() > 0 else 1.0
+        a = (a / hi * 255.0).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return im.convert("RGB")

@@ -1,0 +1,124 @@
+"""The SGMA model, wired as the paper's Figure 1.
+
+    image (448) --CNN--> features --multi-attention subnet (Eq. 1-3)--> attention maps M_1..M_n
+    M_i --cropping subnet (Eq. 7)--> square (t_x, t_y, t_s) --boxcar mask + zoom (Eq. 8)--> part i (224)
+    image (224) and each part --separate CNNs + GAP--> theta_i(x) --W_i--> phi_i(x)
+    scores: sum_i phi_i(x) . phi(y)            (embedding softmax, Eq. 9, late fusion)
+    phi_cct(x) = [phi_1(x), ..., phi_n(x)]     (class-centre triplet branch, Eq. 10)
+
+Choices where the paper is silent (docs/choices.md): the attention subnet reads the feature maps
+of the image branch's CNN run on the 448 px input (weights shared with the 224 px image branch);
+the class-centre feature is the concatenation of every branch's mapped feature (section 3.4 says
+the features of the CNNs are concatenated); class centres live in that concatenated space.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiAttention, multi_attention_loss
+from .backbones import Backbone, build_backbone
+from .config import ModelConfig
+from .cropping import CroppingNet, crop_parts
+from .embedding import (SemanticProjection, class_center_triplet_loss, embedding_softmax_loss,
+                        fused_compatibility, sgma_objective)
+
+
+@dataclass
+class SGMAOutput:
+    maps: torch.Tensor                  # (B, n, h, w) attention maps, Eq. 3
+    channel_weights: torch.Tensor       # (B, n, C) a_i, Eq. 2
+    squares: torch.Tensor               # (B, n, 3) (t_x, t_y, t_s) fractions of the image side, Eq. 7
+    parts: Optional[torch.Tensor]       # (B, n, 3, P, P) zoomed part images
+    thetas: list[torch.Tensor]          # per branch (B, C_i) pooled visual features
+    mapped: list[torch.Tensor]          # per branch (B, A) phi_i(x) = theta_i^T W_i
+    scores: torch.Tensor                # (B, K) fused compatibility over the given semantics
+    cct_features: torch.Tensor          # (B, n_branches * A) class-centre feature phi_cct(x)
+
+
+class SGMA(nn.Module):
+    def __init__(self, cfg: ModelConfig, semantic_dim: int, n_train_classes: int):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.image_net: Backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        n_part_nets = 0 if (cfg.shared_backbone or not cfg.use_parts) else cfg.n_parts
+        part_arch = cfg.part_backbone or cfg.backbone
+        self.part_nets = nn.ModuleList(build_backbone(part_arch, cfg.pretrained) for _ in range(n_part_nets))
+        c = self.image_net.out_channels
+        self.attention = MultiAttention(c, cfg.n_parts, cfg.attention_reduction)
+        self.map_size = self._map_size()
+        self.cropper = CroppingNet(self.map_size, cfg.crop_hidden, cfg.part_side_min, cfg.part_side_max)
+        self.branch_names = (["image"] if cfg.use_image_branch else []) + \
+            ([f"part{i + 1}" for i in range(cfg.n_parts)] if cfg.use_parts else [])
+        dims = [self._branch_net(name).out_channels for name in self.branch_names]
+        self.projections = nn.ModuleList(SemanticProjection(d, semantic_dim) for d in dims)
+        self.centers = nn.Parameter(torch.randn(n_train_classes, semantic_dim * len(self.branch_names)) * 0.1)
+
+    def _map_size(self) -> tuple[int, int]:
+        with torch.no_grad():
+            was = self.image_net.training
+            self.image_net.eval()
+            f = self.image_net(torch.zeros(1, 3, self.cfg.attention_size, self.cfg.attention_size))
+            self.image_net.train(was)
+        return int(f.shape[2]), int(f.shape[3])
+
+    def _branch_net(self, name: str) -> Backbone:
+        if name == "image" or len(self.part_nets) == 0:
+            return self.image_net
+        return self.part_nets[int(name[4:]) - 1]
+
+    def attend(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Multi-attention subnet on the attention-size image: (features, maps, channel weights)."""
+        feats = self.image_net(images)
+        maps, a = self.attention(feats)
+        return feats, maps, a
+
+    def random_squares(self, batch: int, device) -> torch.Tensor:
+        side = self.cfg.part_side_init
+        centre = side / 2 + (1 - side) * torch.rand(batch, self.cfg.n_parts, 2, device=device)
+        return torch.cat([centre, torch.full((batch, self.cfg.n_parts, 1), side, device=device)], dim=-1)
+
+    def forward(self, images: torch.Tensor, semantics: torch.Tensor,
+                squares: Optional[torch.Tensor] = None, with_parts: bool = True) -> SGMAOutput:
+        """images (B, 3, S, S) in [0, 1] with S = attention_size; semantics (K, A) class rows.
+        ``squares`` overrides the cropping net (pseudo boxes in stage 2, random parts)."""
+        cfg = self.cfg
+        _, maps, a = self.attend(images)
+        if squares is None:
+            squares = self.random_squares(images.shape[0], images.device) if cfg.random_parts \
+                else self.cropper(maps)
+        use_parts = with_parts and cfg.use_parts
+        parts = crop_parts(images, squares, cfg.part_size, cfg.boxcar_k) if use_parts else None
+        thetas, mapped = [], []
+        for name, proj in zip(self.branch_names, self.projections):
+            if name == "image":
+                x = F.interpolate(images, size=(cfg.image_size, cfg.image_size), mode="bilinear",
+                                  align_corners=False, antialias=True)
+            elif parts is None:
+                continue
+            else:
+                x = parts[:, int(name[4:]) - 1]
+            theta = self._branch_net(name)(x).mean(dim=(2, 3))        # global average pooling
+            thetas.append(theta)
+            mapped.append(proj(theta))
+        if not mapped:
+            raise ValueError("no branch produced features: enable the image branch or parts")
+        scores = fused_compatibility(mapped, semantics)
+        cct = torch.cat(mapped, dim=1) if len(mapped) == len(self.branch_names) else \
+            torch.cat(mapped + [torch.zeros_like(mapped[0])] * (len(self.branch_names) - len(mapped)), dim=1)
+        return SGMAOutput(maps, a, squares, parts, thetas, mapped, scores, cct)
+
+    def losses(self, out: SGMAOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every term of Eq. 11 for a batch whose ``labels`` index the training classes."""
+        cfg = self.cfg
+        l_ma = multi_attention_loss(out.maps, cfg.compact_sigma * self.map_size[0], cfg.lambda_div, cfg.div_margin)
+        l_cls = embedding_softmax_loss(out.scores, labels)
+        l_cct = class_center_triplet_loss(out.cct_features, self.centers, labels, cfg.cct_margin)
+        ma_term = l_ma if cfg.use_ma_loss else l_ma.detach() * 0
+        total = sgma_objective(ma_term, l_cls, l_cct, cfg.alpha_cls, cfg.alpha_cct)
+        return {"total": total, "ma": l_ma.detach(), "cls": l_cls.detach(), "cct": l_cct.detach()}

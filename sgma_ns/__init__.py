@@ -1,0 +1,1 @@
+"""SGMA Part Explorer: namespace package mapping engine/, app/ and resources/."""
