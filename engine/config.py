@@ -79,7 +79,7 @@ class ModelConfig:
 @dataclass
 class StageConfig:
     epochs: int = 1
-    lr: float = 0.05
+    lr: float = 0.0          # 0 = use train.lr
     enabled: bool = True
 
 

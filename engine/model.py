@@ -58,6 +58,8 @@ class SGMA(nn.Module):
         dims = [self._branch_net(name).out_channels for name in self.branch_names]
         self.projections = nn.ModuleList(SemanticProjection(d, semantic_dim) for d in dims)
         self.centers = nn.Parameter(torch.randn(n_train_classes, semantic_dim * len(self.branch_names)) * 0.1)
+        # Without an image branch ("Parts only", Table 4) stage 0 still warms the attention CNN up.
+        self.warmup_projection = None if cfg.use_image_branch else SemanticProjection(c, semantic_dim)
 
     def _map_size(self) -> tuple[int, int]:
         with torch.no_grad():
@@ -112,6 +114,13 @@ class SGMA(nn.Module):
         cct = torch.cat(mapped, dim=1) if len(mapped) == len(self.branch_names) else \
             torch.cat(mapped + [torch.zeros_like(mapped[0])] * (len(self.branch_names) - len(mapped)), dim=1)
         return SGMAOutput(maps, a, squares, parts, thetas, mapped, scores, cct)
+
+    def image_scores(self, images: torch.Tensor, semantics: torch.Tensor) -> torch.Tensor:
+        """Compatibility scores of the image branch alone (stage 0 warm-up, Table 4 "Baseline")."""
+        x = F.interpolate(images, size=(self.cfg.image_size, self.cfg.image_size), mode="bilinear",
+                          align_corners=False, antialias=True)
+        proj = self.warmup_projection or self.projections[0]
+        return proj(self.image_net(x).mean(dim=(2, 3))) @ semantics.t()
 
     def losses(self, out: SGMAOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term of Eq. 11 for a batch whose ``labels`` index the training classes."""

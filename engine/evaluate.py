@@ -1,0 +1,183 @@
+"""The evaluator: ZSL and GZSL accuracy under the three inference modes of section 3.4, part
+detection precision (section 4.3) against a random-square baseline, per-class accuracy and the
+confusion matrix.
+
+- ZSL: argmax among the unseen classes; top-1 mean class accuracy (MCA) over unseen test images.
+- GZSL: argmax over seen + unseen classes; A_U and A_S are MCAs over unseen and seen test images;
+  H = 2 A_U A_S / (A_U + A_S). Calibrated stacking (seen scores lowered by gamma) is optional and
+  reported under its own key, never as the default.
+- Class-centre prototypes: the mean phi_cct of the training images of each class the model was
+  trained on; every other class (unseen, validation) gets W Phi_cct from ridge regression (Eq. 12).
+- Parts: a part is found when its predicted square has IoU > 0.5 with the ground-truth box.
+  Which attention map is "head" and which "tail" is decided on validation images (the best
+  assignment by mean IoU; training images when there are none) and recorded; the random baseline
+  draws squares of the same side uniformly inside the image.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .checkpoint import CheckpointError
+from .data.base import ZSLDataset
+from .extract import extract
+from .inference import MODES, center_similarity, mode_scores, ridge_combination
+
+
+@dataclass
+class Evaluation:
+    summary: dict                                   # the evaluation JSON
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # image index -> class, per mode
+
+
+def align_classes(state: dict, dataset: ZSLDataset) -> list[int]:
+    """Dataset indices of the checkpoint's training classes, matched by name; refuses a dataset
+    whose attribute names differ from the checkpoint's."""
+    if list(state["attribute_names"]) != list(dataset.attribute_names):
+        raise CheckpointError(f"the dataset's {len(dataset.attribute_names)} attributes differ from the "
+                              f"checkpoint's {len(state['attribute_names'])}: the model cannot score its classes")
+    pos = {n: i for i, n in enumerate(dataset.class_names)}
+    missing = [n for n in state["train_classes"] if n not in pos]
+    if missing:
+        raise CheckpointError(f"training classes absent from the dataset: {', '.join(missing[:5])}")
+    return [pos[n] for n in state["train_classes"]]
+
+
+def class_prototypes(cct_train: np.ndarray, labels_train: np.ndarray, train_classes: list[int],
+                     semantics: np.ndarray, ridge_lambda: float) -> np.ndarray:
+    """Phi_cct for every class: seen-class means where trained, Eq. 12 for the rest."""
+    proto_seen = np.stack([cct_train[labels_train == c].mean(axis=0) for c in train_classes])
+    sem = torch.as_tensor(semantics, dtype=torch.float64)
+    W = ridge_combination(sem, sem[train_classes], ridge_lambda).numpy()     # (K, S)
+    protos = W @ proto_seen
+    protos[train_classes] = proto_seen
+    return protos
+
+
+def image_sizes(dataset: ZSLDataset, indices) -> np.ndarray:
+    from PIL import Image
+    sizes = []
+    for i in indices:
+        it = dataset.items[i]
+        if it.path:
+            with Image.open(it.path) as im:
+                sizes.append(im.size)
+        else:
+            sizes.append(dataset.load_image(i).size)
+    return np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+
+
+def squares_to_pixel_boxes(squares: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(N, n, 3) fractions -> (N, n, 4) pixel boxes of each image's own size."""
+    w, h = sizes[:, None, 0], sizes[:, None, 1]
+    tx, ty, ts = squares[..., 0], squares[..., 1], squares[..., 2]
+    return np.stack([(tx - ts / 2) * w, (ty - ts / 2) * h, (tx + ts / 2) * w, (ty + ts / 2) * h], axis=-1)
+
+
+def _ious(pred: np.ndarray, gt: list[Optional[tuple]]) -> np.ndarray:
+    return np.array([M.iou(p, g) if g is not None else np.nan for p, g in zip(pred, gt)])
+
+
+def assign_parts(boxes: np.ndarray, gt: dict[str, list], part_names: list[str]) -> dict[str, int]:
+    """Map each ground-truth part to a distinct attention map by the best mean IoU."""
+    n = boxes.shape[1]
+    best, best_perm = -1.0, None
+    for perm in itertools.permutations(range(n), min(len(part_names), n)):
+        score = np.nanmean([np.nanmean(_ious(boxes[:, m], gt[p]) if any(g is not None for g in gt[p]) else [0.0])
+                            for p, m in zip(part_names, perm)])
+        if score > best:
+            best, best_perm = score, perm
+    return {p: int(m) for p, m in zip(part_names, best_perm or ())}
+
+
+def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, device="cpu",
+             calibration_gamma: Optional[float] = None, seed: int = 0) -> Evaluation:
+    cfg = model.cfg
+    train_classes = align_classes(state, dataset)
+    sp = dataset.split
+    labels = dataset.labels
+    tc = set(train_classes)
+    train_idx = [i for i in sp.trainval if labels[i] in tc]
+    val_idx = [i for i in sp.trainval if labels[i] in set(sp.val_classes) and labels[i] not in tc]
+    test_idx = list(sp.test_seen) + list(sp.test_unseen)
+    ex_train = extract(model, dataset, train_idx, batch_size, device)
+    ex_val = extract(model, dataset, val_idx, batch_size, device) if val_idx else None
+    ex_test = extract(model, dataset, test_idx, batch_size, device)
+    protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics, cfg.ridge_lambda)
+    compat = torch.as_tensor(ex_test["scores"])
+    csim = center_similarity(torch.as_tensor(ex_test["cct"]), torch.as_tensor(protos, dtype=torch.float32))
+    y = ex_test["labels"]
+    is_unseen = np.isin(ex_test["indices"], sp.test_unseen)
+    seen, unseen = list(sp.seen), list(sp.unseen)
+    all_classes = seen + unseen
+    modes, predictions = {}, {}
+    for mode in MODES:
+        s = mode_scores(mode, compat, csim, cfg.beta).numpy()
+        zsl_pred = np.asarray(unseen)[s[is_unseen][:, unseen].argmax(axis=1)] if unseen else np.zeros(0, int)
+        g_pred = np.asarray(all_classes)[s[:, all_classes].argmax(axis=1)]
+        res = {"zsl": {"mca": _mca(y[is_unseen], zsl_pred), "n_classes": len(unseen)},
+               "gzsl": _gzsl(y, g_pred, is_unseen)}
+        if calibration_gamma is not None:
+            s_cal = s.copy()
+            s_cal[:, seen] -= calibration_gamma
+            c_pred = np.asarray(all_classes)[s_cal[:, all_classes].argmax(axis=1)]
+            res["gzsl_calibrated"] = {**_gzsl(y, c_pred, is_unseen), "gamma": calibration_gamma}
+        modes[mode] = res
+        full = np.full(len(y), -1)
+        full[is_unseen] = zsl_pred
+        predictions[mode] = {"indices": ex_test["indices"], "zsl": full, "gzsl": g_pred}
+    default = modes[cfg.inference]
+    zsl_pred = predictions[cfg.inference]["zsl"][is_unseen]
+    per_class = {dataset.class_names[c]: float(np.mean(zsl_pred[y[is_unseen] == c] == c))
+                 for c in unseen if np.any(y[is_unseen] == c)}
+    conf = M.confusion_matrix(np.searchsorted(unseen_sorted := sorted(unseen), y[is_unseen]),
+                              np.searchsorted(unseen_sorted, zsl_pred), len(unseen)) if unseen else np.zeros((0, 0))
+    summary = {"zsl": default["zsl"], "gzsl": default["gzsl"], "modes": modes, "per_class": per_class,
+               "confusion": {"classes": [dataset.class_names[c] for c in unseen_sorted] if unseen else [],
+                             "matrix": np.asarray(conf).astype(int).tolist()},
+               "inference": cfg.inference, "n_images": int(len(y)), "dataset": dataset.name,
+               "split": sp.name}
+    if dataset.part_names and cfg.use_parts:
+        summary["parts"] = _parts(dataset, ex_val if ex_val is not None else ex_train, ex_test, seed)
+    return Evaluation(summary, predictions)
+
+
+def _mca(y_true, y_pred) -> float:
+    return float(M.mean_class_accuracy(y_true, y_pred)) if len(y_true) else float("nan")
+
+
+def _gzsl(y, pred, is_unseen) -> dict:
+    a_u, a_s = _mca(y[is_unseen], pred[is_unseen]), _mca(y[~is_unseen], pred[~is_unseen])
+    return {"unseen": a_u, "seen": a_s, "h": float(M.gzsl_harmonic(a_u, a_s))}
+
+
+def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int) -> dict:
+    names = list(dataset.part_names)
+
+    def gt_of(ex):
+        return {p: [dataset.items[i].part_boxes.get(p) for i in ex["indices"]] for p in names}
+
+    boxes_a = squares_to_pixel_boxes(ex_assign["squares"], image_sizes(dataset, ex_assign["indices"]))
+    assignment = assign_parts(boxes_a, gt_of(ex_assign), names)
+    sizes = image_sizes(dataset, ex_test["indices"])
+    boxes = squares_to_pixel_boxes(ex_test["squares"], sizes)
+    gt = gt_of(ex_test)
+    rng = np.random.default_rng(seed)
+    out, rand, mean_iou = {}, {}, {}
+    for p, m in assignment.items():
+        have = [k for k, g in enumerate(gt[p]) if g is not None]
+        if not have:
+            continue
+        ious = _ious(boxes[have, m], [gt[p][k] for k in have])
+        out[p] = float(np.mean(ious > 0.5))
+        mean_iou[p] = float(np.mean(ious))
+        side = ex_test["squares"][have, m, 2]
+        rand[p] = float(M.random_square_precision([gt[p][k] for k in have], sizes[have], side, rng))
+    return {**out, "random": rand, "mean_iou": mean_iou,
+            "assignment": {p: f"map{m + 1}" for p, m in assignment.items()},
+            "n_images": {p: int(sum(g is not None for g in gt[p])) for p in names}}

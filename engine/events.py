@@ -1,0 +1,71 @@
+"""Typed events a training run emits. The GUI and the CLI are views over this stream."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Event:
+    pass
+
+
+@dataclass
+class StageStarted(Event):
+    stage: str               # "warmup", "kmeans", "pretrain_parts", "joint"
+    index: int               # 0..3
+    epochs: int
+    steps_per_epoch: int
+
+
+@dataclass
+class Step(Event):
+    stage: str
+    epoch: int
+    step: int                # step within the epoch
+    global_step: int
+    losses: dict[str, float]
+    lr: float
+    images_per_s: float = 0.0
+    eta_s: float = 0.0       # estimated seconds left in the whole run
+
+
+@dataclass
+class EpochEnd(Event):
+    stage: str
+    epoch: int
+    metrics: dict[str, float] = field(default_factory=dict)   # e.g. val_zsl_mca, val_head_iou
+    best: bool = False
+
+
+@dataclass
+class CheckpointSaved(Event):
+    path: str
+    kind: str                # "last", "best", "stop"
+
+
+@dataclass
+class Paused(Event):
+    pass
+
+
+@dataclass
+class Resumed(Event):
+    pass
+
+
+@dataclass
+class Log(Event):
+    message: str
+
+
+@dataclass
+class Finished(Event):
+    run_dir: str
+    stopped: bool            # True when a stop request ended the run early
+    best_metric: float = float("nan")
+
+
+@dataclass
+class Failed(Event):
+    error: str               # a message for the user
+    traceback: str = ""

@@ -1,0 +1,37 @@
+"""Batched, autograd-free pass of a trained model over dataset images: compatibility scores against
+every class, class-centre features, part squares and (optionally) attention maps."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data.base import ZSLDataset
+from .loader import EpochOrder, ImageSet, make_loader
+
+
+@torch.no_grad()
+def extract(model, dataset: ZSLDataset, indices: Sequence[int], batch_size: int = 32,
+            device: str | torch.device = "cpu", keep_maps: bool = False, num_workers: int = 0,
+            images: ImageSet | None = None) -> dict[str, np.ndarray]:
+    was_training = model.training
+    model.eval()
+    sem = torch.as_tensor(dataset.semantics, dtype=torch.float32, device=device)
+    images = images or ImageSet(dataset, indices, model.cfg.attention_size)
+    loader = make_loader(images, EpochOrder(len(images), batch_size, 0, shuffle=False), batch_size, num_workers)
+    out: dict[str, list] = {"scores": [], "cct": [], "squares": [], "labels": [], "indices": [], "maps": []}
+    for x, y, idx in loader:
+        o = model(x.to(device), sem)
+        out["scores"].append(o.scores.float().cpu().numpy())
+        out["cct"].append(o.cct_features.float().cpu().numpy())
+        out["squares"].append(o.squares.float().cpu().numpy())
+        out["labels"].append(np.asarray(y))
+        out["indices"].append(np.asarray(idx))
+        if keep_maps:
+            out["maps"].append(o.maps.float().cpu().numpy().astype(np.float16))
+    model.train(was_training)
+    res = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items() if k != "maps"}
+    if keep_maps:
+        res["maps"] = np.concatenate(out["maps"]) if out["maps"] else np.zeros((0,))
+    return res

@@ -1,0 +1,46 @@
+"""Per-run metrics: a long-format CSV (every step and every epoch) and, when the ``tensorboard``
+package is installed, TensorBoard event files beside it."""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+
+class MetricsLog:
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "metrics.csv"
+        new = not self.path.exists()
+        self._f = open(self.path, "a", newline="")
+        self._w = csv.writer(self._f)
+        if new:
+            self._w.writerow(["time", "kind", "stage", "epoch", "global_step", "name", "value"])
+        self._tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(Path(run_dir) / "tb"))
+        except Exception:  # tensorboard not installed: CSV only
+            self._tb = None
+        self._last_step = 0
+
+    def step(self, e) -> None:
+        t = time.time()
+        self._last_step = e.global_step
+        for k, v in list(e.losses.items()) + [("lr", e.lr)]:
+            self._w.writerow([f"{t:.3f}", "step", e.stage, e.epoch, e.global_step, k, f"{v:.6g}"])
+            if self._tb:
+                self._tb.add_scalar(f"{e.stage}/{k}", v, e.global_step)
+        self._f.flush()
+
+    def epoch(self, e, lr: float) -> None:
+        t = time.time()
+        for k, v in list(e.metrics.items()) + [("lr", lr)]:
+            self._w.writerow([f"{t:.3f}", "epoch", e.stage, e.epoch, self._last_step, k, f"{v:.6g}"])
+            if self._tb:
+                self._tb.add_scalar(f"epoch/{k}", v, self._last_step)
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+        if self._tb:
+            self._tb.close()

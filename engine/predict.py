@@ -1,0 +1,96 @@
+"""Single-image inference with a loaded model, no autograd: attention maps, part squares and
+boxes, and ranked class scores against the dataset's classes and any user-defined classes.
+
+Class-centre prototypes need features of the training images; a ``Predictor`` built from a
+checkpoint uses the prototypes stored in it (``state["prototypes"]``) when present, otherwise the
+compatibility scores alone (mode "compatibility")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import load_checkpoint
+from .inference import center_similarity, mode_scores, ridge_combination
+from .loader import image_to_tensor
+
+
+@dataclass
+class Prediction:
+    maps: np.ndarray            # (n_parts, h, w) attention maps in [0, 1]
+    squares: np.ndarray         # (n_parts, 3) (t_x, t_y, t_s) fractions of the image side
+    boxes: np.ndarray           # (n_parts, 4) pixel boxes in the original image
+    class_names: list[str]      # every scored class, dataset classes first, then user classes
+    scores: np.ndarray          # (K,) score per class under ``mode``
+    mode: str
+    cct: np.ndarray             # class-centre feature (for ranking)
+
+    def top(self, k: int = 5, among: Optional[list[str]] = None) -> list[tuple[str, float]]:
+        idx = [i for i, n in enumerate(self.class_names) if among is None or n in among]
+        idx.sort(key=lambda i: -self.scores[i])
+        return [(self.class_names[i], float(self.scores[i])) for i in idx[:k]]
+
+
+class Predictor:
+    def __init__(self, model, state: dict, device: str | torch.device = "cpu"):
+        self.model, self.state, self.device = model.eval(), state, torch.device(device)
+        self.class_names = list(state["class_names"])
+        self.attribute_names = list(state["attribute_names"])
+        self.semantics = torch.as_tensor(state["semantics"], dtype=torch.float32)
+        self.train_idx = [self.class_names.index(n) for n in state["train_classes"]]
+        self.seen_prototypes = state.get("prototypes")          # (S, D) per training class, optional
+        self.user_names: list[str] = []
+        self.user_semantics = torch.zeros(0, self.semantics.shape[1])
+
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu") -> "Predictor":
+        from .trainer import model_from_checkpoint
+        state = load_checkpoint(path)
+        return cls(model_from_checkpoint(state, device), state, device)
+
+    def set_user_classes(self, names: list[str], vectors: np.ndarray) -> None:
+        """User-defined classes as raw attribute vectors (the dataset's attribute order); they are
+        L2-normalised like the dataset's semantics when those rows have unit norm."""
+        v = torch.as_tensor(np.asarray(vectors, dtype=np.float32).reshape(len(names), -1))
+        if v.shape[1] != self.semantics.shape[1]:
+            raise ValueError(f"user classes have {v.shape[1]} attributes, the model expects {self.semantics.shape[1]}")
+        if torch.allclose(self.semantics.norm(dim=1), torch.ones(len(self.semantics)), atol=1e-3):
+            v = torch.nn.functional.normalize(v, dim=1)
+        self.user_names, self.user_semantics = list(names), v
+
+    def all_semantics(self) -> torch.Tensor:
+        return torch.cat([self.semantics, self.user_semantics])
+
+    def all_names(self) -> list[str]:
+        return self.class_names + self.user_names
+
+    def prototypes(self) -> Optional[torch.Tensor]:
+        if self.seen_prototypes is None:
+            return None
+        sem = self.all_semantics().double()
+        W = ridge_combination(sem, sem[self.train_idx], self.model.cfg.ridge_lambda)
+        protos = (W @ torch.as_tensor(self.seen_prototypes).double()).float()
+        protos[self.train_idx] = torch.as_tensor(self.seen_prototypes, dtype=torch.float32)
+        return protos
+
+    @torch.no_grad()
+    def predict(self, image: Image.Image, mode: Optional[str] = None) -> Prediction:
+        cfg = self.model.cfg
+        x = image_to_tensor(image, cfg.attention_size)[None].to(self.device)
+        out = self.model(x, self.all_semantics().to(self.device))
+        compat = out.scores.float().cpu()
+        protos = self.prototypes()
+        mode = mode or (cfg.inference if protos is not None else "compatibility")
+        if mode != "compatibility" and protos is None:
+            mode = "compatibility"
+        csim = center_similarity(out.cct_features.float().cpu(), protos) if protos is not None else compat * 0
+        scores = mode_scores(mode, compat, csim, cfg.beta)[0].numpy()
+        sq = out.squares[0].float().cpu().numpy()
+        w, h = image.size
+        boxes = np.stack([(sq[:, 0] - sq[:, 2] / 2) * w, (sq[:, 1] - sq[:, 2] / 2) * h,
+                          (sq[:, 0] + sq[:, 2] / 2) * w, (sq[:, 1] + sq[:, 2] / 2) * h], axis=1)
+        return Prediction(out.maps[0].float().cpu().numpy(), sq, boxes, self.all_names(), scores, mode,
+                          out.cct_features[0].float().cpu().numpy())

@@ -1,0 +1,82 @@
+"""Initialisation steps of section 4.1 that are not plain gradient epochs: the k-means channel
+grouping of stage 1 and the pseudo boxes of stage 2."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .attention import channel_descriptor, peak_positions
+
+
+def channel_peak_vectors(features: torch.Tensor) -> np.ndarray:
+    """For each channel, the normalised (row, col) of its peak on every image, concatenated:
+    (N, C, H, W) -> (C, 2N). The description of a channel that k-means groups (MA-CNN [31])."""
+    n, c, h, w = features.shape
+    idx = features.flatten(2).argmax(dim=2)                              # (N, C)
+    rows = (idx // w).float() / max(h - 1, 1)
+    cols = (idx % w).float() / max(w - 1, 1)
+    return torch.stack([rows, cols], dim=2).permute(1, 0, 2).reshape(c, 2 * n).numpy()
+
+
+def kmeans_channel_groups(features: torch.Tensor, n_parts: int, seed: int = 0) -> np.ndarray:
+    """Stage 1: group channels by where they peak with scikit-learn's k-means; returns the cluster
+    of each channel, (C,). Channels that never activate are left out of the fit and get -1."""
+    from sklearn.cluster import KMeans
+    vecs = channel_peak_vectors(features)
+    active = (features.flatten(2).amax(dim=2) > 0).float().mean(dim=0).numpy() > 0.05
+    labels = np.full(vecs.shape[0], -1, dtype=np.int64)
+    if active.sum() < n_parts:
+        active[:] = True
+    km = KMeans(n_clusters=n_parts, n_init=10, random_state=seed).fit(vecs[active])
+    labels[active] = km.labels_
+    return labels
+
+
+def pseudo_label_targets(groups: np.ndarray, n_parts: int) -> torch.Tensor:
+    """The indicator vectors that the channel weights a_i are pretrained to: (n, C) in {0, 1}."""
+    t = torch.zeros(n_parts, len(groups))
+    for i in range(n_parts):
+        t[i, groups == i] = 1.0
+    return t
+
+
+def pretrain_channel_weights(attention, features: torch.Tensor, targets: torch.Tensor,
+                             epochs: int, lr: float = 0.01, batch: int = 64, seed: int = 0) -> list[float]:
+    """Fit Eq. 2's FC layers so that a_i matches the k-means indicators (binary cross-entropy),
+    then set the map scale and bias of each part so its logits have mean 0 and std 2 over
+    positions (data-dependent initialisation, docs/choices.md). Returns the loss per epoch."""
+    p = channel_descriptor(features)
+    params = [q for m in (attention.fc1, attention.fc2) for q in m.parameters()]
+    opt = torch.optim.Adam(params, lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(max(epochs, 1) * 20):
+        perm = torch.randperm(len(p), generator=g)
+        total = 0.0
+        for s in range(0, len(p), batch):
+            logits = attention.channel_logits(p[perm[s:s + batch]])
+            loss = F.binary_cross_entropy_with_logits(logits, targets.expand_as(logits))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(perm[s:s + batch])
+        losses.append(total / len(p))
+    with torch.no_grad():
+        a = attention.channel_weights(p)
+        raw = torch.einsum("bchw,bnc->bnhw", features, a) / features.shape[1]
+        mean = raw.mean(dim=(0, 2, 3))
+        std = raw.std(dim=(0, 2, 3)).clamp(min=1e-6)
+        attention.scale.copy_(2.0 / std)
+        attention.bias.copy_(-mean * 2.0 / std)
+    return losses
+
+
+def pseudo_squares(maps: torch.Tensor, side: float) -> torch.Tensor:
+    """Stage 2 pseudo boxes: a square of side ``side`` (fraction of the image side) centred at each
+    map's peak, the centre clamped so the square stays inside the image. (B, n, H, W) -> (B, n, 3)."""
+    b, n, h, w = maps.shape
+    peaks = peak_positions(maps).float()
+    cy = ((peaks[..., 0] + 0.5) / h).clamp(side / 2, 1 - side / 2)
+    cx = ((peaks[..., 1] + 0.5) / w).clamp(side / 2, 1 - side / 2)
+    return torch.stack([cx, cy, torch.full_like(cx, side)], dim=-1)

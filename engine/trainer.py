@@ -1,0 +1,457 @@
+"""Staged SGMA training (section 4.1) as a generator of typed events.
+
+    stage 0 "warmup"          image branch on seen-class classification, embedding softmax (Eq. 9)
+    stage 1 "kmeans"          channels grouped by peak position (k-means); a_i pretrained on the groups
+    stage 2 "pretrain_parts"  pseudo squares at the map peaks: cropping net by MSE, part branches by
+                              L_CLS + L_CCT on the pseudo-cropped parts (image CNN frozen)
+    stage 3 "joint"           everything end to end with L_SGMA (Eq. 11)
+
+Model selection uses validation classes only: with ``select_on_val`` the model trains on the
+fold's train classes and ``best.pt`` is the epoch with the best ZSL mean class accuracy
+(compatibility scores) on the held-out validation classes. Unseen test classes are never looked at.
+Pause, resume and stop are cooperative (checked between steps); stop saves ``last.pt`` with the
+position inside the epoch, and a resumed run replays exactly the batches that were left.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import events as ev
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import RunConfig, from_dict, save_toml, to_dict
+from .data.base import ZSLDataset
+from .embedding import class_center_triplet_loss, embedding_softmax_loss
+from .extract import extract
+from .loader import EpochOrder, ImageSet, make_loader
+from .metrics_log import MetricsLog
+from .model import SGMA
+from .stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets, pseudo_squares
+
+STAGES = ("warmup", "kmeans", "pretrain_parts", "joint")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue; the message says why and what to change."""
+
+
+class StepModule(nn.Module):
+    """One training step's losses, as a module so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: SGMA):
+        super().__init__()
+        self.model = model
+
+    def forward(self, stage: str, x, y, sem, pseudo_side: float = 0.25):
+        m = self.model
+        if stage == "warmup":
+            l_cls = F.cross_entropy(m.image_scores(x, sem), y)
+            return {"total": l_cls, "cls": l_cls.detach()}
+        if stage == "pretrain_parts":
+            with torch.no_grad():
+                _, maps, _ = m.attend(x)
+            target = pseudo_squares(maps, pseudo_side)
+            l_mse = F.mse_loss(m.cropper(maps), target)
+            out = m(x, sem, squares=target)
+            l_cls = embedding_softmax_loss(out.scores, y)
+            l_cct = class_center_triplet_loss(out.cct_features, m.centers, y, m.cfg.cct_margin)
+            total = l_mse + m.cfg.alpha_cls * l_cls + m.cfg.alpha_cct * l_cct
+            return {"total": total, "mse": l_mse.detach(), "cls": l_cls.detach(), "cct": l_cct.detach()}
+        out = m(x, sem)
+        return m.losses(out, y)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before training if the run folder cannot be created or written (full disk, read-only)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_probe"
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(f"cannot write to the output folder {run_dir}: {e.strerror or e}") from None
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: str | os.PathLike, dataset: Optional[ZSLDataset] = None,
+                 resume: bool = False):
+        cfg.validate()
+        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self._dataset = dataset
+        self._pause, self._stop = threading.Event(), threading.Event()
+        self.model: Optional[SGMA] = None
+
+    # cooperative control, safe to call from another thread
+    def request_pause(self) -> None:
+        self._pause.set()
+
+    def request_resume(self) -> None:
+        self._pause.clear()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._pause.clear()
+
+    def run(self) -> Iterator[ev.Event]:
+        try:
+            yield from self._run()
+        except (TrainingError, CheckpointError) as e:
+            yield ev.Failed(str(e))
+        except torch.cuda.OutOfMemoryError:
+            yield ev.Failed(f"the GPU ran out of memory at batch size {self.cfg.train.batch_size}: "
+                            f"lower train.batch_size (e.g. to {max(self.cfg.train.batch_size // 2, 1)})",
+                            traceback.format_exc())
+        except Exception as e:  # noqa: BLE001 - reported to the user as an event, never swallowed
+            yield ev.Failed(f"{type(e).__name__}: {e}", traceback.format_exc())
+        finally:
+            if self.world > 1 and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    # ------------------------------------------------------------------ set-up
+    world = 1
+
+    def _setup(self) -> None:
+        cfg, tc = self.cfg, self.cfg.train
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = resolve_device(tc.device)
+        if self.world > 1:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if not torch.distributed.is_initialized():
+                torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.rank == 0:
+            check_writable(self.run_dir)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = tc.cudnn_benchmark
+        torch.manual_seed(tc.seed)
+        np.random.seed(tc.seed)
+        random.seed(tc.seed)
+        if self._dataset is None:
+            self._dataset = dataset_from_config(cfg)
+        ds = self.dataset = self._dataset
+        sp = ds.split
+        if tc.select_on_val and sp.val_classes:
+            self.train_classes = list(sp.train_classes or [c for c in sp.seen if c not in sp.val_classes])
+            self.val_classes = list(sp.val_classes)
+        else:
+            self.train_classes, self.val_classes = list(sp.seen), []
+        self.label_map = {c: i for i, c in enumerate(self.train_classes)}
+        labels = ds.labels
+        keep = set(self.train_classes)
+        self.train_idx = [i for i in sp.trainval if labels[i] in keep]
+        vk = set(self.val_classes)
+        self.val_idx = [i for i in sp.trainval if labels[i] in vk]
+        if not self.train_idx:
+            raise TrainingError(f"dataset {ds.name}: no training images in the seen classes")
+        self.sem_all = torch.as_tensor(ds.semantics, dtype=torch.float32, device=self.device)
+        self.sem_train = self.sem_all[self.train_classes]
+        self.model = SGMA(cfg.model, ds.semantics.shape[1], len(self.train_classes)).to(self.device)
+        if cfg.model.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.step_module: nn.Module = StepModule(self.model)
+        if self.world > 1:
+            self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
+        cache = ds.name == "synthetic" or len(self.train_idx) <= 4000
+        self.images = ImageSet(ds, self.train_idx, cfg.model.attention_size, self.label_map,
+                               augment=tc.augment, seed=tc.seed, cache=cache)
+        self.val_images = ImageSet(ds, self.val_idx, cfg.model.attention_size, cache=cache)
+        self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
+        self.log = MetricsLog(self.run_dir) if self.rank == 0 else None
+
+    def _stage_plan(self) -> list[tuple[int, str, int]]:
+        tc = self.cfg.train
+        confs = [tc.warmup, tc.kmeans, tc.pretrain_parts, tc.joint]
+        plan = []
+        for i, (name, sc) in enumerate(zip(STAGES, confs)):
+            if not sc.enabled or sc.epochs <= 0:
+                continue
+            if name in ("kmeans", "pretrain_parts") and not self.cfg.model.use_parts:
+                continue
+            plan.append((i, name, sc.epochs))
+        return plan
+
+    def _stage_params(self, name: str) -> list[nn.Parameter]:
+        m = self.model
+        if name == "warmup":
+            mods = [m.image_net, m.warmup_projection or m.projections[0]]
+        elif name == "pretrain_parts":
+            mods = [m.cropper, m.part_nets, m.projections] + ([m.image_net] if m.cfg.shared_backbone else [])
+            return [p for mod in mods for p in mod.parameters()] + [m.centers]
+        else:
+            return list(m.parameters())
+        return [p for mod in mods for p in mod.parameters()]
+
+    def _make_optim(self, name: str, lr: float):
+        tc = self.cfg.train
+        opt = torch.optim.SGD(self._stage_params(name), lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=tc.lr_factor,
+                                                           patience=tc.lr_patience, min_lr=tc.min_lr)
+        return opt, sched
+
+    # ------------------------------------------------------------------ the run
+    def _run(self) -> Iterator[ev.Event]:
+        self._setup()
+        cfg, tc = self.cfg, self.cfg.train
+        plan = self._stage_plan()
+        pos = {"stage": plan[0][0] if plan else 0, "epoch": 0, "batch": 0, "global_step": 0}
+        self.best = -math.inf
+        self.kmeans_groups: list[int] = []
+        resumed_state = None
+        if self.resume:
+            resumed_state = self._load_resume()
+            pos = resumed_state["position"]
+            self.best = resumed_state["best_metric"]
+        if self.rank == 0:
+            self._write_run_files()
+        n_batches = self.order.n_batches() if tc.max_steps_per_epoch <= 0 else \
+            min(self.order.n_batches(), tc.max_steps_per_epoch)
+        total_steps = sum(e * (n_batches if name != "kmeans" else 0) for _, name, e in plan)
+        t_start, steps_done_here = time.perf_counter(), 0
+        for stage_idx, name, epochs in plan:
+            if stage_idx < pos["stage"]:
+                continue
+            lr = getattr(tc, name).lr or tc.lr
+            opt, sched = self._make_optim(name, lr)
+            if resumed_state is not None and stage_idx == pos["stage"] and resumed_state.get("optimizer"):
+                opt.load_state_dict(resumed_state["optimizer"])
+                sched.load_state_dict(resumed_state["scheduler"])
+            yield ev.StageStarted(name, stage_idx, epochs, n_batches if name != "kmeans" else 0)
+            start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
+            for epoch in range(start_epoch, epochs):
+                start_batch = pos["batch"] if (stage_idx == pos["stage"] and epoch == pos["epoch"]) else 0
+                if name == "kmeans":
+                    if start_batch == 0 and epoch == 0:
+                        yield from self._kmeans_stage(epochs)
+                    metrics = self._validate()
+                    yield from self._end_epoch(name, stage_idx, epochs - 1, metrics, sched=None, opt=opt, pos=pos)
+                    break
+                self.model.train()
+                self.images.epoch = epoch + 1000 * stage_idx
+                self.order.set_epoch(stage_idx, epoch, start_batch)
+                loader = make_loader(self.images, self.order, tc.batch_size, tc.num_workers,
+                                     tc.pin_memory and self.device.type == "cuda")
+                for b, (x, y, _) in enumerate(loader, start=start_batch):
+                    if tc.max_steps_per_epoch > 0 and b >= tc.max_steps_per_epoch:
+                        break
+                    if self._stop.is_set() or self._pause.is_set():
+                        stopped = yield from self._wait_or_stop(
+                            {"stage": stage_idx, "epoch": epoch, "batch": b, "global_step": pos["global_step"]}, opt, sched)
+                        if stopped:
+                            return
+                    t0 = time.perf_counter()
+                    losses = self._train_step(name, x, y, opt)
+                    pos["global_step"] += 1
+                    steps_done_here += 1
+                    dt = time.perf_counter() - t0
+                    elapsed = time.perf_counter() - t_start
+                    eta = elapsed / steps_done_here * max(total_steps - pos["global_step"], 0)
+                    step = ev.Step(name, epoch, b, pos["global_step"], losses, opt.param_groups[0]["lr"],
+                                   len(x) * self.world / max(dt, 1e-9), eta)
+                    if self.log:
+                        self.log.step(step)
+                    if pos["global_step"] % max(tc.log_every_steps, 1) == 0:
+                        yield step
+                    if tc.checkpoint_every_steps and pos["global_step"] % tc.checkpoint_every_steps == 0:
+                        p = self._save("last", {"stage": stage_idx, "epoch": epoch, "batch": b + 1,
+                                                "global_step": pos["global_step"]}, opt, sched)
+                        if p:
+                            yield ev.CheckpointSaved(str(p), "last")
+                metrics = self._validate()
+                yield from self._end_epoch(name, stage_idx, epoch, metrics, sched, opt, pos)
+            pos = {"stage": stage_idx + 1, "epoch": 0, "batch": 0, "global_step": pos["global_step"]}
+        if self.rank == 0 and not (self.run_dir / "best.pt").exists():
+            self._save("best", pos, None, None)
+        yield ev.Finished(str(self.run_dir), stopped=False, best_metric=self.best)
+
+    def _train_step(self, name: str, x, y, opt) -> dict[str, float]:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if self.cfg.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        amp = self.cfg.train.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            losses = self.step_module(name, x, y, self.sem_train, self.cfg.model.part_side_init)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        opt.step()
+        return {k: float(v) for k, v in losses.items()}
+
+    def _wait_or_stop(self, where: dict, opt, sched) -> Iterator[ev.Event]:
+        if self._pause.is_set() and not self._stop.is_set():
+            yield ev.Paused()
+            while self._pause.is_set() and not self._stop.is_set():
+                time.sleep(0.05)
+            if not self._stop.is_set():
+                yield ev.Resumed()
+        if self._stop.is_set():
+            p = self._save("last", where, opt, sched)
+            if p:
+                yield ev.CheckpointSaved(str(p), "stop")
+            yield ev.Finished(str(self.run_dir), stopped=True, best_metric=self.best)
+            return True
+        return False
+
+    def _kmeans_stage(self, epochs: int) -> Iterator[ev.Event]:
+        tc, m = self.cfg.train, self.model
+        n = min(tc.kmeans_images, len(self.images))
+        g = torch.Generator().manual_seed(tc.seed)
+        pick = torch.randperm(len(self.images), generator=g)[:n].tolist()
+        m.eval()
+        feats = []
+        with torch.no_grad():
+            for s in range(0, n, tc.batch_size):
+                x = torch.stack([self.images[k][0] for k in pick[s:s + tc.batch_size]]).to(self.device)
+                feats.append(m.image_net(x).float().cpu())
+        feats = torch.cat(feats)
+        groups = kmeans_channel_groups(feats, m.cfg.n_parts, tc.seed)
+        self.kmeans_groups = groups.tolist()
+        targets = pseudo_label_targets(groups, m.cfg.n_parts)
+        att = m.attention.cpu()
+        losses = pretrain_channel_weights(att, feats, targets, epochs, seed=tc.seed)
+        m.attention.to(self.device)
+        sizes = [int((groups == i).sum()) for i in range(m.cfg.n_parts)]
+        yield ev.Log(f"k-means grouped {len(groups)} channels into {sizes} on {n} images; "
+                     f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+
+    def _validate(self) -> dict[str, float]:
+        """ZSL mean class accuracy on the validation classes (compatibility scores, argmax among
+        validation classes), and the mean predicted part side."""
+        if not self.val_idx:
+            return {}
+        out = extract(self.model, self.dataset, self.val_idx, self.cfg.train.batch_size, self.device,
+                      images=self.val_images)
+        cand = np.asarray(self.val_classes)
+        pred = cand[out["scores"][:, cand].argmax(axis=1)]
+        per_class = [float((pred[out["labels"] == c] == c).mean()) for c in np.unique(out["labels"])]
+        return {"val_zsl_mca": float(np.mean(per_class)),
+                "val_part_side": float(out["squares"][..., 2].mean())}
+
+    def _end_epoch(self, name, stage_idx, epoch, metrics, sched, opt, pos) -> Iterator[ev.Event]:
+        score = metrics.get("val_zsl_mca", float("nan"))
+        if sched is not None and not math.isnan(score):
+            sched.step(score)
+        final_stage = stage_idx == self._stage_plan()[-1][0]
+        is_best = final_stage and (math.isnan(score) or score > self.best)
+        if is_best and not math.isnan(score):
+            self.best = score
+        after = {"stage": stage_idx, "epoch": epoch + 1, "batch": 0, "global_step": pos["global_step"]}
+        end = ev.EpochEnd(name, epoch, metrics, best=is_best)
+        if self.log:
+            self.log.epoch(end, opt.param_groups[0]["lr"])
+        yield end
+        p = self._save("last", after, opt, sched)
+        if p:
+            yield ev.CheckpointSaved(str(p), "last")
+        if is_best:
+            p = self._save("best", after, opt, sched)
+            if p:
+                yield ev.CheckpointSaved(str(p), "best")
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self, position: dict, opt, sched) -> dict:
+        ds = self.dataset
+        return {
+            "config": to_dict(self.cfg),
+            "class_names": list(ds.class_names),
+            "attribute_names": list(ds.attribute_names),
+            "semantics": torch.as_tensor(ds.semantics, dtype=torch.float32),
+            "train_classes": [ds.class_names[c] for c in self.train_classes],
+            "val_classes": [ds.class_names[c] for c in self.val_classes],
+            "seen_classes": [ds.class_names[c] for c in ds.split.seen],
+            "unseen_classes": [ds.class_names[c] for c in ds.split.unseen],
+            "dataset": ds.identity(),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": opt.state_dict() if opt is not None else {},
+            "scheduler": sched.state_dict() if sched is not None else {},
+            "position": dict(position),
+            "stage": STAGES[position["stage"]] if position["stage"] < len(STAGES) else "done",
+            "epoch": position["epoch"],
+            "step": position["global_step"],
+            "best_metric": float(self.best),
+            "kmeans_groups": list(self.kmeans_groups),
+            "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": repr(random.getstate())},
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        }
+
+    def _save(self, kind: str, position: dict, opt, sched) -> Optional[Path]:
+        if self.rank != 0:
+            return None
+        return save_checkpoint(self._state(position, opt, sched), self.run_dir / f"{kind}.pt")
+
+    def _load_resume(self) -> dict:
+        path = self.run_dir / "last.pt"
+        state = load_checkpoint(path)
+        mine = to_dict(self.cfg)
+        theirs = state["config"]
+        diff = [k for k in ("model",) if mine[k] != theirs.get(k)]
+        if diff or state["class_names"] != list(self.dataset.class_names):
+            raise CheckpointError(f"{path}: cannot resume, the checkpoint was trained with a different "
+                                  f"{'model configuration' if diff else 'class list'}")
+        self.model.load_state_dict(state["model"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.kmeans_groups = state.get("kmeans_groups", [])
+        # a later stage may have been extended (--epochs): keep the position, train what is left
+        return state
+
+    def _write_run_files(self) -> None:
+        save_toml(self.cfg, self.run_dir / "config.toml")
+        info = {"seed": self.cfg.train.seed, "dataset": self.dataset.identity(),
+                "train_classes": [self.dataset.class_names[c] for c in self.train_classes],
+                "model_selection": ("validation classes " + ", ".join(self.dataset.class_names[c]
+                                    for c in self.val_classes)) if self.val_classes else "none (last epoch)",
+                "versions": {"torch": torch.__version__, "numpy": np.__version__,
+                             "python": platform.python_version()},
+                "device": str(self.device), "world_size": self.world}
+        from .config import atomic_write_bytes
+        atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+
+
+def dataset_from_config(cfg: RunConfig) -> ZSLDataset:
+    d = cfg.data
+    if d.kind == "synthetic":
+        from .data.synthetic import make_synthetic
+        return make_synthetic(**d.options)
+    from .data.registry import load_dataset
+    return load_dataset(d.kind, d.root or None, split=d.split, semantics=d.semantics, fold=d.fold, **d.options)
+
+
+def _np_state() -> list:
+    s = np.random.get_state()
+    return [s[0], torch.from_numpy(s[1].astype(np.int64)), int(s[2]), int(s[3]), float(s[4])]
+
+
+def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> SGMA:
+    """Rebuild a trained SGMA from a checkpoint dict (no pretrained weights are read)."""
+    from .config import ModelConfig
+    mcfg = from_dict(ModelConfig, state["config"]["model"], "model")
+    mcfg.pretrained = "none"
+    sem_dim = len(state["attribute_names"])
+    model = SGMA(mcfg, sem_dim, len(state["train_classes"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint weights do not fit its configuration: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval()
