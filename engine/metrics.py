@@ -113,25 +113,33 @@ def part_precision(pred_boxes, gt_boxes, thr: float = 0.5) -> float:
     return float(np.mean(iou_pairs(p, g) > thr))
 
 
-def random_squares(image_sizes, side_frac: float, rng: np.random.Generator) -> np.ndarray:
-    """One square per image, side = side_frac * min(w, h), placed uniformly inside the image."""
+def random_squares(image_sizes, side_frac: float, rng: np.random.Generator,
+                   frame: str = "input") -> np.ndarray:
+    """One random box per image, placed uniformly inside it. ``frame="input"``: a square of side
+    side_frac * S in the model's S x S (resized) input, i.e. (side_frac * w) x (side_frac * h) in
+    original pixels, the shape of the model's own crops mapped back; ``frame="image"``: a true
+    square of side side_frac * min(w, h) in original pixels."""
     sz = np.asarray(image_sizes, dtype=np.float64).reshape(-1, 2)
-    side = side_frac * sz.min(axis=1)
-    x0 = rng.uniform(0, 1, len(sz)) * (sz[:, 0] - side)
-    y0 = rng.uniform(0, 1, len(sz)) * (sz[:, 1] - side)
-    return np.stack([x0, y0, x0 + side, y0 + side], axis=1)
+    if frame == "input":
+        bw, bh = side_frac * sz[:, 0], side_frac * sz[:, 1]
+    elif frame == "image":
+        bw = bh = side_frac * sz.min(axis=1)
+    else:
+        raise ValueError(f"frame must be 'input' or 'image', got {frame!r}")
+    x0 = rng.uniform(0, 1, len(sz)) * (sz[:, 0] - bw)
+    y0 = rng.uniform(0, 1, len(sz)) * (sz[:, 1] - bh)
+    return np.stack([x0, y0, x0 + bw, y0 + bh], axis=1)
 
 
 def random_square_precision(gt_boxes, image_sizes, side_frac: float = 0.25,
                             rng: Optional[np.random.Generator] = None, n_draws: int = 10,
-                            thr: float = 0.5) -> float:
-    """Random baseline of Table 1: mean over ``n_draws`` of the precision of random squares of side
-    ``side_frac * min(w, h)`` (the attended square's size) against ``gt_boxes`` (None = no part)."""
+                            thr: float = 0.5, frame: str = "input") -> float:
+    """Random baseline of Table 1: mean over ``n_draws`` of the precision of random squares of the
+    attended squares' side (``side_frac``, a quarter in section 4.1; see ``random_squares``)
+    against ``gt_boxes`` (None = the image lacks the part). NaN when no image has the part."""
     rng = np.random.default_rng(0) if rng is None else rng
     if len(gt_boxes) != len(image_sizes):
         raise ValueError(f"{len(gt_boxes)} boxes for {len(image_sizes)} image sizes")
-    vals = []
-    for _ in range(n_draws):
-        sq = random_squares(image_sizes, side_frac, rng)
-        vals.append(part_precision(list(sq), gt_boxes, thr))
+    vals = [part_precision(list(random_squares(image_sizes, side_frac, rng, frame)), gt_boxes, thr)
+            for _ in range(n_draws)]
     return float(np.mean(vals))
