@@ -177,7 +177,7 @@ def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int) -> di
         out[p] = float(np.mean(ious > 0.5))
         mean_iou[p] = float(np.mean(ious))
         side = ex_test["squares"][have, m, 2]
-        rand[p] = float(M.random_square_precision([gt[p][k] for k in have], sizes[have], side, rng))
+        rand[p] = float(M.random_square_precision([gt[p][k] for k in have], sizes[have], float(side.mean()), rng))
     return {**out, "random": rand, "mean_iou": mean_iou,
             "assignment": {p: f"map{m + 1}" for p, m in assignment.items()},
             "n_images": {p: int(sum(g is not None for g in gt[p])) for p in names}}

@@ -181,6 +181,7 @@ class Trainer:
         self.val_images = ImageSet(ds, self.val_idx, cfg.model.attention_size, cache=cache)
         self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
         self.log = MetricsLog(self.run_dir) if self.rank == 0 else None
+        self._val_sizes = None
 
     def _stage_plan(self) -> list[tuple[int, str, int]]:
         tc = self.cfg.train
@@ -239,6 +240,7 @@ class Trainer:
             if resumed_state is not None and stage_idx == pos["stage"] and resumed_state.get("optimizer"):
                 opt.load_state_dict(resumed_state["optimizer"])
                 sched.load_state_dict(resumed_state["scheduler"])
+            resumed_state = None   # the saved optimizer belongs to the resumed stage only, never a later one
             yield ev.StageStarted(name, stage_idx, epochs, n_batches if name != "kmeans" else 0)
             start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
             for epoch in range(start_epoch, epochs):
@@ -246,6 +248,7 @@ class Trainer:
                 if name == "kmeans":
                     if start_batch == 0 and epoch == 0:
                         yield from self._kmeans_stage(epochs)
+                    self._sync_ranks()
                     metrics = self._validate()
                     yield from self._end_epoch(name, stage_idx, epochs - 1, metrics, sched=None, opt=opt, pos=pos)
                     break
@@ -280,12 +283,24 @@ class Trainer:
                                                 "global_step": pos["global_step"]}, opt, sched)
                         if p:
                             yield ev.CheckpointSaved(str(p), "last")
+                self._sync_ranks()
                 metrics = self._validate()
                 yield from self._end_epoch(name, stage_idx, epoch, metrics, sched, opt, pos)
             pos = {"stage": stage_idx + 1, "epoch": 0, "batch": 0, "global_step": pos["global_step"]}
-        if self.rank == 0 and not (self.run_dir / "best.pt").exists():
-            self._save("best", pos, None, None)
+        if self.rank == 0:
+            if not (self.run_dir / "best.pt").exists():
+                self._save("best", pos, None, None)
+            self._store_prototypes(self.run_dir / "best.pt")
         yield ev.Finished(str(self.run_dir), stopped=False, best_metric=self.best)
+
+    def _sync_ranks(self) -> None:
+        """DDP: give every rank rank 0's parameters and buffers. BatchNorm running statistics drift
+        apart in an epoch's last step (DDP broadcasts buffers only at the next forward) and k-means
+        runs on each rank; without this, validation, the LR schedule and k-means would differ."""
+        if self.world > 1:
+            with torch.no_grad():
+                for t in self.model.state_dict().values():
+                    torch.distributed.broadcast(t, 0)
 
     def _train_step(self, name: str, x, y, opt) -> dict[str, float]:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -346,8 +361,18 @@ class Trainer:
         cand = np.asarray(self.val_classes)
         pred = cand[out["scores"][:, cand].argmax(axis=1)]
         per_class = [float((pred[out["labels"] == c] == c).mean()) for c in np.unique(out["labels"])]
-        return {"val_zsl_mca": float(np.mean(per_class)),
-                "val_part_side": float(out["squares"][..., 2].mean())}
+        metrics = {"val_zsl_mca": float(np.mean(per_class)), "val_part_side": float(out["squares"][..., 2].mean())}
+        if self.dataset.part_names and self.cfg.model.use_parts:   # logged for the user, never used to select
+            from .evaluate import assign_parts, image_sizes, squares_to_pixel_boxes
+            if self._val_sizes is None:
+                self._val_sizes = image_sizes(self.dataset, out["indices"])
+            boxes = squares_to_pixel_boxes(out["squares"], self._val_sizes)
+            gt = {p: [self.dataset.items[i].part_boxes.get(p) for i in out["indices"]] for p in self.dataset.part_names}
+            for p, m in assign_parts(boxes, gt, self.dataset.part_names).items():
+                from .metrics import iou
+                ious = [iou(b, g) for b, g in zip(boxes[:, m], gt[p]) if g is not None]
+                metrics[f"val_{p}_precision"] = float(np.mean(np.asarray(ious) > 0.5)) if ious else float("nan")
+        return metrics
 
     def _end_epoch(self, name, stage_idx, epoch, metrics, sched, opt, pos) -> Iterator[ev.Event]:
         score = metrics.get("val_zsl_mca", float("nan"))
@@ -393,13 +418,24 @@ class Trainer:
             "best_metric": float(self.best),
             "kmeans_groups": list(self.kmeans_groups),
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": repr(random.getstate())},
-            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+            "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         }
 
     def _save(self, kind: str, position: dict, opt, sched) -> Optional[Path]:
         if self.rank != 0:
             return None
         return save_checkpoint(self._state(position, opt, sched), self.run_dir / f"{kind}.pt")
+
+    def _store_prototypes(self, path: Path) -> None:
+        """Add the class-centre prototypes of the training classes (section 3.4, the mean phi_cct
+        of each class's training images) to a checkpoint, so prediction needs no training data."""
+        state = load_checkpoint(path)
+        model = model_from_checkpoint(state, self.device)
+        out = extract(model, self.dataset, self.train_idx, self.cfg.train.batch_size, self.device)
+        protos = np.stack([out["cct"][out["labels"] == c].mean(axis=0) for c in self.train_classes])
+        state["prototypes"] = torch.as_tensor(protos, dtype=torch.float32)
+        state.pop("format_version", None)
+        save_checkpoint(state, path)
 
     def _load_resume(self) -> dict:
         path = self.run_dir / "last.pt"
@@ -422,7 +458,7 @@ class Trainer:
                 "train_classes": [self.dataset.class_names[c] for c in self.train_classes],
                 "model_selection": ("validation classes " + ", ".join(self.dataset.class_names[c]
                                     for c in self.val_classes)) if self.val_classes else "none (last epoch)",
-                "versions": {"torch": torch.__version__, "numpy": np.__version__,
+                "versions": {"torch": str(torch.__version__), "numpy": np.__version__,
                              "python": platform.python_version()},
                 "device": str(self.device), "world_size": self.world}
         from .config import atomic_write_bytes

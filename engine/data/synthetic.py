@@ -111,7 +111,7 @@ ATTRIBUTE_GROUPS: dict[str, tuple[str, ...]] = {
     "crest": ("no", "yes"),
     "beak": ("short", "long"),
     "tail_shape": ("fan", "pointed", "forked"),
-    "tail_color": ("red", "blue", "yellow", "green"),
+    "tail_color": ("orange", "purple", "cyan", "magenta"),
     "body_color": ("brown", "grey", "buff"),
 }
 GROUP_NAMES: tuple[str, ...] = tuple(ATTRIBUTE_GROUPS)
@@ -124,6 +124,15 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "blue": (45, 85, 215),
     "yellow": (235, 205, 45),
     "green": (50, 165, 70),
+}
+# The tail has its own palette, disjoint from the head's, so a colour-selective channel is also
+# part-selective: a small CNN trained from scratch can then discover head and tail (section 4.1's
+# k-means over channel peaks needs channels that peak on one part).
+TAIL_PALETTE: dict[str, tuple[int, int, int]] = {
+    "orange": (240, 130, 20),
+    "purple": (130, 50, 170),
+    "cyan": (40, 200, 210),
+    "magenta": (225, 60, 170),
 }
 BODY_COLORS: dict[str, tuple[int, int, int]] = {
     "brown": (125, 88, 58),
@@ -328,7 +337,7 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     for _ in range(3 + int(r[1] * 5)):            # 3-7 blobs
         b = rng.random(7)
         if b[0] < 0.33:
-            col = _mix(PALETTE[names[int(b[1] * 4) % 4]], (128, 128, 128), 0.5)
+            col = _mix(PALETTE[names[int(b[1] * 4) % 4]], (128, 128, 128), 0.75)
         else:
             col = tuple(int(60 + 150 * x) for x in rng.random(3))
         cx, cy = b[2] * n, b[3] * n
@@ -364,7 +373,7 @@ def _draw(attrs: Mapping[str, str], pose: _Pose, rng: np.random.Generator,
     ss = float(_SS)
     lw = max(1, int(round(_SS * size / 128)))        # ~1 output pixel at 128 px
     head_c = _jitter(PALETTE[attrs["head_color"]], rng)
-    tail_c = _jitter(PALETTE[attrs["tail_color"]], rng)
+    tail_c = _jitter(TAIL_PALETTE[attrs["tail_color"]], rng)
     body_c = _jitter(BODY_COLORS[attrs["body_color"]], rng)
     beak_c = _jitter(BEAK_COLOR, rng)
     T = lambda pts: _flat(pose.transform(pts, ss))  # noqa: E731
@@ -554,6 +563,6 @@ def make_synthetic(seed: int = 0, image_size: int = 128, n_classes: int = 24, n_
                       split=split, part_names=list(PART_NAMES), attribute_groups=groups)
 
 
-__all__ = ["ATTRIBUTE_GROUPS", "ATTRIBUTE_NAMES", "PALETTE", "BODY_COLORS", "PART_NAMES",
+__all__ = ["ATTRIBUTE_GROUPS", "ATTRIBUTE_NAMES", "PALETTE", "TAIL_PALETTE", "BODY_COLORS", "PART_NAMES",
            "attribute_vector", "attributes_from_vector", "class_attributes", "make_synthetic",
            "render_bird"]

@@ -1,0 +1,248 @@
+"""The ``sgma`` command: demo, train, evaluate, predict, ablation, bench.
+
+Every user error (missing file, bad dataset line, bad config, refused checkpoint) ends the
+command with exit status 2 and one line on stderr that names the problem."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, RunConfig, atomic_write_bytes, load_toml, preset
+from .data.base import DatasetError
+
+
+class CLIError(Exception):
+    pass
+
+
+def _write_json(path: str | None, obj) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(obj, indent=2, default=float).encode())
+
+
+def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, quiet: bool = False) -> Path:
+    """Train with a tqdm progress bar; returns the run folder. Raises CLIError on failure."""
+    from tqdm import tqdm
+    from . import events as ev
+    from .trainer import Trainer
+    trainer = Trainer(cfg, out, dataset=dataset, resume=resume)
+    bar = None
+    try:
+        for e in trainer.run():
+            if isinstance(e, ev.StageStarted):
+                if bar:
+                    bar.close()
+                total = e.epochs * e.steps_per_epoch or None
+                bar = tqdm(total=total, desc=f"stage {e.index} {e.stage}", unit="step", disable=quiet,
+                           dynamic_ncols=True, file=sys.stderr)
+            elif isinstance(e, ev.Step) and bar:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in e.losses.items()} | {"eta": f"{e.eta_s:.0f}s"})
+            elif isinstance(e, ev.EpochEnd) and bar and e.metrics:
+                bar.write(f"  {e.stage} epoch {e.epoch}: " + ", ".join(f"{k}={v:.3f}" for k, v in e.metrics.items())
+                          + (" (best)" if e.best else ""))
+            elif isinstance(e, ev.Log) and not quiet:
+                print(f"  {e.message}", file=sys.stderr)
+            elif isinstance(e, ev.Failed):
+                raise CLIError(e.error)
+            elif isinstance(e, ev.Finished):
+                if e.stopped:
+                    print(f"stopped; resume with --resume --out {e.run_dir}", file=sys.stderr)
+    except KeyboardInterrupt:
+        trainer.request_stop()
+        raise
+    finally:
+        if bar:
+            bar.close()
+    return out
+
+
+def _dataset_for(state: dict, kind: str | None, root: str | None, split: str | None):
+    from .trainer import dataset_from_config
+    from .config import DataConfig, from_dict
+    cfg = RunConfig()
+    cfg.data = from_dict(DataConfig, state["config"]["data"], "data")
+    if kind:
+        cfg.data.kind = kind
+        cfg.data.root = root or ""
+    elif root:
+        cfg.data.root = root
+    if split:
+        cfg.data.split = split
+    return dataset_from_config(cfg)
+
+
+def evaluate_checkpoint(path: str, kind=None, root=None, split=None, gamma=None) -> dict:
+    import torch
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate
+    from .trainer import model_from_checkpoint
+    state = load_checkpoint(path)
+    model = model_from_checkpoint(state)
+    ds = _dataset_for(state, kind, root, split)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return evaluate(model.to(device), state, ds, device=device, calibration_gamma=gamma).summary
+
+
+def summary_lines(s: dict) -> list[str]:
+    lines = [f"dataset {s['dataset']} ({s['split']}), {s['n_images']} test images, inference: {s['inference']}",
+             f"ZSL mean class accuracy over {s['zsl']['n_classes']} unseen classes: {s['zsl']['mca']:.3f}",
+             f"GZSL: A_U {s['gzsl']['unseen']:.3f}  A_S {s['gzsl']['seen']:.3f}  H {s['gzsl']['h']:.3f}"]
+    for mode, r in s["modes"].items():
+        lines.append(f"  {mode:13s} ZSL {r['zsl']['mca']:.3f}  GZSL H {r['gzsl']['h']:.3f}")
+    if "parts" in s:
+        p = s["parts"]
+        for name in ("head", "tail"):
+            if name in p:
+                lines.append(f"part {name}: precision (IoU > 0.5) {p[name]:.3f}, random {p['random'][name]:.3f}, "
+                             f"mean IoU {p['mean_iou'][name]:.3f} ({p['assignment'][name]})")
+    return lines
+
+
+def cmd_demo(a) -> int:
+    cfg = preset("demo")
+    out = Path(a.out or "runs/demo")
+    t = time.perf_counter()
+    run_training(cfg, out, quiet=a.quiet)
+    summary = evaluate_checkpoint(str(out / "best.pt"))
+    summary["wall_s"] = round(time.perf_counter() - t, 1)
+    print("\n".join(summary_lines(summary)))
+    print(f"wall time {summary['wall_s']} s; run folder {out}")
+    _write_json(a.json or str(out / "evaluation.json"), summary)
+    return 0
+
+
+def cmd_train(a) -> int:
+    cfg = load_toml(a.config) if a.config else preset(a.preset)
+    if a.dataset:
+        cfg.data.kind = a.dataset
+    if a.root:
+        cfg.data.root = a.root
+    if a.epochs is not None:
+        cfg.train.joint.epochs = a.epochs
+    cfg.validate()
+    out = Path(a.out or f"runs/{cfg.name}")
+    run_training(cfg, out, resume=a.resume)
+    print(f"trained; checkpoints in {out}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    s = evaluate_checkpoint(a.run, a.dataset, a.root, a.split, a.gamma)
+    print("\n".join(summary_lines(s)))
+    _write_json(a.json, s)
+    return 0
+
+
+def cmd_predict(a) -> int:
+    from PIL import Image
+    from .classes import load_classes, to_matrix
+    from .data.base import to_rgb
+    from .predict import Predictor
+    p = Predictor.from_checkpoint(a.run)
+    if a.classes:
+        user = load_classes(a.classes, p.attribute_names)
+        p.set_user_classes([c.name for c in user], to_matrix(user, p.attribute_names))
+    results = []
+    for path in a.images:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                img = to_rgb(im)
+        except (OSError, ValueError) as e:
+            raise CLIError(f"cannot read image {path}: {e}") from None
+        pred = p.predict(img)
+        top = pred.top(a.top)
+        print(f"{path}: " + ", ".join(f"{n} {s:.3f}" for n, s in top))
+        r = {"image": path, "top": [{"class": n, "score": s} for n, s in top], "mode": pred.mode,
+             "boxes": pred.boxes.round(1).tolist(), "squares": pred.squares.round(4).tolist()}
+        if a.save_maps:
+            from .overlay import save_overlay
+            r["overlay"] = str(save_overlay(img, pred, Path(a.save_maps)))
+        results.append(r)
+    _write_json(a.json, results)
+    return 0
+
+
+def cmd_ablation(a) -> int:
+    from .ablation import run_ablation
+    res = run_ablation(a.which, Path(a.out or f"runs/ablation_{a.which}"), a.preset, quiet=a.quiet)
+    _write_json(a.json, res)
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from .bench import run_bench
+    res = run_bench(quick=a.quick)
+    print(json.dumps(res, indent=2))
+    _write_json(a.json, res)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sgma", description="SGMA zero-shot learning: train, evaluate, predict")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("demo", help="train the demo preset on synthetic birds, evaluate, summarise")
+    p.add_argument("--out")
+    p.add_argument("--json")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("train", help="train a preset or a TOML config")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--preset", choices=["demo", "cpu", "paper"])
+    g.add_argument("--config")
+    p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
+    p.add_argument("--root")
+    p.add_argument("--out")
+    p.add_argument("--epochs", type=int, help="epochs of the end-to-end stage (stage 3)")
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="ZSL, GZSL and part precision of a run or checkpoint")
+    p.add_argument("run")
+    p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
+    p.add_argument("--root")
+    p.add_argument("--split", choices=["ps", "ss"])
+    p.add_argument("--gamma", type=float, help="also report GZSL with calibrated stacking")
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("predict", help="attention maps, part boxes and top classes of images")
+    p.add_argument("run")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--classes", help="TOML/JSON/CSV file of user-defined classes")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--save-maps", metavar="DIR", help="write PNG overlays of maps and boxes")
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("ablation", help="Table 1 w/o MA or Table 4 variants")
+    p.add_argument("which", choices=["ma", "table4"])
+    p.add_argument("--preset", default="demo")
+    p.add_argument("--out")
+    p.add_argument("--json")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_ablation)
+    p = sub.add_parser("bench", help="throughput and latency benchmarks")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return a.func(a)
+    except (CLIError, ConfigError, DatasetError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
