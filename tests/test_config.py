@@ -1,0 +1,120 @@
+"""engine/config.py: paper defaults, TOML round trip, errors that name the key, presets."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sgma.engine import config as C
+
+
+def test_defaults_are_the_papers():
+    m, t = C.ModelConfig(), C.TrainConfig()
+    assert (m.backbone, m.attention_size, m.image_size, m.part_size, m.n_parts) == ("vgg19", 448, 224, 224, 2)
+    assert (m.div_margin, m.cct_margin, m.boxcar_k, m.alpha_cls, m.alpha_cct) == (0.2, 0.8, 10.0, 1.0, 1.0)
+    assert (t.batch_size, t.lr, t.momentum, t.weight_decay, t.lr_factor, t.min_lr) == (32, 0.05, 0.9, 5e-4, 0.1, 5e-4)
+    assert m.part_side_init == 0.25
+
+
+def test_toml_round_trip_defaults(tmp_path):
+    cfg = C.RunConfig()
+    C.save_toml(cfg, tmp_path / "run.toml")
+    assert C.load_toml(tmp_path / "run.toml") == cfg
+
+
+def test_toml_round_trip_changed_values(tmp_path):
+    cfg = C.preset("demo")
+    cfg.name = "my run"
+    cfg.model.beta = 0.25
+    cfg.model.shared_backbone = True
+    cfg.train.joint = C.StageConfig(epochs=7, lr=0.003, enabled=False)
+    cfg.data.options = {"n_classes": 12, "seed": 3}
+    p = tmp_path / "run.toml"
+    C.save_toml(cfg, p)
+    back = C.load_toml(p)
+    assert back == cfg
+    assert back.train.joint.enabled is False and back.data.options["n_classes"] == 12
+    assert not list(tmp_path.glob(".*.tmp"))             # atomic write leaves no temporary file
+
+
+def test_integer_for_float_is_accepted(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[model]\nbeta = 2\n")
+    cfg = C.load_toml(p)
+    assert cfg.model.beta == 2.0 and isinstance(cfg.model.beta, float)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[model]\nfoo = 1\n", "model.foo"),
+    ("bogus = true\n", "bogus"),
+    ("[train.joint]\nepochz = 3\n", "train.joint.epochz"),
+])
+def test_unknown_key_is_named(tmp_path, text, key):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(C.ConfigError, match=key.replace(".", r"\.")):
+        C.load_toml(p)
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[model]\nn_parts = "two"\n', "model.n_parts"),
+    ("[model]\nn_parts = 2.5\n", "model.n_parts"),
+    ("[model]\nn_parts = true\n", "model.n_parts"),
+    ('[model]\nuse_parts = "yes"\n', "model.use_parts"),
+    ('[model]\nbeta = "high"\n', "model.beta"),
+    ("[model]\nbackbone = 19\n", "model.backbone"),
+    ("[train]\njoint = 5\n", "train.joint"),
+    ("[train]\nlr = nan\n", "train.lr"),
+])
+def test_wrong_type_is_named(tmp_path, text, key):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(C.ConfigError, match=key.replace(".", r"\.")):
+        C.load_toml(p)
+
+
+def test_from_dict_errors_directly():
+    with pytest.raises(C.ConfigError, match="'model.nparts'"):
+        C.from_dict(C.RunConfig, {"model": {"nparts": 3}})
+    with pytest.raises(C.ConfigError, match="'batch_size'"):
+        C.from_dict(C.TrainConfig, {"batch_size": "32"})
+    assert C.from_dict(C.ModelConfig, {"n_parts": 3}).n_parts == 3
+
+
+def test_invalid_values_and_files(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[model]\ninference = "best"\n')
+    with pytest.raises(C.ConfigError, match="model.inference"):
+        C.load_toml(p)
+    p.write_text("[model\n")
+    with pytest.raises(C.ConfigError, match="not valid TOML"):
+        C.load_toml(p)
+    with pytest.raises(C.ConfigError, match="not found"):
+        C.load_toml(tmp_path / "missing.toml")
+    with pytest.raises(C.ConfigError):
+        C.ModelConfig(use_parts=False, use_image_branch=False).validate()
+    with pytest.raises(C.ConfigError):
+        C.ModelConfig(part_side_min=0.3, part_side_init=0.25).validate()
+    with pytest.raises(C.ConfigError, match="batch_size"):
+        C.RunConfig(train=C.TrainConfig(batch_size=0)).validate()
+
+
+def test_presets_exist_and_validate(tmp_path):
+    assert set(C.PRESETS) == {"demo", "cpu", "paper"}
+    for name in C.PRESETS:
+        cfg = C.preset(name)
+        assert isinstance(cfg, C.RunConfig) and cfg.name == name
+        cfg.validate()
+        C.save_toml(cfg, tmp_path / f"{name}.toml")
+        assert C.load_toml(tmp_path / f"{name}.toml") == cfg
+    assert C.preset("paper").model == C.ModelConfig()
+    assert C.preset("demo").model.backbone == "small_cnn"
+    assert C.preset("cpu").model.backbone == "efficientnet_lite0"
+    with pytest.raises(C.ConfigError, match="unknown preset"):
+        C.preset("huge")
+
+
+def test_to_dict_is_plain():
+    d = C.to_dict(C.RunConfig())
+    assert d["model"]["n_parts"] == 2 and d["train"]["joint"]["epochs"] == 30
+    assert dataclasses.is_dataclass(C.from_dict(C.RunConfig, d))
