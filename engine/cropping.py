@@ -34,22 +34,22 @@ class CroppingNet(nn.Module):
         side = self.side_min + (self.side_max - self.side_min) * t[..., 2]
         return torch.stack([t[..., 0], t[..., 1], side], dim=-1)
 
-    def side_to_raw(self, side: torch.Tensor) -> torch.Tensor:
-        """The sigmoid-space target for a side length, for MSE pretraining on pseudo boxes."""
-        return (side - self.side_min) / (self.side_max - self.side_min)
+
+def boxcar(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, k: float = 10.0) -> torch.Tensor:
+    """Eq. 8 at given positions: V(x, y) = V_x V_y, V_x = f(x - t_x + t_s/2) - f(x - t_x - t_s/2),
+    f(x) = 1/(1+exp(-kx)). ``x``, ``y`` and the square ``t`` (..., 3) share one unit (pixels here).
+    ``x`` and ``y`` broadcast against ``t[..., 0, None, None]``."""
+    tx, ty, ts = (t[..., i, None, None] for i in range(3))
+    vx = torch.sigmoid(k * (x - tx + 0.5 * ts)) - torch.sigmoid(k * (x - tx - 0.5 * ts))
+    vy = torch.sigmoid(k * (y - ty + 0.5 * ts)) - torch.sigmoid(k * (y - ty - 0.5 * ts))
+    return vx * vy
 
 
 def boxcar_mask(squares: torch.Tensor, size: int, k: float = 10.0) -> torch.Tensor:
-    """Eq. 8: V = V_x V_y with V_x = f(x - t_x + t_s/2) - f(x - t_x - t_s/2), f(x) = 1/(1+exp(-kx)).
-
-    ``squares`` (..., 3) in fractions of the side; the mask is evaluated at pixel centres of a
-    ``size`` x ``size`` image in pixel units. Returns (..., size, size)."""
-    t = squares * size
-    tx, ty, ts = t[..., 0, None], t[..., 1, None], t[..., 2, None]
+    """Eq. 8 over a whole ``size`` x ``size`` image, at pixel centres in pixel units.
+    ``squares`` (..., 3) in fractions of the side -> (..., size, size)."""
     pos = torch.arange(size, device=squares.device, dtype=squares.dtype) + 0.5
-    vx = torch.sigmoid(k * (pos - tx + 0.5 * ts)) - torch.sigmoid(k * (pos - tx - 0.5 * ts))
-    vy = torch.sigmoid(k * (pos - ty + 0.5 * ts)) - torch.sigmoid(k * (pos - ty - 0.5 * ts))
-    return vy[..., :, None] * vx[..., None, :]
+    return boxcar(pos.view(1, size), pos.view(size, 1), squares * size, k)
 
 
 def zoom_grid(squares: torch.Tensor, out_size: int) -> torch.Tensor:
@@ -68,15 +68,20 @@ def zoom_grid(squares: torch.Tensor, out_size: int) -> torch.Tensor:
 def crop_parts(images: torch.Tensor, squares: torch.Tensor, out_size: int, k: float = 10.0) -> torch.Tensor:
     """x_i^part = x * V_i, zoomed bilinearly to ``out_size``, for all parts at once.
 
+    The image is resampled on the square's grid first and then multiplied by V evaluated at the
+    sample points (in pixels). In the continuum this equals masking then zooming; sampling a
+    mask whose edge (k = 10 per pixel) is sharper than the pixel spacing would instead make the
+    part ripple with a one-pixel period as t_x, t_y move, and its gradients follow the ripple.
+
     images (B, 3, S, S), squares (B, n, 3) -> (B, n, 3, out_size, out_size)."""
     b, n = squares.shape[:2]
     s = images.shape[-1]
-    masks = boxcar_mask(squares, s, k)                                  # (B, n, S, S)
-    masked = images[:, None] * masks[:, :, None]                        # (B, n, 3, S, S)
-    grid = zoom_grid(squares.reshape(b * n, 3), out_size)
-    parts = F.grid_sample(masked.reshape(b * n, 3, s, s), grid, mode="bilinear",
-                          padding_mode="zeros", align_corners=False)
-    return parts.reshape(b, n, 3, out_size, out_size)
+    grid = zoom_grid(squares.reshape(b * n, 3), out_size)               # (B n, P, P, 2) in [-1, 1]
+    src = images[:, None].expand(b, n, *images.shape[1:]).reshape(b * n, *images.shape[1:])
+    parts = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    px, py = (grid[..., 0] + 1) * (s / 2), (grid[..., 1] + 1) * (s / 2)
+    mask = boxcar(px, py, squares.reshape(b * n, 3) * s, k)             # (B n, P, P)
+    return (parts * mask[:, None]).reshape(b, n, 3, out_size, out_size)
 
 
 def squares_to_boxes(squares: torch.Tensor, width: float, height: float) -> torch.Tensor:
