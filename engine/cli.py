@@ -35,15 +35,15 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, 
     try:
         for e in trainer.run():
             if isinstance(e, ev.StageStarted):
-                if bar:
+                if bar is not None:
                     bar.close()
                 total = e.epochs * e.steps_per_epoch or None
                 bar = tqdm(total=total, desc=f"stage {e.index} {e.stage}", unit="step", disable=quiet,
                            dynamic_ncols=True, file=sys.stderr)
-            elif isinstance(e, ev.Step) and bar:
+            elif isinstance(e, ev.Step) and bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in e.losses.items()} | {"eta": f"{e.eta_s:.0f}s"})
-            elif isinstance(e, ev.EpochEnd) and bar and e.metrics:
+            elif isinstance(e, ev.EpochEnd) and bar is not None and e.metrics:
                 bar.write(f"  {e.stage} epoch {e.epoch}: " + ", ".join(f"{k}={v:.3f}" for k, v in e.metrics.items())
                           + (" (best)" if e.best else ""))
             elif isinstance(e, ev.Log) and not quiet:
@@ -57,7 +57,7 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, 
         trainer.request_stop()
         raise
     finally:
-        if bar:
+        if bar is not None:   # a tqdm without a total refuses bool()
             bar.close()
     return out
 

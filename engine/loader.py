@@ -98,6 +98,8 @@ class EpochOrder(torch.utils.data.Sampler):
 
 def make_loader(images: ImageSet, order: EpochOrder, batch_size: int, num_workers: int = 0,
                 pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    # A private generator: each new DataLoader iterator draws its base seed from it, never from the
+    # global torch RNG, so a resumed run (which builds one iterator more) keeps the global stream.
     return torch.utils.data.DataLoader(images, batch_size=batch_size, sampler=order, num_workers=num_workers,
                                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
-                                       drop_last=False)
+                                       drop_last=False, generator=torch.Generator().manual_seed(order.seed))

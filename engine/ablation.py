@@ -1,0 +1,126 @@
+"""Ablations: ``sgma ablation ma`` (Table 1, "Ours" against "Ours w/o MA") and ``sgma ablation
+table4`` (the rows of Table 4). Every variant trains the same preset with the same seed in its own
+folder under ``out`` and is evaluated on the preset's test split; the results are printed as a
+table, written to ``out/results.json`` and returned.
+
+Table 4 variants (section 4.5). The paper's baseline is "the model without localizing parts and
+with only embedding softmax loss as the objective": no parts, alpha_cct = 0, compatibility
+inference, and no multi-attention loss (it only serves part localisation). The bottom rows train
+the image branch alone with the joint loss (L_CLS + L_CCT) and read the three inference modes of
+section 3.4 from one evaluation of that model.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+from .config import RunConfig, atomic_write_bytes, load_toml, preset
+
+PARTS = ("head", "tail")
+
+
+def _base_config(preset_name: str) -> RunConfig:
+    """A preset name, or a path to a TOML config (handy for small experiments)."""
+    p = Path(preset_name)
+    return load_toml(p) if p.suffix == ".toml" or p.is_file() else preset(preset_name)
+
+
+def _variant(base: RunConfig, name: str, **model) -> RunConfig:
+    cfg = copy.deepcopy(base)
+    cfg.name = f"{base.name}_{name}"
+    for k, v in model.items():
+        setattr(cfg.model, k, v)
+    cfg.validate()
+    return cfg
+
+
+def _train_and_evaluate(cfg: RunConfig, run_dir: Path, quiet: bool) -> dict:
+    from .cli import evaluate_checkpoint, run_training
+    if not quiet:
+        print(f"== {cfg.name} -> {run_dir}", flush=True)
+    run_training(cfg, run_dir, quiet=quiet)
+    summary = evaluate_checkpoint(str(run_dir / "best.pt"))
+    atomic_write_bytes(run_dir / "evaluation.json", json.dumps(summary, indent=2, default=float).encode())
+    return summary
+
+
+def _fmt(v) -> str:
+    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:6.1f}"
+
+
+def _table(title: str, header: list[str], rows: list[list]) -> str:
+    first = max(len(header[0]), *(len(r[0]) for r in rows))
+    lines = [title, "  ".join([header[0].ljust(first)] + [h.rjust(8) for h in header[1:]])]
+    for r in rows:
+        lines.append("  ".join([r[0].ljust(first)] + [_fmt(v).rjust(8) for v in r[1:]]))
+    return "\n".join(lines)
+
+
+def ablation_ma(base: RunConfig, out: Path, quiet: bool = False) -> dict:
+    """Table 1: part precision (IoU > 0.5) of head and tail, and ZSL, with and without L_MA."""
+    res = {}
+    for key, use in (("with_ma", True), ("without_ma", False)):
+        s = _train_and_evaluate(_variant(base, key, use_ma_loss=use), out / key, quiet)
+        parts = s.get("parts", {})
+        got = {p: parts.get(p) for p in PARTS}
+        vals = [v for v in got.values() if v is not None]
+        res[key] = {**got, "average": sum(vals) / len(vals) if vals else None,
+                    "random": parts.get("random", {}), "zsl": s["zsl"]["mca"], "run": str(out / key)}
+    keys = list(PARTS) + ["average", "zsl"]
+    res["difference"] = {k: (res["with_ma"][k] - res["without_ma"][k])
+                         if res["with_ma"][k] is not None and res["without_ma"][k] is not None else None
+                         for k in keys}
+    rand = res["with_ma"]["random"]
+    rows = [["Ours"] + [res["with_ma"][k] for k in keys],
+            ["Ours w/o MA"] + [res["without_ma"][k] for k in keys],
+            ["difference"] + [res["difference"][k] for k in keys],
+            ["Random squares"] + [rand.get(p) for p in PARTS]
+            + [sum(rand.values()) / len(rand) if rand else None, None]]
+    print(_table(f"Table 1 ablation ({base.name}): part precision (IoU > 0.5, %) and ZSL MCA (%)",
+                 ["method", "head", "tail", "average", "ZSL"], rows))
+    return res
+
+
+def ablation_table4(base: RunConfig, out: Path, quiet: bool = False) -> dict:
+    """Table 4: image inputs (upper part) and the inference branches of the joint loss (lower part)."""
+    variants = {
+        "Baseline": dict(use_parts=False, alpha_cct=0.0, use_ma_loss=False, inference="compatibility"),
+        "Parts": dict(use_image_branch=False),
+        "Baseline+Parts": dict(),
+        "Baseline+Random Parts": dict(random_parts=True),
+    }
+    rows, res = [], {}
+    for label, model in variants.items():
+        key = label.lower().replace("+", "_").replace(" ", "_")
+        s = _train_and_evaluate(_variant(base, key, **model), out / key, quiet)
+        res[label] = {"zsl": s["zsl"]["mca"], "gzsl_h": s["gzsl"]["h"], "inference": s["inference"],
+                      "run": str(out / key)}
+        rows.append([label, res[label]["zsl"], res[label]["gzsl_h"]])
+    joint_dir = out / "joint_loss_image_only"
+    s = _train_and_evaluate(_variant(base, "joint_loss_image_only", use_parts=False, use_ma_loss=False),
+                            joint_dir, quiet)
+    for label, mode in (("Embedding Softmax", "compatibility"), ("Class-Center Triplet", "center"),
+                        ("Combined", "combined")):
+        m = s["modes"][mode]
+        res[label] = {"zsl": m["zsl"]["mca"], "gzsl_h": m["gzsl"]["h"], "inference": mode, "run": str(joint_dir)}
+        rows.append([label, res[label]["zsl"], res[label]["gzsl_h"]])
+    print(_table(f"Table 4 ablation ({base.name}): ZSL mean class accuracy and GZSL H (%)",
+                 ["method", "ZSL", "GZSL H"], rows))
+    return res
+
+
+def run_ablation(which: str, out: Path, preset_name: str = "demo", quiet: bool = False) -> dict:
+    """``which`` is "ma" (Table 1) or "table4"; returns the results and writes ``out/results.json``."""
+    out = Path(out)
+    base = _base_config(preset_name)
+    if which == "ma":
+        res = ablation_ma(base, out, quiet)
+    elif which == "table4":
+        res = ablation_table4(base, out, quiet)
+    else:
+        raise ValueError(f"unknown ablation {which!r}; choose ma or table4")
+    res = {"ablation": which, "preset": preset_name, "seed": base.train.seed, "results": res}
+    atomic_write_bytes(out / "results.json", json.dumps(res, indent=2, default=float).encode())
+    return res

@@ -1,0 +1,199 @@
+"""The ``sgma`` command through ``engine.cli.main``: train a tiny TOML config, evaluate (JSON
+schema), predict (JSON, user classes), ablations, and user errors (exit status 2, one line that
+names the file)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgma.engine.cli import main
+from sgma.engine.config import preset, save_toml
+from sgma.engine.data.synthetic import make_synthetic
+
+DATA = dict(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
+
+
+def tiny_config(steps: int = 3, long_stages: int = 2):
+    cfg = preset("demo")
+    cfg.name = "tiny"
+    tc = cfg.train
+    tc.warmup.epochs, tc.kmeans.epochs = 1, 1
+    tc.pretrain_parts.epochs = tc.joint.epochs = long_stages
+    tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch, tc.device = 8, 32, steps, "cpu"
+    cfg.data.options = dict(DATA)
+    return cfg
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)      # see tests/test_trainer.py: spinning OpenMP threads on shared cores
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    save_toml(tiny_config(), d / "tiny.toml")
+    assert main(["train", "--config", str(d / "tiny.toml"), "--out", str(d / "run")]) == 0
+    return d
+
+
+@pytest.fixture(scope="module")
+def bird_png(trained):
+    ds = make_synthetic(**DATA)
+    path = trained / "bird.png"
+    ds.load_image(ds.split.test_unseen[0]).save(path)
+    return path
+
+
+def test_train_writes_run_folder(trained, capsys):
+    run = trained / "run"
+    assert {"best.pt", "last.pt", "config.toml", "run.json", "metrics.csv"} <= {p.name for p in run.iterdir()}
+
+
+def _fraction(v) -> bool:
+    return isinstance(v, float) and 0.0 <= v <= 1.0
+
+
+def test_evaluate_json_schema(trained, capsys):
+    out = trained / "eval.json"
+    assert main(["evaluate", str(trained / "run"), "--json", str(out)]) == 0
+    assert "ZSL mean class accuracy" in capsys.readouterr().out
+    s = json.loads(out.read_text())
+    assert {"zsl", "gzsl", "parts", "modes", "per_class", "n_images", "dataset", "split"} <= set(s)
+    assert _fraction(s["zsl"]["mca"]) and s["zsl"]["n_classes"] == 8
+    assert all(_fraction(s["gzsl"][k]) for k in ("unseen", "seen", "h"))
+    assert set(s["modes"]) == {"compatibility", "center", "combined"}
+    for m in s["modes"].values():
+        assert _fraction(m["zsl"]["mca"]) and all(_fraction(m["gzsl"][k]) for k in ("unseen", "seen", "h"))
+    assert len(s["per_class"]) == 8 and all(_fraction(v) for v in s["per_class"].values())
+    assert all(_fraction(s["parts"][p]) and _fraction(s["parts"]["random"][p]) for p in ("head", "tail"))
+    # 16 seen classes x 2 test images + 8 unseen classes x 3 images
+    assert s["n_images"] == 16 * 2 + 8 * 3
+    assert s["dataset"] == "synthetic" and isinstance(s["split"], str)
+
+
+def test_predict_json(trained, bird_png, capsys):
+    out = trained / "pred.json"
+    assert main(["predict", str(trained / "run"), str(bird_png), "--top", "3", "--json", str(out)]) == 0
+    assert str(bird_png) in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert len(res) == 1 and res[0]["image"] == str(bird_png)
+    names = set(make_synthetic(**DATA).class_names)
+    assert len(res[0]["top"]) == 3 and all(t["class"] in names for t in res[0]["top"])
+    scores = [t["score"] for t in res[0]["top"]]
+    assert scores == sorted(scores, reverse=True)
+    assert len(res[0]["boxes"]) == 2 and all(len(b) == 4 for b in res[0]["boxes"])
+    assert all(0 <= v <= 1 for sq in res[0]["squares"] for v in sq)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sgma.engine.classes") is None,
+                    reason="engine/classes.py (user class files) is not there yet")
+def test_predict_with_user_classes(trained, bird_png, capsys):
+    classes = trained / "mine.toml"
+    classes.write_text('[classes.my_blue_bird]\n"head_color::blue" = 1.0\n"crest::yes" = 1.0\n'
+                       '"tail_shape::fan" = 1.0\n')
+    out = trained / "pred_user.json"
+    assert main(["predict", str(trained / "run"), str(bird_png), "--classes", str(classes),
+                 "--top", "100", "--json", str(out)]) == 0
+    top = json.loads(out.read_text())[0]["top"]
+    assert "my_blue_bird" in [t["class"] for t in top]
+    assert len(top) == 24 + 1
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ")
+    return err[-1]
+
+
+def test_missing_config_exits_2(tmp_path, capsys):
+    missing = tmp_path / "nope.toml"
+    assert main(["train", "--config", str(missing), "--out", str(tmp_path / "run")]) == 2
+    assert str(missing) in _error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_toml_key_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[train]\nbatch_sise = 4\n')
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "run")]) == 2
+    line = _error_line(capsys)
+    assert str(bad) in line and "train.batch_sise" in line
+
+
+def test_bad_toml_syntax_exits_2(tmp_path, capsys):
+    bad = tmp_path / "broken.toml"
+    bad.write_text('name = "x\n')
+    assert main(["train", "--config", str(bad)]) == 2
+    assert str(bad) in _error_line(capsys)
+
+
+def test_missing_checkpoint_exits_2(tmp_path, capsys):
+    missing = tmp_path / "gone.pt"
+    assert main(["evaluate", str(missing)]) == 2
+    assert str(missing) in _error_line(capsys)
+    assert main(["predict", str(missing), str(tmp_path / "x.png")]) == 2
+    assert str(missing) in _error_line(capsys)
+
+
+def test_empty_run_folder_exits_2(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert str(tmp_path) in _error_line(capsys)
+
+
+def test_unreadable_image_exits_2(trained, tmp_path, capsys):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    assert main(["predict", str(trained / "run"), str(junk)]) == 2
+    assert str(junk) in _error_line(capsys)
+
+
+# ---------------------------------------------------------------- ablations on a 2-step config
+@pytest.fixture(scope="module")
+def micro_toml(tmp_path_factory):
+    p = tmp_path_factory.mktemp("abl") / "micro.toml"
+    save_toml(tiny_config(steps=2, long_stages=1), p)
+    return p
+
+
+def test_ablation_ma(micro_toml, tmp_path, capsys):
+    out = tmp_path / "ma"
+    assert main(["ablation", "ma", "--preset", str(micro_toml), "--out", str(out), "--quiet",
+                 "--json", str(tmp_path / "ma.json")]) == 0
+    text = capsys.readouterr().out
+    assert "Ours w/o MA" in text and "difference" in text
+    res = json.loads((tmp_path / "ma.json").read_text())
+    assert res == json.loads((out / "results.json").read_text())
+    r = res["results"]
+    for key in ("with_ma", "without_ma"):
+        assert all(_fraction(r[key][k]) for k in ("head", "tail", "average", "zsl"))
+    assert r["difference"]["zsl"] == pytest.approx(r["with_ma"]["zsl"] - r["without_ma"]["zsl"])
+    from sgma.engine.checkpoint import load_checkpoint
+    assert load_checkpoint(out / "without_ma" / "best.pt")["config"]["model"]["use_ma_loss"] is False
+    assert load_checkpoint(out / "with_ma" / "best.pt")["config"]["model"]["use_ma_loss"] is True
+
+
+def test_ablation_table4(micro_toml, tmp_path, capsys):
+    out = tmp_path / "t4"
+    assert main(["ablation", "table4", "--preset", str(micro_toml), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    rows = ["Baseline", "Parts", "Baseline+Parts", "Baseline+Random Parts", "Embedding Softmax",
+            "Class-Center Triplet", "Combined"]
+    assert all(r in text for r in rows)
+    res = json.loads((out / "results.json").read_text())["results"]
+    assert list(res) == rows
+    assert all(_fraction(v["zsl"]) for v in res.values())
+    assert [res[r]["inference"] for r in rows[-3:]] == ["compatibility", "center", "combined"]
+    assert len({res[r]["run"] for r in rows[-3:]}) == 1          # three modes of one model
+    from sgma.engine.checkpoint import load_checkpoint
+    base = load_checkpoint(out / "baseline" / "best.pt")["config"]["model"]
+    assert (base["use_parts"], base["alpha_cct"], base["inference"]) == (False, 0.0, "compatibility")
+    assert load_checkpoint(out / "parts" / "best.pt")["config"]["model"]["use_image_branch"] is False
+    assert load_checkpoint(out / "baseline_random_parts" / "best.pt")["config"]["model"]["random_parts"] is True

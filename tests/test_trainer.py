@@ -1,0 +1,310 @@
+"""Trainer: resume equivalence, atomic checkpoints, stop / pause / resume, DDP on two CPU
+processes, determinism, run files and failure before training. Every run is a tiny config on a
+tiny synthetic dataset (a few seconds on two CPU cores)."""
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgma.engine import config as config_mod
+from sgma.engine import events as ev
+from sgma.engine.checkpoint import load_checkpoint, save_checkpoint
+from sgma.engine.config import load_toml, preset, save_toml
+from sgma.engine.data.synthetic import make_synthetic
+from sgma.engine.trainer import Trainer
+
+HERE = Path(__file__).resolve().parent
+
+
+def tiny_config(seed: int = 0, **model):
+    """demo preset cut down: 3 steps per epoch, stages 1/1/2/2 epochs (15 training steps)."""
+    cfg = preset("demo")
+    tc = cfg.train
+    tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 2, 2
+    tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch = 8, 32, 3
+    tc.device, tc.seed = "cpu", seed
+    for k, v in model.items():
+        setattr(cfg.model, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: tiny convolutions gain nothing from more, and on a shared two-core
+    machine OpenMP threads that spin-wait for each other make a 1 s run take 30 s."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return make_synthetic(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
+
+
+def run_all(trainer: Trainer, on_event=None) -> list[ev.Event]:
+    events = []
+    for e in trainer.run():
+        events.append(e)
+        if isinstance(e, ev.Failed):
+            pytest.fail(f"training failed: {e.error}\n{e.traceback}")
+        if on_event:
+            on_event(trainer, e, events)
+    return events
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(a: dict, b: dict, atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    bad = [k for k in a if not torch.allclose(a[k].double(), b[k].double(), atol=atol, rtol=0)]
+    assert not bad, f"{len(bad)} tensors differ, e.g. {bad[:5]}"
+
+
+_REFERENCE: dict = {}
+
+
+@pytest.fixture(scope="module")
+def reference(ds, tmp_path_factory):
+    """Uninterrupted runs, cached per model override, shared by several tests."""
+    def get(seed: int = 0, **model):
+        key = (seed, tuple(sorted(model.items())))
+        if key not in _REFERENCE:
+            d = tmp_path_factory.mktemp("ref")
+            t = Trainer(tiny_config(seed, **model), d, dataset=ds)
+            events = run_all(t)
+            _REFERENCE[key] = {"dir": d, "params": params(t.model), "events": events}
+        return _REFERENCE[key]
+    yield get
+    _REFERENCE.clear()
+
+
+def stop_after(n_steps: int):
+    def hook(trainer, e, events):
+        if isinstance(e, ev.Step) and sum(isinstance(x, ev.Step) for x in events) == n_steps:
+            trainer.request_stop()
+    return hook
+
+
+# ---------------------------------------------------------------- a. resume equivalence
+@pytest.mark.parametrize("n_steps, stage, model", [
+    (5, "pretrain_parts", {}),                 # stopped at batch 2 of pretrain_parts epoch 0
+    (11, "joint", {}),                         # stopped at batch 2 of joint epoch 0
+    (11, "joint", {"random_parts": True}),     # the model draws from the global torch RNG
+], ids=["pretrain_parts", "joint", "joint-random-parts"])
+def test_resume_mid_epoch_equals_uninterrupted_run(ds, reference, tmp_path, n_steps, stage, model):
+    ref = reference(**model)
+    first = run_all(Trainer(tiny_config(**model), tmp_path, dataset=ds), stop_after(n_steps))
+    assert isinstance(first[-1], ev.Finished) and first[-1].stopped
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["stage"] == stage and state["position"]["batch"] == 2, state["position"]   # mid-epoch
+    t = Trainer(tiny_config(**model), tmp_path, dataset=ds, resume=True)
+    second = run_all(t)
+    assert isinstance(second[-1], ev.Finished) and not second[-1].stopped
+    # together the two runs made exactly the steps of the uninterrupted one
+    steps = lambda evs: [(e.stage, e.epoch, e.step, e.global_step) for e in evs if isinstance(e, ev.Step)]
+    assert steps(first) + steps(second) == steps(ref["events"])
+    assert_same(params(t.model), ref["params"])
+    best_a, best_b = load_checkpoint(tmp_path / "best.pt"), load_checkpoint(ref["dir"] / "best.pt")
+    assert best_a["best_metric"] == pytest.approx(best_b["best_metric"])
+    assert best_a["position"] == best_b["position"]
+    assert_same(best_a["model"], best_b["model"])
+    assert second[-1].best_metric == pytest.approx(ref["events"][-1].best_metric)
+
+
+# ---------------------------------------------------------------- b. atomic checkpoints
+def _temp_files(d: Path) -> list[str]:
+    return [p.name for p in d.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_interrupted_checkpoint_replace_keeps_previous_last(ds, tmp_path, monkeypatch):
+    run_all(Trainer(tiny_config(), tmp_path, dataset=ds), stop_after(2))
+    before = (tmp_path / "last.pt").read_bytes()
+    real_replace = os.replace
+
+    def failing_replace(src, dst, *a, **k):
+        if Path(dst).name == "last.pt":
+            raise OSError(errno.EIO, "simulated crash while replacing")
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    events = list(Trainer(tiny_config(), tmp_path, dataset=ds, resume=True).run())
+    monkeypatch.undo()
+    assert isinstance(events[-1], ev.Failed), events[-1]
+    assert any(isinstance(e, ev.Step) for e in events)     # it trained, then could not save
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert load_checkpoint(tmp_path / "last.pt")["position"]["batch"] == 2
+    assert _temp_files(tmp_path) == []
+    assert load_checkpoint(tmp_path)["position"]["batch"] == 2    # a folder picks last.pt, no temp file
+
+
+def test_checkpoint_write_failing_partway_leaves_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"value": torch.arange(10), "position": {"batch": 1}}, path)
+    before = path.read_bytes()
+    real_fdopen = os.fdopen
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+    with pytest.raises(OSError):
+        save_checkpoint({"value": torch.arange(10_000), "position": {"batch": 2}}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["position"]["batch"] == 1
+    assert _temp_files(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+# ---------------------------------------------------------------- c. stop
+def test_stop_saves_checkpoint_then_finishes(ds, tmp_path):
+    trainer = Trainer(tiny_config(), tmp_path, dataset=ds)
+    gen = trainer.run()
+    events = []
+    for e in gen:
+        events.append(e)
+        if isinstance(e, ev.Step):
+            trainer.request_stop()
+            break
+    rest = list(gen)
+    assert [type(e) for e in rest] == [ev.CheckpointSaved, ev.Finished]
+    assert rest[0].kind == "stop" and Path(rest[0].path) == tmp_path / "last.pt"
+    assert rest[1].stopped is True and rest[1].run_dir == str(tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["position"] == {"stage": 0, "epoch": 0, "batch": 1, "global_step": 1}
+
+
+# ---------------------------------------------------------------- d. pause / resume
+def test_pause_and_resume_from_other_threads(ds, tmp_path):
+    trainer = Trainer(tiny_config(), tmp_path, dataset=ds)
+    events, times = [], {}
+    for e in trainer.run():
+        events.append(e)
+        if isinstance(e, ev.Step) and e.global_step == 2 and "pause" not in times:
+            th = threading.Thread(target=trainer.request_pause)
+            th.start()
+            th.join()
+            times["pause"] = time.perf_counter()
+        elif isinstance(e, ev.Paused):
+            times["paused"] = time.perf_counter()
+            threading.Timer(0.3, trainer.request_resume).start()
+        elif isinstance(e, ev.Resumed):
+            times["resumed"] = time.perf_counter()
+        elif isinstance(e, ev.Failed):
+            pytest.fail(e.error)
+    kinds = [type(e) for e in events]
+    assert kinds.count(ev.Paused) == 1 and kinds.count(ev.Resumed) == 1
+    i = kinds.index(ev.Paused)
+    assert kinds[i + 1] is ev.Resumed and events[i - 1].global_step == 2
+    assert times["resumed"] - times["paused"] >= 0.25          # it really waited for the resume
+    later = [e for e in events[i:] if isinstance(e, ev.Step)]
+    assert later and later[0].global_step == 3                 # and continued where it was
+    assert isinstance(events[-1], ev.Finished) and not events[-1].stopped
+
+
+# ---------------------------------------------------------------- e. DDP
+def test_ddp_two_cpu_processes_agree(tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun not found next to the Python interpreter or on PATH")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(HERE / "ddp_worker.py"),
+                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
+    assert (r0["world"], r0["rank"], r1["world"], r1["rank"]) == (2, 0, 2, 1)
+    assert r0["params"].keys() == r1["params"].keys()
+    differ = [k for k in r0["params"] if not torch.equal(r0["params"][k], r1["params"][k])]
+    assert not differ, f"ranks disagree on {differ[:5]}"
+    # only rank 0 wrote anything: checkpoints, metrics, config
+    assert {p.name for p in (tmp_path / "rank0").iterdir()} >= {"last.pt", "best.pt", "config.toml", "run.json",
+                                                                 "metrics.csv"}
+    assert not (tmp_path / "rank1").exists() or not any((tmp_path / "rank1").rglob("*.pt"))
+    assert_same(load_checkpoint(tmp_path / "rank0" / "last.pt")["model"], r0["params"], atol=0)
+    assert json.loads((tmp_path / "rank0" / "run.json").read_text())["world_size"] == 2
+
+
+# ---------------------------------------------------------------- f. determinism
+def test_same_seed_same_parameters_different_seed_differs(ds, reference, tmp_path):
+    t = Trainer(tiny_config(seed=0), tmp_path / "again", dataset=ds)
+    run_all(t)
+    assert_same(params(t.model), reference(seed=0)["params"], atol=0)
+    other = reference(seed=1)["params"]
+    assert any(not torch.allclose(other[k].double(), t.model.state_dict()[k].double())
+               for k in other if other[k].is_floating_point())
+
+
+# ---------------------------------------------------------------- g. config and run files
+def test_config_toml_round_trip(tmp_path):
+    cfg = preset("demo")
+    cfg.name = "changed"
+    cfg.model.use_ma_loss = False
+    cfg.model.beta = 0.5
+    cfg.train.joint.epochs = 9
+    cfg.train.pretrain_parts.lr = 0.003
+    cfg.data.options = {"n_train_per_class": 6, "image_size": 96}
+    save_toml(cfg, tmp_path / "c.toml")
+    assert load_toml(tmp_path / "c.toml") == cfg
+    assert load_toml(tmp_path / "c.toml") != preset("demo")
+
+
+def test_run_folder_has_resolved_config_and_run_json(ds, reference):
+    d = reference()["dir"]
+    assert load_toml(d / "config.toml") == tiny_config()
+    info = json.loads((d / "run.json").read_text())
+    assert info["seed"] == 0
+    assert info["dataset"] == ds.identity()
+    assert {"torch", "numpy", "python"} <= set(info["versions"])
+    assert info["versions"]["torch"] == str(torch.__version__)
+    assert [p.name for p in d.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# ---------------------------------------------------------------- h. metrics.csv
+def test_metrics_csv_has_step_and_epoch_rows(reference):
+    with open(reference()["dir"] / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"step", "epoch"}
+    steps = {int(r["global_step"]) for r in rows if r["kind"] == "step"}
+    assert steps == set(range(1, 16))                              # 3 + 6 + 6 training steps
+    assert {r["name"] for r in rows if r["kind"] == "step"} >= {"total", "lr"}
+    assert {r["stage"] for r in rows if r["kind"] == "epoch"} == {"warmup", "kmeans", "pretrain_parts", "joint"}
+    assert any(r["name"] == "val_zsl_mca" for r in rows if r["kind"] == "epoch")
+
+
+# ---------------------------------------------------------------- i. unwritable output folder
+def test_unwritable_output_folder_fails_before_training(ds, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "run"
+    events = list(Trainer(tiny_config(), out, dataset=ds).run())
+    assert [type(e) for e in events] == [ev.Failed]
+    assert str(out) in events[0].error and "cannot write" in events[0].error
