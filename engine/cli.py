@@ -32,8 +32,9 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, 
     from .trainer import Trainer
     trainer = Trainer(cfg, out, dataset=dataset, resume=resume)
     bar = None
+    events = trainer.run()
     try:
-        for e in trainer.run():
+        for e in events:
             if isinstance(e, ev.StageStarted):
                 if bar is not None:
                     bar.close()
@@ -43,7 +44,7 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, 
             elif isinstance(e, ev.Step) and bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in e.losses.items()} | {"eta": f"{e.eta_s:.0f}s"})
-            elif isinstance(e, ev.EpochEnd) and bar is not None and e.metrics:
+            elif isinstance(e, ev.EpochEnd) and bar is not None and e.metrics and not quiet:
                 bar.write(f"  {e.stage} epoch {e.epoch}: " + ", ".join(f"{k}={v:.3f}" for k, v in e.metrics.items())
                           + (" (best)" if e.best else ""))
             elif isinstance(e, ev.Log) and not quiet:
@@ -54,7 +55,10 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, 
                 if e.stopped:
                     print(f"stopped; resume with --resume --out {e.run_dir}", file=sys.stderr)
     except KeyboardInterrupt:
-        trainer.request_stop()
+        trainer.request_stop()      # the generator saves a "stop" checkpoint at its next step
+        for e in events:
+            if isinstance(e, ev.CheckpointSaved):
+                print(f"saved {e.path}; resume with --resume", file=sys.stderr)
         raise
     finally:
         if bar is not None:   # a tqdm without a total refuses bool()

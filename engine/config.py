@@ -229,11 +229,12 @@ def preset(name: str) -> RunConfig:
     if name == "demo":
         return RunConfig(
             name="demo",
-            model=ModelConfig(backbone="small_cnn", pretrained="none", attention_size=96,
-                              image_size=64, part_size=48, crop_hidden=128, attention_reduction=4),
-            train=TrainConfig(batch_size=32, lr=0.05, lr_patience=1,
-                              warmup=StageConfig(epochs=6), kmeans=StageConfig(epochs=2),
-                              pretrain_parts=StageConfig(epochs=3), joint=StageConfig(epochs=6),
+            model=ModelConfig(backbone="small_cnn", pretrained="none", attention_size=128,
+                              image_size=128, part_size=64, crop_hidden=128, attention_reduction=4,
+                              lambda_div=0.05),
+            train=TrainConfig(batch_size=32, lr=0.05, lr_patience=2,
+                              warmup=StageConfig(epochs=12), kmeans=StageConfig(epochs=2),
+                              pretrain_parts=StageConfig(epochs=4), joint=StageConfig(epochs=10),
                               kmeans_images=256),
             data=DataConfig(kind="synthetic", split="synthetic"),
         )

@@ -312,7 +312,7 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()
-        return {k: float(v) for k, v in losses.items()}
+        return {k: float(v.detach()) for k, v in losses.items()}
 
     def _wait_or_stop(self, where: dict, opt, sched) -> Iterator[ev.Event]:
         if self._pause.is_set() and not self._stop.is_set():
