@@ -1,0 +1,507 @@
+"""Reliability of the dataset loaders (issue 7): every broken dataset folder ends in a DatasetError
+that names the file (and the line where there is one); unusual but valid images load as RGB.
+Fixtures are tiny CUB / AwA2 / user-folder layouts from tests/fixtures_data.py under tmp_path.
+The table of cases is docs/reliability.md."""
+from __future__ import annotations
+
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixtures_data import _write, make_awa2, make_cub, make_folder, save_att_splits  # noqa: E402
+
+from sgma.engine.cli import main  # noqa: E402
+from sgma.engine.config import preset, save_toml  # noqa: E402
+from sgma.engine.data.awa2 import load_awa2  # noqa: E402
+from sgma.engine.data.base import DatasetError, ImageItem, Split, ZSLDataset, to_rgb  # noqa: E402
+from sgma.engine.data.cub import load_cub  # noqa: E402
+from sgma.engine.data.folder import load_folder  # noqa: E402
+from sgma.engine.data.registry import load_dataset  # noqa: E402
+from sgma.engine.loader import image_to_tensor  # noqa: E402
+
+NAMES = [f"{c:03d}.Bird_{chr(64 + c)}" for c in range(1, 7)]     # make_cub's 6 classes
+TV = [i for i in range(1, 21) if i % 5]                           # its default loc split
+TS = [i for i in range(1, 21) if i % 5 == 0]
+TU = list(range(21, 31))
+
+
+def cub(tmp_path: Path, **kw) -> tuple[Path, Path]:
+    root = make_cub(tmp_path, **kw)
+    return root, root / "CUB_200_2011"
+
+
+def raises(fn, *patterns: str) -> str:
+    """fn() raises DatasetError whose message contains every pattern; returns the message."""
+    with pytest.raises(DatasetError) as e:
+        fn()
+    msg = str(e.value)
+    for p in patterns:
+        assert p in msg, f"{p!r} not in {msg!r}"
+    return msg
+
+
+def one_image_dataset(path: Path) -> ZSLDataset:
+    return ZSLDataset("t", None, ["a"], ["x"], np.ones((1, 1), np.float32),
+                      [ImageItem(0, path=str(path), image_id="1")], Split("s", [0], [], [0], [], []))
+
+
+def write_png(path: Path, width: int, height: int, bit_depth: int, color_type: int, row: bytes) -> Path:
+    """A PNG written row by row with zlib: a 10,000 x 10,000 1-bit image costs ~12 kB on disk and
+    never exists in memory here. ``row`` is one scanline without its filter byte."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    z = zlib.compressobj(9)
+    body = b"".join(z.compress(b"\0" + row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def first_image(base: Path) -> Path:
+    rel = (base / "images.txt").read_text().splitlines()[0].split()[1]
+    return base / "images" / rel
+
+
+# ---------------------------------------------------------------- missing metadata files
+@pytest.mark.parametrize("rel, kw", [
+    ("CUB_200_2011/images.txt", {}),
+    ("CUB_200_2011/image_class_labels.txt", {}),
+    ("CUB_200_2011/classes.txt", {}),
+    ("attributes.txt", {}),
+    ("CUB_200_2011/bounding_boxes.txt", {}),
+    ("CUB_200_2011/parts/parts.txt", {}),
+    ("CUB_200_2011/parts/part_locs.txt", {}),
+    ("CUB_200_2011/attributes/class_attribute_labels_continuous.txt", {"semantics": "dataset"}),
+])
+def test_missing_metadata_file_is_named(tmp_path, rel, kw):
+    root, _ = cub(tmp_path)
+    (root / rel).unlink()
+    raises(lambda: load_cub(root, **kw), Path(rel).name)
+
+
+def test_missing_att_splits_option_is_named(tmp_path):
+    root, _ = cub(tmp_path)
+    raises(lambda: load_cub(root, att_splits=str(tmp_path / "nope.mat")), "missing file", "nope.mat")
+
+
+def test_missing_awa2_and_folder_files_are_named(tmp_path):
+    a = make_awa2(tmp_path)
+    (a / "predicates.txt").unlink()
+    raises(lambda: load_awa2(a), "missing file", "predicates.txt")
+    f = make_folder(tmp_path)
+    (f / "classes.csv").unlink()
+    raises(lambda: load_folder(f), "missing file", "classes.csv")
+
+
+# ---------------------------------------------------------------- listed images absent or broken
+def test_listed_image_absent(tmp_path):
+    root, base = cub(tmp_path)
+    img = first_image(base)
+    img.unlink()
+    raises(lambda: load_cub(root), "missing image file", str(img))
+    d = load_cub(root, check_images=False)            # metadata only: found when the image is read
+    raises(lambda: d.load_image(0), "image file is missing", str(img))
+
+
+def test_truncated_jpeg_is_refused_naming_the_file(tmp_path):
+    root, base = cub(tmp_path)
+    img = first_image(base)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(img, quality=95)
+    data = img.read_bytes()
+    img.write_bytes(data[: len(data) // 2])
+    d = load_cub(root)                                # the header is intact: the listing loads
+    raises(lambda: d.load_image(0), "cannot read image", str(img))
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0 not really a jpeg" * 10, b"GIF89a" + b"\0" * 20],
+                         ids=["empty", "garbage-after-jpeg-magic", "wrong-format-header"])
+def test_corrupt_image_is_refused_naming_the_file(tmp_path, content):
+    root, base = cub(tmp_path)
+    img = first_image(base)
+    img.write_bytes(content)
+    raises(lambda: load_cub(root), "cannot read image", str(img))
+    d = load_cub(root, check_images=False)
+    raises(lambda: d.load_image(0), "cannot read image", str(img))
+
+
+def test_corrupt_image_in_a_user_folder(tmp_path):
+    root = make_folder(tmp_path, parts=False)
+    bad = root / "images" / "robin" / "robin1.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"\x00" * 10)
+    d = load_folder(root)
+    k = next(i for i, it in enumerate(d.items) if it.path == str(bad))
+    raises(lambda: d.load_image(k), "cannot read image", str(bad))
+
+
+# ---------------------------------------------------------------- unusual images are converted
+def _save(path: Path, im: Image.Image, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, **kw)
+    return path
+
+
+def _palette_with_transparency() -> Image.Image:
+    p = Image.new("P", (8, 6), 2)
+    p.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * 759)
+    p.info["transparency"] = 0
+    return p
+
+
+MODES = {   # name -> (writer(path), expected mode on disk, expected RGB of pixel (0, 0))
+    "grayscale": (lambda p: _save(p.with_suffix(".png"), Image.new("L", (8, 6), 100)), "L", (100, 100, 100)),
+    "1-bit": (lambda p: _save(p.with_suffix(".png"), Image.new("1", (8, 6), 1)), "1", (255, 255, 255)),
+    "cmyk-jpeg": (lambda p: _save(p.with_suffix(".jpg"), Image.new("CMYK", (8, 6), (0, 255, 255, 0))), "CMYK", None),
+    "16-bit-gray": (lambda p: _save(p.with_suffix(".png"), Image.fromarray(np.full((6, 8), 40000, np.uint16))),
+                    "I;16", (255, 255, 255)),
+    "16-bit-rgb": (lambda p: write_png(p.with_suffix(".png"), 8, 6, 16, 2, b"\xff\xff\x00\x00\x80\x00" * 8),
+                   "RGB", (255, 0, 128)),
+    "rgba": (lambda p: _save(p.with_suffix(".png"), Image.new("RGBA", (8, 6), (255, 0, 0, 0))), "RGBA", (255, 255, 255)),
+    "rgba-opaque": (lambda p: _save(p.with_suffix(".png"), Image.new("RGBA", (8, 6), (255, 0, 0, 255))), "RGBA",
+                    (255, 0, 0)),
+    "gray-alpha": (lambda p: _save(p.with_suffix(".png"), Image.new("LA", (8, 6), (0, 0))), "LA", (255, 255, 255)),
+    "palette-transparency": (lambda p: _save(p.with_suffix(".png"), _palette_with_transparency()), "P", (0, 0, 255)),
+}
+
+
+@pytest.mark.parametrize("kind", list(MODES))
+def test_image_modes_are_converted_to_rgb(tmp_path, kind):
+    write, disk_mode, pixel = MODES[kind]
+    path = write(tmp_path / "img")
+    with Image.open(path) as im:
+        assert im.mode == disk_mode
+    rgb = one_image_dataset(path).load_image(0)
+    assert rgb.mode == "RGB" and rgb.size == (8, 6)
+    if pixel is not None:
+        assert rgb.getpixel((0, 0)) == pixel
+    else:   # CMYK (0, 255, 255, 0) is red; JPEG rounding aside
+        r, g, b = rgb.getpixel((0, 0))
+        assert r > 200 and g < 60 and b < 60
+    t = image_to_tensor(rgb, 48)
+    assert t.shape == (3, 48, 48) and float(t.min()) >= 0 and float(t.max()) <= 1
+
+
+def test_unusual_modes_through_a_user_folder(tmp_path):
+    """The same conversions through a real loader: a user folder whose images have every mode."""
+    root = make_folder(tmp_path, parts=False)
+    d0 = root / "images" / "robin"
+    for f in d0.iterdir():
+        f.unlink()
+    for k, kind in enumerate(MODES):
+        MODES[kind][0](d0 / f"robin{k}")
+    d = load_folder(root)
+    robin = [i for i, it in enumerate(d.items) if it.label == d.class_names.index("robin")]
+    assert len(robin) == len(MODES)
+    assert all(d.load_image(i).mode == "RGB" for i in robin)
+
+
+def test_one_pixel_image(tmp_path):
+    root, base = cub(tmp_path)
+    img = first_image(base)
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(img)
+    d = load_cub(root)        # its part boxes are clipped to the 1x1 image, not an error
+    im = d.load_image(0)
+    assert im.size == (1, 1)
+    t = image_to_tensor(im, 96)
+    assert t.shape == (3, 96, 96)
+
+
+def test_huge_image_metadata_is_read_from_the_header(tmp_path):
+    """10,000 x 10,000 (1e8 pixels, above PIL's 89.5 M warning limit, below its 2x error limit):
+    listing and part-box clipping read only the header, so no 100 MB decode happens here."""
+    root, base = cub(tmp_path)
+    img = first_image(base)
+    write_png(img, 10_000, 10_000, 1, 0, b"\x00" * 1250)      # a .jpg name holding a PNG is fine for PIL
+    assert img.stat().st_size < 100_000
+    with pytest.warns(Image.DecompressionBombWarning):
+        d = load_cub(root)
+    from sgma.engine.evaluate import image_sizes
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert image_sizes(d, [0]).tolist() == [[10_000, 10_000]]
+
+
+@pytest.mark.slow
+def test_huge_image_decodes_under_the_default_limit(tmp_path):
+    """Decoding 10,000 x 10,000 is a warning, not an error (peak ~0.5 GB for a moment: mode "1"
+    uses a byte per pixel and RGB four)."""
+    img = write_png(tmp_path / "big.png", 10_000, 10_000, 1, 0, b"\xff" * 1250)
+    with pytest.warns(Image.DecompressionBombWarning):
+        im = one_image_dataset(img).load_image(0)
+    assert im.mode == "RGB" and im.size == (10_000, 10_000)
+    del im
+
+
+def test_decompression_bomb_is_refused_naming_the_file(tmp_path, monkeypatch):
+    """An image of more than twice PIL's MAX_IMAGE_PIXELS is a DecompressionBombError at open time
+    (before any pixel is decoded). The limit is lowered so the test stays small."""
+    root, base = cub(tmp_path)
+    img = first_image(base)                    # 40 x 30 = 1,200 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    raises(lambda: one_image_dataset(img).load_image(0), "cannot read image", str(img), "decompression bomb")
+    raises(lambda: load_cub(root), "cannot read image", str(img), "decompression bomb")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # 1x..2x the limit: a warning, it loads
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert one_image_dataset(img).load_image(0).size == (40, 30)
+
+
+# ---------------------------------------------------------------- malformed lines
+@pytest.mark.parametrize("rel, line_no, line, patterns", [
+    ("CUB_200_2011/images.txt", 3, "3", ["images.txt:3", "expected 2 columns, got 1"]),
+    ("CUB_200_2011/images.txt", 3, "three x.jpg", ["images.txt:3", "column 1 is not an integer"]),
+    ("CUB_200_2011/images.txt", 3, "2.5 x.jpg", ["images.txt:3", "column 1 is not an integer"]),
+    ("CUB_200_2011/images.txt", 3, "1 again.jpg", ["images.txt:3", "duplicated id 1 (first on line 1)"]),
+    ("CUB_200_2011/image_class_labels.txt", 2, "2 1 1", ["image_class_labels.txt:2", "expected 2 columns"]),
+    ("CUB_200_2011/image_class_labels.txt", 2, "2 nan", ["image_class_labels.txt:2", "not an integer"]),
+    ("CUB_200_2011/image_class_labels.txt", 2, "2 99", ["image_class_labels.txt", "unknown class id 99"]),
+    ("CUB_200_2011/classes.txt", 1, "1", ["classes.txt:1", "expected 2 columns"]),
+    ("attributes.txt", 2, "1 has_size::small", ["attributes.txt:2", "duplicated id 1"]),
+    ("attributes.txt", 2, "x has_size::small", ["attributes.txt:2", "not an integer"]),
+    ("CUB_200_2011/bounding_boxes.txt", 4, "4 1 2 three 4", ["bounding_boxes.txt:4", "column 4 is not a number"]),
+    ("CUB_200_2011/bounding_boxes.txt", 4, "4 1 2 inf 4", ["bounding_boxes.txt:4", "column 4 is not a number"]),
+    ("CUB_200_2011/parts/part_locs.txt", 1, "1 1 0.0 0.0", ["part_locs.txt:1", "expected 5 columns"]),
+    ("CUB_200_2011/parts/part_locs.txt", 1, "1 1 0.0 0.0 2", ["part_locs.txt:1", "visible flag must be 0 or 1"]),
+    ("CUB_200_2011/parts/part_locs.txt", 1, "1 99 0.0 0.0 0", ["part_locs.txt:1", "unknown part id 99"]),
+])
+def test_malformed_cub_line_names_file_and_line(tmp_path, rel, line_no, line, patterns):
+    root, _ = cub(tmp_path)
+    p = root / rel
+    lines = p.read_text().splitlines()
+    lines[line_no - 1] = line
+    p.write_text("\n".join(lines) + "\n")
+    raises(lambda: load_cub(root, check_images=False), *patterns)
+
+
+@pytest.mark.parametrize("row, patterns", [
+    ("1.0 2.0 3.0", ["class_attribute_labels_continuous.txt:3", "expected 4 columns, got 3"]),
+    ("1.0 2.0 x 4.0", ["class_attribute_labels_continuous.txt:3", "column 3 is not a number"]),
+    ("1.0 nan 3.0 4.0", ["class_attribute_labels_continuous.txt:3", "column 2 is not a number: 'nan'"]),
+    ("1.0 2.0 3.0 -inf", ["class_attribute_labels_continuous.txt:3", "column 4 is not a number: '-inf'"]),
+])
+def test_malformed_attribute_matrix_row(tmp_path, row, patterns):
+    root, base = cub(tmp_path)
+    p = base / "attributes" / "class_attribute_labels_continuous.txt"
+    lines = p.read_text().splitlines()
+    lines[2] = row
+    p.write_text("\n".join(lines) + "\n")
+    raises(lambda: load_cub(root, semantics="dataset", check_images=False), *patterns)
+
+
+def test_attribute_matrix_with_too_few_rows(tmp_path):
+    root, base = cub(tmp_path)
+    p = base / "attributes" / "class_attribute_labels_continuous.txt"
+    p.write_text("\n".join(p.read_text().splitlines()[:-1]) + "\n")
+    raises(lambda: load_cub(root, semantics="dataset", check_images=False),
+           "class_attribute_labels_continuous.txt", "expected 6 rows of 4 numbers, got 5 rows")
+
+
+def test_metadata_not_utf8(tmp_path):
+    root, base = cub(tmp_path)
+    (base / "classes.txt").write_bytes(b"1 \xff\xfe\xfd\n")
+    raises(lambda: load_cub(root, check_images=False), "cannot read", "classes.txt")
+
+
+def test_empty_image_list(tmp_path):
+    root, base = cub(tmp_path)
+    (base / "images.txt").write_text("\n")
+    (base / "image_class_labels.txt").write_text("")
+    raises(lambda: load_cub(root, check_images=False), "images.txt", "no image is listed")
+
+
+def test_blank_lines_are_ignored(tmp_path):
+    root, base = cub(tmp_path)
+    p = base / "images.txt"
+    p.write_text("\n\n" + p.read_text().replace("\n", "\n   \n"))
+    assert len(load_cub(root, check_images=False)) == 30
+
+
+@pytest.mark.parametrize("fname, lines, patterns", [
+    ("classes.txt", ["1\tzebra", "1\tantelope"], ["classes.txt:2", "duplicated id 1"]),
+    ("classes.txt", ["1\tzebra", "3\tantelope"], ["classes.txt", "ids must be 1..2"]),
+    ("predicates.txt", ["1 black", "2 black", "3 stripes"], ["predicates.txt", "duplicated name"]),
+    ("predicate-matrix-continuous.txt", ["1 2 3"] * 4, ["predicate-matrix-continuous.txt", "expected 5 rows"]),
+    ("predicate-matrix-continuous.txt", ["1 2 3", "1 2", "1 2 3", "1 2 3", "1 2 3"],
+     ["predicate-matrix-continuous.txt:2", "expected 3 columns"]),
+    ("predicate-matrix-continuous.txt", ["1 2 3", "1 NaN 3", "1 2 3", "1 2 3", "1 2 3"],
+     ["predicate-matrix-continuous.txt:2", "column 2 is not a number"]),
+    ("predicate-matrix-continuous.txt", ["1 2 3", "1 -5 3", "1 2 -1", "1 2 3", "1 2 3"],
+     ["predicate-matrix-continuous.txt", "negative value -5.0"]),
+])
+def test_malformed_awa2_files(tmp_path, fname, lines, patterns):
+    root = make_awa2(tmp_path)
+    _write(root / fname, lines)
+    raises(lambda: load_awa2(root, semantics="dataset"), *patterns)
+
+
+@pytest.mark.parametrize("lines, patterns", [
+    (["class,a,b", "robin,1"], ["classes.csv:2", "expected 3 columns, got 2"]),
+    (["class,a,b", "robin,1,x"], ["classes.csv:2", "column 'b' is not a number: 'x'"]),
+    (["class,a,b", "robin,1,nan"], ["classes.csv:2", "column 'b' is not a number: 'nan'"]),
+    (["class,a,b", "robin,inf,1"], ["classes.csv:2", "column 'a' is not a number: 'inf'"]),
+    (["class,a,b", "robin,1,2", "robin,3,4"], ["classes.csv:3", "duplicated class 'robin' (first on line 2)"]),
+    (["class,a,a", "robin,1,2"], ["classes.csv:1", "distinct"]),
+    ([""], ["classes.csv", "empty file"]),
+])
+def test_malformed_user_folder_classes_csv(tmp_path, lines, patterns):
+    root = make_folder(tmp_path, parts=False, split=False)
+    _write(root / "classes.csv", lines)
+    raises(lambda: load_folder(root, check_images=False), *patterns)
+
+
+# ---------------------------------------------------------------- split files vs the dataset
+@pytest.mark.parametrize("fname, patterns", [
+    ("testclasses.txt", ["testclasses.txt", "class '999.Nope' is not in the dataset"]),
+    ("trainvalclasses.txt", ["trainvalclasses.txt", "class '999.Nope' is not in the dataset"]),
+    ("trainclasses1.txt", ["trainclasses1.txt", "class '999.Nope' is not in the dataset"]),
+])
+def test_split_file_names_a_class_the_dataset_lacks(tmp_path, fname, patterns):
+    root, _ = cub(tmp_path)
+    p = root / fname
+    p.write_text(p.read_text() + "999.Nope\n")
+    raises(lambda: load_cub(root, check_images=False), *patterns)
+
+
+def test_ss_unseen_list_names_a_class_the_dataset_lacks(tmp_path):
+    root, _ = cub(tmp_path)
+    _write(tmp_path / "ss.txt", ["001.Bird_A", "Not_A_Bird"])
+    raises(lambda: load_cub(root, split="ss", ss_unseen=str(tmp_path / "ss.txt"), check_images=False),
+           "ss.txt", "'Not_A_Bird' is not in the dataset")
+    a = make_awa2(tmp_path)
+    raises(lambda: load_awa2(a, split="ss", ss_unseen=["unicorn"]), "'unicorn' is not in the dataset")
+
+
+def test_user_folder_split_names_an_unknown_class(tmp_path):
+    root = make_folder(tmp_path, parts=False)
+    _write(root / "split.csv", ["class,split", "robin,seen", "crow,seen", "jay,val", "owl,unseen",
+                                "wren,seen", "dodo,unseen"])
+    raises(lambda: load_folder(root), "split.csv:7", "'dodo' is not in classes.csv")
+
+
+# ---------------------------------------------------------------- att_splits.mat
+def _mat(root: Path, **d) -> None:
+    scipy.io.savemat(str(root / "att_splits.mat"), d)
+
+
+def _col(v, dtype=np.int64):
+    return np.asarray(v, dtype=dtype).reshape(-1, 1)
+
+
+@pytest.mark.parametrize("case, patterns", [
+    ("3-D att", ["att_splits.mat", "'att' must be 2-D"]),
+    ("too many attributes", ["semantics have 7 attributes but attributes.txt names 4"]),
+    ("names vs att", ["att_splits.mat", "5 allclasses_names but att has 6 classes"]),
+    ("no trainval_loc", ["att_splits.mat", "missing 'trainval_loc'"]),
+    ("no att", ["att_splits.mat", "no 'att' matrix"]),
+    ("index 0", ["att_splits.mat", "trainval_loc index 0 is out of range 1..30"]),
+    ("index too large", ["att_splits.mat", "test_unseen_loc index 31 is out of range 1..30"]),
+    ("negative index", ["att_splits.mat", "test_seen_loc index -4 is out of range 1..30"]),
+    ("not a .mat", ["cannot read", "att_splits.mat"]),
+])
+def test_att_splits_wrong_shape_or_out_of_range(tmp_path, case, patterns):
+    root, _ = cub(tmp_path)
+    orig = np.random.default_rng(0).uniform(1, 2, (6, 4))
+    if case == "3-D att":
+        _mat(root, att=np.ones((4, 6, 2)), trainval_loc=_col(TV), test_seen_loc=_col(TS), test_unseen_loc=_col(TU))
+    elif case == "too many attributes":
+        save_att_splits(root / "att_splits.mat", NAMES, np.ones((6, 7)), TV, TS, TU)
+    elif case == "names vs att":
+        save_att_splits(root / "att_splits.mat", NAMES, orig, TV, TS, TU)
+        m = scipy.io.loadmat(str(root / "att_splits.mat"))
+        m["allclasses_names"] = m["allclasses_names"][:5]
+        _mat(root, **{k: v for k, v in m.items() if not k.startswith("__")})
+    elif case == "no trainval_loc":
+        _mat(root, att=orig.T, test_seen_loc=_col(TS), test_unseen_loc=_col(TU))
+    elif case == "no att":
+        _mat(root, trainval_loc=_col(TV), test_seen_loc=_col(TS), test_unseen_loc=_col(TU))
+    elif case == "index 0":
+        save_att_splits(root / "att_splits.mat", NAMES, orig, [0] + TV, TS, TU)
+    elif case == "index too large":
+        save_att_splits(root / "att_splits.mat", NAMES, orig, TV, TS, TU + [31])
+    elif case == "negative index":
+        save_att_splits(root / "att_splits.mat", NAMES, orig, TV, TS, TU)
+        m = scipy.io.loadmat(str(root / "att_splits.mat"))
+        m["test_seen_loc"] = _col([5, -4], np.int32)
+        _mat(root, **{k: v for k, v in m.items() if not k.startswith("__")})
+    else:
+        (root / "att_splits.mat").write_bytes(b"MATLAB 5.0 MAT-file" + b"\x00" * 50 + b"garbage" * 20)
+    raises(lambda: load_cub(root, check_images=False), *patterns)
+
+
+@pytest.mark.parametrize("key, value, patterns", [
+    ("trainval_loc", _col([1.5, 2.0], np.float64), ["att_splits.mat", "'trainval_loc'", "integer"]),
+    ("trainval_loc", np.array(["abc"]), ["att_splits.mat", "'trainval_loc'", "not a numeric array"]),
+    ("att", np.array(["abc"]), ["att_splits.mat", "'att'", "not a numeric array"]),
+])
+def test_att_splits_non_numeric_or_fractional(tmp_path, key, value, patterns):
+    root, _ = cub(tmp_path)
+    save_att_splits(root / "att_splits.mat", NAMES, np.ones((6, 4)), TV, TS, TU)
+    m = scipy.io.loadmat(str(root / "att_splits.mat"))
+    m[key] = value
+    _mat(root, **{k: v for k, v in m.items() if not k.startswith("__")})
+    raises(lambda: load_cub(root, check_images=False), *patterns)
+
+
+# ---------------------------------------------------------------- non-finite attribute values
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("semantics", ["att", "original_att"])
+def test_non_finite_att_splits_values_are_refused(tmp_path, bad, semantics):
+    root, _ = cub(tmp_path)
+    orig = np.random.default_rng(0).uniform(1, 2, (6, 4))
+    save_att_splits(root / "att_splits.mat", NAMES, orig, TV, TS, TU)
+    m = scipy.io.loadmat(str(root / "att_splits.mat"))
+    key = semantics
+    m[key] = m[key].copy()
+    m[key][1, 2] = bad
+    _mat(root, **{k: v for k, v in m.items() if not k.startswith("__")})
+    raises(lambda: load_cub(root, semantics=semantics, check_images=False), "att_splits.mat", f"'{key}'",
+           "NaN or infinite")
+
+
+def test_non_finite_awa2_att_splits_is_refused(tmp_path):
+    root = make_awa2(tmp_path)
+    m = scipy.io.loadmat(str(root / "att_splits.mat"))
+    m["original_att"] = m["original_att"].copy()
+    m["original_att"][0, 0] = np.nan
+    _mat(root, **{k: v for k, v in m.items() if not k.startswith("__")})
+    raises(lambda: load_awa2(root, semantics="original_att"), "att_splits.mat", "NaN or infinite")
+
+
+def test_loaded_semantics_are_always_finite(tmp_path):
+    """Whatever passes the loaders is finite (what the model, ridge regression and the GUI assume)."""
+    for d in (load_cub(make_cub(tmp_path / "c"), check_images=False),
+              load_cub(make_cub(tmp_path / "d"), semantics="dataset", check_images=False),
+              load_awa2(make_awa2(tmp_path / "a"), semantics="dataset"),
+              load_folder(make_folder(tmp_path / "f"))):
+        assert np.isfinite(d.semantics).all(), d.name
+
+
+# ---------------------------------------------------------------- the CLI reports dataset errors
+def test_cli_train_on_a_broken_dataset_exits_2_naming_the_file(tmp_path, capsys):
+    root, base = cub(tmp_path)
+    (base / "image_class_labels.txt").unlink()
+    cfg = preset("demo")
+    cfg.data.kind, cfg.data.root, cfg.data.split = "cub", str(root), "ps"
+    cfg.train.device = "cpu"
+    save_toml(cfg, tmp_path / "cfg.toml")
+    rc = main(["train", "--config", str(tmp_path / "cfg.toml"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: ") and "missing file" in err and "image_class_labels.txt" in err
+    assert "Traceback" not in err
+
+
+def test_registry_names_unknown_kind_and_option(tmp_path):
+    raises(lambda: load_dataset("imagenet", str(tmp_path)), "unknown dataset kind 'imagenet'")
+    raises(lambda: load_dataset("cub", str(tmp_path), colour=True), "unknown option 'colour'")
+
+
+def test_to_rgb_of_16_bit_black_does_not_divide_by_zero():
+    im = Image.fromarray(np.zeros((4, 4), np.uint16))
+    out = to_rgb(im)
+    assert out.mode == "RGB" and out.getpixel((0, 0)) == (0, 0, 0)
