@@ -158,7 +158,7 @@ def cmd_predict(a) -> int:
             with Image.open(path) as im:
                 im.load()
                 img = to_rgb(im)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise CLIError(f"cannot read image {path}: {e}") from None
         pred = p.predict(img)
         top = pred.top(a.top)

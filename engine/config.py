@@ -193,7 +193,9 @@ def load_toml(path: str | os.PathLike) -> RunConfig:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except OSError as e:   # a folder, no permission
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
+    except (ValueError, RecursionError) as e:   # TOMLDecodeError, UnicodeDecodeError, int digit limit, nesting
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     try:
         cfg = from_dict(RunConfig, data)

@@ -107,6 +107,8 @@ def load_cub(root, split: str = "ps", att_splits=None, semantics: str = "att", f
     images = by_id(read_rows(p_img, [int, str]), p_img)
     labels_by_id = by_id(read_rows(p_lab, [int, int]), p_lab)
     classes = by_id(read_rows(p_cls, [int, str]), p_cls)
+    if not images:
+        raise DatasetError(f"{p_img}: no image is listed")
     for iid in images:
         if iid not in labels_by_id:
             raise DatasetError(f"{p_lab}: no class label for image id {iid}")
@@ -132,7 +134,7 @@ def load_cub(root, split: str = "ps", att_splits=None, semantics: str = "att", f
             try:
                 with Image.open(p) as im:
                     sizes[iid] = im.size
-            except OSError as e:
+            except (OSError, Image.DecompressionBombError) as e:
                 raise DatasetError(f"cannot read image {p}: {e}") from None
     boxes = _part_boxes(base, ids, sizes) if parts else None
     items = [ImageItem(label=cindex[labels_by_id[i]], path=str(base / "images" / images[i]),

@@ -120,6 +120,20 @@ class AttSplits:
         return self.path.parent
 
 
+def _mat_array(m: dict, key: str, path: Path, index: bool = False) -> np.ndarray:
+    """``m[key]`` as float64 (int64 for 1-based ``*_loc`` indices); a non-numeric array, a NaN or
+    infinite value, or a fractional index is a DatasetError naming the file and the variable."""
+    try:
+        a = np.asarray(m[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: '{key}' is not a numeric array") from None
+    if not np.isfinite(a).all():
+        raise DatasetError(f"{path}: '{key}' has a NaN or infinite value")
+    if index and (a != np.round(a)).any():
+        raise DatasetError(f"{path}: '{key}' has a value that is not an integer index")
+    return a.astype(np.int64) if index else a
+
+
 def read_att_splits(path) -> AttSplits:
     import scipy.io
     path = Path(path)
@@ -131,13 +145,13 @@ def read_att_splits(path) -> AttSplits:
         raise DatasetError(f"cannot read {path}: {e}") from None
     if "att" not in m:
         raise DatasetError(f"{path}: no 'att' matrix")
-    att = np.asarray(m["att"], dtype=np.float64)
+    att = _mat_array(m, "att", path)
     if att.ndim != 2:
         raise DatasetError(f"{path}: 'att' must be 2-D, got shape {att.shape}")
     att = att.T
     orig = None
     if "original_att" in m:
-        orig = np.asarray(m["original_att"], dtype=np.float64).T
+        orig = _mat_array(m, "original_att", path).T
         if orig.shape != att.shape:
             raise DatasetError(f"{path}: original_att shape {orig.shape[::-1]} != att shape {att.shape[::-1]}")
     names = None
@@ -148,7 +162,7 @@ def read_att_splits(path) -> AttSplits:
     locs = {}
     for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc"):
         if k in m:
-            locs[k] = np.asarray(m[k]).astype(np.int64).ravel()
+            locs[k] = _mat_array(m, k, path, index=True).ravel()
         elif k in ("trainval_loc", "test_seen_loc", "test_unseen_loc"):
             raise DatasetError(f"{path}: missing '{k}'")
     return AttSplits(path, att, orig, names, locs)
