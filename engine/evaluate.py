@@ -111,13 +111,15 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics, cfg.ridge_lambda)
     compat = torch.as_tensor(ex_test["scores"])
     csim = center_similarity(torch.as_tensor(ex_test["cct"]), torch.as_tensor(protos, dtype=torch.float32))
+    beta, beta_scores = choose_beta(ex_val, protos, sp.val_classes, cfg.beta) if ex_val is not None \
+        else (cfg.beta, {})
     y = ex_test["labels"]
     is_unseen = np.isin(ex_test["indices"], sp.test_unseen)
     seen, unseen = list(sp.seen), list(sp.unseen)
     all_classes = seen + unseen
     modes, predictions = {}, {}
     for mode in MODES:
-        s = mode_scores(mode, compat, csim, cfg.beta).numpy()
+        s = mode_scores(mode, compat, csim, beta).numpy()
         zsl_pred = np.asarray(unseen)[s[is_unseen][:, unseen].argmax(axis=1)] if unseen else np.zeros(0, int)
         g_pred = np.asarray(all_classes)[s[:, all_classes].argmax(axis=1)]
         res = {"zsl": {"mca": _mca(y[is_unseen], zsl_pred), "n_classes": len(unseen)},
@@ -140,11 +142,33 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     summary = {"zsl": default["zsl"], "gzsl": default["gzsl"], "modes": modes, "per_class": per_class,
                "confusion": {"classes": [dataset.class_names[c] for c in unseen_sorted] if unseen else [],
                              "matrix": np.asarray(conf).astype(int).tolist()},
-               "inference": cfg.inference, "n_images": int(len(y)), "dataset": dataset.name,
+               "inference": cfg.inference, "beta": beta, "beta_validation": beta_scores,
+               "n_images": int(len(y)), "dataset": dataset.name,
                "split": sp.name}
     if dataset.part_names and cfg.use_parts:
         summary["parts"] = _parts(dataset, ex_val if ex_val is not None else ex_train, ex_test, seed)
     return Evaluation(summary, predictions)
+
+
+BETA_GRID = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def choose_beta(ex_val: dict, protos: np.ndarray, val_classes: list[int], default: float) -> tuple[float, dict]:
+    """Eq. 13's beta by grid search on the validation classes (section 4.1: hyperparameters by
+    grid search on the validation set): ZSL MCA among the validation classes for each beta; ties
+    go to the configured value, then to the smaller beta. Unseen test classes are not used."""
+    if not val_classes or len(ex_val["labels"]) == 0:
+        return default, {}
+    cand = np.asarray(val_classes)
+    compat = torch.as_tensor(ex_val["scores"])
+    csim = center_similarity(torch.as_tensor(ex_val["cct"]), torch.as_tensor(protos, dtype=torch.float32))
+    scores = {}
+    for b in sorted(set(BETA_GRID) | {default}):
+        s = mode_scores("combined", compat, csim, b).numpy()[:, cand]
+        scores[b] = _mca(ex_val["labels"], cand[s.argmax(axis=1)])
+    best = max(scores.values())
+    chosen = default if scores[default] == best else min(b for b, v in scores.items() if v == best)
+    return float(chosen), {str(b): v for b, v in scores.items()}
 
 
 def _mca(y_true, y_pred) -> float:

@@ -80,3 +80,22 @@ def pseudo_squares(maps: torch.Tensor, side: float) -> torch.Tensor:
     cy = ((peaks[..., 0] + 0.5) / h).clamp(side / 2, 1 - side / 2)
     cx = ((peaks[..., 1] + 0.5) / w).clamp(side / 2, 1 - side / 2)
     return torch.stack([cx, cy, torch.full_like(cx, side)], dim=-1)
+
+
+def fit_cropper(cropper, maps: torch.Tensor, side: float, iters: int = 400, lr: float = 1e-3,
+                batch: int = 64, seed: int = 0) -> list[float]:
+    """Stage 2, first half: regress the cropping net (Eq. 7) onto the pseudo squares of cached
+    attention maps with MSE (Adam, ``iters`` steps). Fitting on cached maps lets the small FC
+    net learn the peak-to-centre mapping in seconds instead of epochs of image batches."""
+    targets = pseudo_squares(maps, side)
+    opt = torch.optim.Adam(cropper.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(iters):
+        pick = torch.randint(len(maps), (min(batch, len(maps)),), generator=g)
+        loss = F.mse_loss(cropper(maps[pick]), targets[pick])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses

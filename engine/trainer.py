@@ -39,7 +39,8 @@ from .extract import extract
 from .loader import EpochOrder, ImageSet, make_loader
 from .metrics_log import MetricsLog
 from .model import SGMA
-from .stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets, pseudo_squares
+from .stages import (fit_cropper, kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets,
+                     pseudo_squares)
 
 STAGES = ("warmup", "kmeans", "pretrain_parts", "joint")
 
@@ -245,6 +246,8 @@ class Trainer:
             start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
             for epoch in range(start_epoch, epochs):
                 start_batch = pos["batch"] if (stage_idx == pos["stage"] and epoch == pos["epoch"]) else 0
+                if name == "pretrain_parts" and epoch == 0 and start_batch == 0:
+                    yield from self._fit_cropper()
                 if name == "kmeans":
                     if start_batch == 0 and epoch == 0:
                         yield from self._kmeans_stage(epochs)
@@ -350,6 +353,21 @@ class Trainer:
         sizes = [int((groups == i).sum()) for i in range(m.cfg.n_parts)]
         yield ev.Log(f"k-means grouped {len(groups)} channels into {sizes} on {n} images; "
                      f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+
+    def _fit_cropper(self) -> Iterator[ev.Event]:
+        tc, m = self.cfg.train, self.model
+        n = min(tc.kmeans_images * 4, len(self.images))
+        pick = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(tc.seed + 1))[:n].tolist()
+        m.eval()
+        maps = []
+        with torch.no_grad():
+            for s in range(0, n, tc.batch_size):
+                x = torch.stack([self.images[k][0] for k in pick[s:s + tc.batch_size]]).to(self.device)
+                maps.append(m.attend(x)[1].float())
+        maps = torch.cat(maps)
+        losses = fit_cropper(m.cropper, maps, m.cfg.part_side_init, seed=tc.seed)
+        m.train()
+        yield ev.Log(f"cropping net fitted to pseudo squares of {n} images: MSE {losses[0]:.4f} -> {losses[-1]:.4f}")
 
     def _validate(self) -> dict[str, float]:
         """ZSL mean class accuracy on the validation classes (compatibility scores, argmax among
