@@ -460,10 +460,16 @@ class Trainer:
         state = load_checkpoint(path)
         mine = to_dict(self.cfg)
         theirs = state["config"]
-        diff = [k for k in ("model",) if mine[k] != theirs.get(k)]
-        if diff or state["class_names"] != list(self.dataset.class_names):
+        diff = [f"model.{k}: {theirs.get('model', {}).get(k)!r} in the checkpoint, {v!r} now"
+                for k, v in mine["model"].items() if theirs.get("model", {}).get(k) != v]
+        if diff:
             raise CheckpointError(f"{path}: cannot resume, the checkpoint was trained with a different "
-                                  f"{'model configuration' if diff else 'class list'}")
+                                  f"model configuration: {'; '.join(diff[:5])}")
+        if state["class_names"] != list(self.dataset.class_names):
+            extra = sorted(set(state["class_names"]) ^ set(self.dataset.class_names))[:5]
+            raise CheckpointError(f"{path}: cannot resume, the checkpoint was trained with a different class "
+                                  f"list ({len(state['class_names'])} classes vs {len(self.dataset.class_names)} now; "
+                                  f"differing: {', '.join(extra) or 'same names, other order'})")
         self.model.load_state_dict(state["model"])
         torch.set_rng_state(state["rng"]["torch"])
         self.kmeans_groups = state.get("kmeans_groups", [])

@@ -159,8 +159,9 @@ MODES = {   # name -> (writer(path), expected mode on disk, expected RGB of pixe
     "grayscale": (lambda p: _save(p.with_suffix(".png"), Image.new("L", (8, 6), 100)), "L", (100, 100, 100)),
     "1-bit": (lambda p: _save(p.with_suffix(".png"), Image.new("1", (8, 6), 1)), "1", (255, 255, 255)),
     "cmyk-jpeg": (lambda p: _save(p.with_suffix(".jpg"), Image.new("CMYK", (8, 6), (0, 255, 255, 0))), "CMYK", None),
+    # 16-bit data is scaled by its full range (40000 / 65535 * 255 = 155), not by the image's own maximum
     "16-bit-gray": (lambda p: _save(p.with_suffix(".png"), Image.fromarray(np.full((6, 8), 40000, np.uint16))),
-                    "I;16", (255, 255, 255)),
+                    "I;16", (155, 155, 155)),
     "16-bit-rgb": (lambda p: write_png(p.with_suffix(".png"), 8, 6, 16, 2, b"\xff\xff\x00\x00\x80\x00" * 8),
                    "RGB", (255, 0, 128)),
     "rgba": (lambda p: _save(p.with_suffix(".png"), Image.new("RGBA", (8, 6), (255, 0, 0, 0))), "RGBA", (255, 255, 255)),

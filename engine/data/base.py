@@ -115,7 +115,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
-        hi = a.max() if a.size and a.max() > 0 else 1.0
+        # 16-bit data spans 0..65535; a 32-bit "I" image has no fixed range, so it uses its maximum
+        hi = 65535.0 if im.mode.startswith("I;16") or (a.size and a.max() <= 65535) else float(a.max())
         a = (a / hi * 255.0).clip(0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
