@@ -1,0 +1,128 @@
+"""An editor for one attribute vector: every named attribute of the dataset in a tree grouped by
+the part before "::" (the dataset's ``attribute_groups``), each with an editable value (a spin box
+appears on double click or typing), and a search field."""
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLineEdit, QPushButton,
+                               QStyledItemDelegate, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+NAME_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+class _ValueDelegate(QStyledItemDelegate):
+    def createEditor(self, parent, option, index):
+        if index.column() != 1 or index.data(NAME_ROLE) is None:
+            return None
+        s = QDoubleSpinBox(parent)
+        s.setRange(-1000.0, 1000.0)
+        s.setDecimals(4)
+        s.setSingleStep(0.1)
+        return s
+
+
+def attribute_groups(names: list[str], groups: Optional[dict[str, list[int]]] = None) -> dict[str, list[int]]:
+    """Group -> column indices: the dataset's groups when given, else the part before "::", else
+    one group "attributes"."""
+    if groups:
+        out = {g: list(cols) for g, cols in groups.items()}
+        covered = {j for cols in out.values() for j in cols}
+        rest = [j for j in range(len(names)) if j not in covered]
+        if rest:
+            out.setdefault("other", []).extend(rest)
+        return out
+    out: dict[str, list[int]] = {}
+    for j, n in enumerate(names):
+        out.setdefault(n.split("::", 1)[0] if "::" in n else "attributes", []).append(j)
+    return out
+
+
+class AttributeEditor(QWidget):
+    valuesChanged = Signal()
+
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.names: list[str] = []
+        self.items: dict[str, QTreeWidgetItem] = {}
+        self.group_items: dict[str, QTreeWidgetItem] = {}
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("search attributes…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._filter)
+        self.zero_button = QPushButton("All zero")
+        self.zero_button.clicked.connect(lambda: self.set_values({}))
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Attribute", "Value"])
+        self.tree.setItemDelegate(_ValueDelegate(self.tree))
+        self.tree.setAlternatingRowColors(True)
+        self.tree.itemChanged.connect(self._on_changed)
+        row = QHBoxLayout()
+        row.addWidget(self.search, 1)
+        row.addWidget(self.zero_button)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addWidget(self.tree, 1)
+        self._quiet = False
+
+    def set_attributes(self, names: list[str], groups: Optional[dict[str, list[int]]] = None) -> None:
+        self._quiet = True
+        self.tree.clear()
+        self.names, self.items, self.group_items = list(names), {}, {}
+        for group, cols in attribute_groups(self.names, groups).items():
+            g = QTreeWidgetItem(self.tree, [group, ""])
+            g.setFlags(g.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            self.group_items[group] = g
+            for j in cols:
+                n = self.names[j]
+                short = n.split("::", 1)[1] if "::" in n and n.split("::", 1)[0] == group else n
+                it = QTreeWidgetItem(g, [short, ""])
+                it.setData(1, Qt.ItemDataRole.EditRole, 0.0)
+                it.setData(1, NAME_ROLE, n)
+                it.setToolTip(0, n)
+                it.setFlags(it.flags() | Qt.ItemFlag.ItemIsEditable)
+                self.items[n] = it
+        self.tree.expandAll()
+        self.tree.resizeColumnToContents(0)
+        self._quiet = False
+        self._update_groups()
+
+    def values(self) -> dict[str, float]:
+        return {n: float(it.data(1, Qt.ItemDataRole.EditRole) or 0.0) for n, it in self.items.items()}
+
+    def set_values(self, values: dict[str, float]) -> None:
+        self._quiet = True
+        for n, it in self.items.items():
+            it.setData(1, Qt.ItemDataRole.EditRole, float(values.get(n, 0.0)))
+        self._quiet = False
+        self._update_groups()
+        self.valuesChanged.emit()
+
+    def set_value(self, name: str, value: float) -> None:
+        self.items[name].setData(1, Qt.ItemDataRole.EditRole, float(value))
+
+    def _on_changed(self, item: QTreeWidgetItem, column: int) -> None:
+        if self._quiet or column != 1 or item.data(1, NAME_ROLE) is None:
+            return
+        self._update_groups()
+        self.valuesChanged.emit()
+
+    def _update_groups(self) -> None:
+        self._quiet = True
+        for g in self.group_items.values():
+            nz = sum(1 for k in range(g.childCount()) if (g.child(k).data(1, Qt.ItemDataRole.EditRole) or 0) != 0)
+            g.setText(1, f"{nz} set" if nz else "")
+        self._quiet = False
+
+    def _filter(self, text: str) -> None:
+        t = text.strip().lower()
+        for group, g in self.group_items.items():
+            any_shown = False
+            for k in range(g.childCount()):
+                c = g.child(k)
+                show = not t or t in c.data(1, NAME_ROLE).lower()
+                c.setHidden(not show)
+                any_shown |= show
+            g.setHidden(not any_shown)

@@ -1,0 +1,121 @@
+"""Live training curves: one line per loss term against the global step, and the validation
+accuracy per epoch, with exponential-moving-average smoothing. Points are stored as they arrive
+and drawn at most ``fps`` times a second, so a fast stream of steps never floods the GUI. The
+plots have no grid: pyqtgraph's grid costs ~20 ms a paint, long enough to stall the window while
+the training thread competes for the GIL."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from scipy.signal import lfilter     # imported here: a first import during training would stall the GUI
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+# the loss terms of the four stages (events.Step.losses), drawn from the start in fixed colours
+TERMS = ("total", "cls", "cct", "ma", "mse")
+COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
+
+
+def ema(values: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential moving average with smoothing ``alpha`` in [0, 1) (0 = raw), bias-corrected
+    like TensorBoard's so the start of the curve is not pulled towards 0."""
+    v = np.asarray(values, dtype=np.float64)
+    if alpha <= 0 or len(v) == 0:
+        return v
+    acc = lfilter([1 - alpha], [1, -alpha], v)
+    weight = 1 - alpha ** np.arange(1, len(v) + 1)
+    return acc / weight
+
+
+class Curves(QWidget):
+    def __init__(self, settings, parent: Optional[QWidget] = None, fps: int = 5):
+        super().__init__(parent)
+        self.settings = settings
+        self.loss_plot = pg.PlotWidget(title="Losses")
+        self.loss_plot.setDownsampling(auto=True, mode="peak")   # long runs: draw what the pixels show
+        self.loss_plot.setClipToView(True)
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.addLegend(offset=(-10, 10))
+        self.acc_plot = pg.PlotWidget(title="Validation accuracy (ZSL MCA, validation classes)")
+        self.acc_plot.setLabel("bottom", "epoch")
+        self.acc_plot.setYRange(0, 1)
+        self.smoothing = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setValue(settings.get("training/smoothing", 60))
+        self.smoothing_label = QLabel()
+        self.smoothing.valueChanged.connect(self._on_smoothing)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Smoothing"))
+        row.addWidget(self.smoothing, 1)
+        row.addWidget(self.smoothing_label)
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot, 3)
+        plots.addWidget(self.acc_plot, 2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addLayout(plots, 1)
+        self.steps: dict[str, list[tuple[int, float]]] = {}
+        self.accuracy: list[tuple[int, float]] = []
+        self.lines: dict[str, pg.PlotDataItem] = {}
+        self.acc_line = self.acc_plot.plot([], [], pen=pg.mkPen("#4363d8", width=2), symbol="o", symbolSize=6)
+        for k in TERMS:
+            self._line(k)
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(int(1000 / fps))
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+        self._on_smoothing(self.smoothing.value())
+
+    def clear(self) -> None:
+        self.steps.clear()
+        self.accuracy.clear()
+        for k in list(self.lines):
+            if k not in TERMS:
+                self.loss_plot.removeItem(self.lines.pop(k))
+        for line in self.lines.values():
+            line.setData([], [])
+        self._dirty = True
+        self.redraw()
+
+    def _line(self, k: str) -> pg.PlotDataItem:
+        if k not in self.lines:
+            colour = COLOURS[len(self.lines) % len(COLOURS)]
+            self.lines[k] = self.loss_plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=k)
+        return self.lines[k]
+
+    def add_step(self, step: int, losses: dict[str, float]) -> None:
+        for k, v in losses.items():
+            self.steps.setdefault(k, []).append((step, float(v)))
+        self._dirty = True
+
+    def add_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if "val_zsl_mca" in metrics:
+            self.accuracy.append((epoch, float(metrics["val_zsl_mca"])))
+            self._dirty = True
+
+    def n_points(self) -> int:
+        return sum(len(v) for v in self.steps.values())
+
+    def _on_smoothing(self, value: int) -> None:
+        self.smoothing_label.setText(f"{value / 100:.2f}")
+        self.settings.set("training/smoothing", value)
+        self._dirty = True
+        self.redraw()
+
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        alpha = self.smoothing.value() / 100
+        for k, pts in self.steps.items():
+            a = np.asarray(pts, dtype=np.float64)
+            self._line(k).setData(a[:, 0], ema(a[:, 1], alpha))
+        if self.accuracy:
+            a = np.asarray(self.accuracy, dtype=np.float64)
+            self.acc_line.setData(a[:, 0], a[:, 1])
+        else:
+            self.acc_line.setData([], [])

@@ -1,0 +1,126 @@
+"""File > Open dataset: the kind, the root folder and the kind's options."""
+from __future__ import annotations
+
+import ast
+from typing import Optional
+
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
+                               QWidget)
+
+KINDS = ("synthetic", "cub", "awa2", "flo", "folder")
+HELP = {
+    "synthetic": "procedural birds, built in memory (no root folder)",
+    "cub": "CUB-200-2011 folder (images.txt, classes.txt, attributes/…)",
+    "awa2": "Animals with Attributes 2 folder (JPEGImages/, predicate-matrix…)",
+    "flo": "Oxford Flowers 102 folder (jpg/, imagelabels.mat, xlsa17 att_splits.mat)",
+    "folder": "your own folder: one sub-folder per class and a classes file (see docs/datasets.md)",
+}
+
+
+def kind_options(kind: str) -> dict[str, object]:
+    try:
+        from sgma.engine.data.registry import dataset_options
+        return dataset_options(kind)
+    except Exception:  # noqa: BLE001 - registry absent or kind unknown: no options
+        return {}
+
+
+def parse_option(text: str, default):
+    """The text of an option field as the type of its default."""
+    text = text.strip()
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    if default is None:
+        if text == "":
+            return None
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+    return text
+
+
+class OpenDatasetDialog(QDialog):
+    def __init__(self, parent: Optional[QWidget] = None, spec: Optional[dict] = None, recent=()):
+        super().__init__(parent)
+        self.setWindowTitle("Open dataset")
+        spec = spec or {}
+        self.kind = QComboBox()
+        self.kind.addItems(KINDS)
+        self.root = QLineEdit(spec.get("root") or "")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.help = QLabel()
+        self.help.setWordWrap(True)
+        self.recent = QComboBox()
+        self.recent.addItem("—", None)
+        for r in recent:
+            self.recent.addItem(f"{r['kind']}: {r.get('root') or '(built in)'}", r)
+        self.recent.currentIndexChanged.connect(self._use_recent)
+        self.options_form = QFormLayout()
+        self.option_fields: dict[str, tuple[QWidget, object]] = {}
+        rrow = QHBoxLayout()
+        rrow.addWidget(self.root, 1)
+        rrow.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Recent", self.recent)
+        form.addRow("Kind", self.kind)
+        form.addRow("Root folder", rrow)
+        form.addRow(self.help)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(QLabel("Options"))
+        lay.addLayout(self.options_form)
+        lay.addWidget(buttons)
+        self.kind.currentTextChanged.connect(self._on_kind)
+        self.kind.setCurrentText(spec.get("kind", "synthetic"))
+        self._on_kind(self.kind.currentText(), spec.get("options") or {})
+        self.resize(520, 360)
+
+    def _on_kind(self, kind: str, values: Optional[dict] = None) -> None:
+        values = values or {}
+        self.help.setText(HELP.get(kind, ""))
+        self.root.setEnabled(kind != "synthetic")
+        while self.options_form.rowCount():
+            self.options_form.removeRow(0)
+        self.option_fields = {}
+        for name, default in kind_options(kind).items():
+            value = values.get(name, default)
+            if isinstance(default, bool):
+                w = QCheckBox()
+                w.setChecked(bool(value))
+            else:
+                w = QLineEdit("" if value is None else str(value))
+            self.option_fields[name] = (w, default)
+            self.options_form.addRow(name, w)
+
+    def _use_recent(self) -> None:
+        r = self.recent.currentData()
+        if r:
+            self.kind.setCurrentText(r["kind"])
+            self.root.setText(r.get("root") or "")
+            self._on_kind(r["kind"], r.get("options") or {})
+
+    def _browse(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Dataset root folder", self.root.text())
+        if d:
+            self.root.setText(d)
+
+    def spec(self) -> dict:
+        """{"kind", "root", "options"}: only options that differ from their defaults."""
+        opts = {}
+        for name, (w, default) in self.option_fields.items():
+            v = w.isChecked() if isinstance(w, QCheckBox) else parse_option(w.text(), default)
+            if v != default:
+                opts[name] = v
+        kind = self.kind.currentText()
+        return {"kind": kind, "root": self.root.text().strip() or None if kind != "synthetic" else None,
+                "options": opts}

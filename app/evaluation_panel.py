@@ -1,0 +1,259 @@
+"""Evaluation of the loaded model on the open dataset, in a worker thread: ZSL and GZSL per
+inference mode, part precision against the random baseline, per-class accuracy bars, the
+confusion matrix (a click filters the grid to that cell's images), and export to CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from . import messages
+from .confusion import ConfusionView, short
+from .state import AppState
+
+MODES = ("compatibility", "center", "combined")
+
+
+def pct(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.1f}"
+
+
+def summary_rows(summary: dict) -> list[list[str]]:
+    """The evaluation as long-format rows: section, key, metric, value."""
+    rows = []
+    for mode, res in summary.get("modes", {}).items():
+        rows.append(["zsl", mode, "mca", res["zsl"]["mca"]])
+        for k in ("unseen", "seen", "h"):
+            rows.append(["gzsl", mode, k, res["gzsl"][k]])
+        if "gzsl_calibrated" in res:
+            for k in ("unseen", "seen", "h", "gamma"):
+                rows.append(["gzsl_calibrated", mode, k, res["gzsl_calibrated"][k]])
+    parts = summary.get("parts") or {}
+    for part in parts.get("n_images", {}):
+        if part in parts:
+            rows.append(["parts", part, "precision", parts[part]])
+        if part in parts.get("random", {}):
+            rows.append(["parts", part, "random_precision", parts["random"][part]])
+        if part in parts.get("mean_iou", {}):
+            rows.append(["parts", part, "mean_iou", parts["mean_iou"][part]])
+    for name, acc in summary.get("per_class", {}).items():
+        rows.append(["per_class", name, "accuracy", acc])
+    return rows
+
+
+def summary_csv(summary: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["section", "key", "metric", "value"])
+    for r in summary_rows(summary):
+        w.writerow(r[:3] + [f"{float(r[3]):.6g}"])
+    return buf.getvalue()
+
+
+def run_evaluation(model, state, dataset):
+    """The engine's evaluator (runs in a worker thread)."""
+    from sgma.engine.evaluate import evaluate
+    return evaluate(model, state, dataset)
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    t = QTableWidget(0, len(headers))
+    t.setHorizontalHeaderLabels(headers)
+    t.verticalHeader().setVisible(False)
+    t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    return t
+
+
+def _fill(t: QTableWidget, rows: list[list[str]]) -> None:
+    t.setRowCount(len(rows))
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            item = QTableWidgetItem(text)
+            if c:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            t.setItem(r, c, item)
+
+
+class EvaluationPanel(QWidget):
+    def __init__(self, state: AppState, tasks, settings, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.state, self.tasks, self.settings = state, tasks, settings
+        self.task = None
+        self.run_button = QPushButton("Evaluate")
+        self.run_button.clicked.connect(self.run)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self._export_dialog)
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setVisible(False)
+        self.busy.setMaximumWidth(160)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        top = QHBoxLayout()
+        top.addWidget(self.run_button)
+        top.addWidget(self.export_button)
+        top.addWidget(self.busy)
+        top.addWidget(self.status, 1)
+
+        self.zsl_table = _table(["Inference", "ZSL MCA %", "GZSL A_U %", "GZSL A_S %", "GZSL H %"])
+        self.parts_table = _table(["Part", "Map", "Precision %", "Random %", "Mean IoU", "Images"])
+        self.bars = pg.PlotWidget(title="Per-class ZSL accuracy")
+        self.bars.setYRange(0, 1)
+        self.bars.showGrid(y=True, alpha=0.2)
+        self.bar_item: Optional[pg.BarGraphItem] = None
+        self.confusion = ConfusionView()
+        self.confusion.cellChosen.connect(self.show_cell)
+
+        tables = QWidget()
+        tl = QVBoxLayout(tables)
+        tl.setContentsMargins(0, 0, 0, 0)
+        g1 = QGroupBox("ZSL and GZSL accuracy")
+        g1.setToolTip("ZSL: mean class accuracy among unseen classes; GZSL: among all classes, "
+                      "A_U on unseen and A_S on seen test images, H their harmonic mean")
+        QVBoxLayout(g1).addWidget(self.zsl_table)
+        g2 = QGroupBox("Part localisation")
+        g2.setToolTip("precision: share of images whose predicted square has IoU > 0.5 with the "
+                      "ground-truth box; random: squares of the same side placed at random")
+        QVBoxLayout(g2).addWidget(self.parts_table)
+        tl.addWidget(g1)
+        tl.addWidget(g2)
+        g3 = QGroupBox("ZSL confusion matrix")
+        g3.setToolTip("rows: true class, columns: predicted class; click a cell to show its images in the grid")
+        QVBoxLayout(g3).addWidget(self.confusion)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.bars)
+        right.addWidget(g3)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(tables)
+        split.addWidget(right)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
+        lay.addWidget(split, 1)
+
+        state.modelChanged.connect(self._update_enabled)
+        state.datasetChanged.connect(self._update_enabled)
+        state.evaluationChanged.connect(self.show_evaluation)
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        ok = self.state.predictor is not None and self.state.dataset is not None
+        self.run_button.setEnabled(ok and self.task is None)
+        self.export_button.setEnabled(self.state.evaluation is not None)
+        if not ok:
+            self.status.setText("load a model and a dataset to evaluate")
+        elif self.task is None and self.state.evaluation is None:
+            self.status.setText("not evaluated yet")
+
+    # ---------------------------------------------------------------- running
+    def run(self) -> None:
+        st = self.state
+        if st.predictor is None or st.dataset is None or self.task is not None:
+            return
+        predictor, dataset = st.predictor, st.dataset
+        self.status.setText(f"evaluating on {dataset.name}…")
+        self.busy.setVisible(True)
+
+        def done(result):
+            self.task = None
+            self.busy.setVisible(False)
+            if predictor is st.predictor and dataset is st.dataset:
+                st.set_evaluation(result)
+            self._update_enabled()
+
+        def failed(msg, tb):
+            self.task = None
+            self.busy.setVisible(False)
+            self.status.setText(f"evaluation failed: {msg}")
+            self._update_enabled()
+            if msg != "cancelled":
+                messages.error(self, "Evaluation failed", msg, tb)
+
+        self.task = self.tasks.start(run_evaluation, predictor.model, predictor.state, dataset,
+                                     on_done=done, on_error=failed)
+        self._update_enabled()
+
+    # ---------------------------------------------------------------- showing
+    def show_evaluation(self) -> None:
+        ev = self.state.evaluation
+        self._update_enabled()
+        if ev is None:
+            _fill(self.zsl_table, [])
+            _fill(self.parts_table, [])
+            self.confusion.model_.set_matrix([], [])
+            if self.bar_item is not None:
+                self.bars.removeItem(self.bar_item)
+                self.bar_item = None
+            return
+        s = ev.summary
+        default = s.get("inference", "combined")
+        rows = []
+        for mode in MODES:
+            res = s["modes"].get(mode)
+            if res is None:
+                continue
+            g = res["gzsl"]
+            rows.append([mode + (" (default)" if mode == default else ""), pct(res["zsl"]["mca"]),
+                         pct(g["unseen"]), pct(g["seen"]), pct(g["h"])])
+        _fill(self.zsl_table, rows)
+        parts = s.get("parts") or {}
+        prow = []
+        for part in parts.get("n_images", {}):
+            prow.append([part, parts.get("assignment", {}).get(part, "—"), pct(parts.get(part)),
+                         pct(parts.get("random", {}).get(part)),
+                         f"{parts.get('mean_iou', {}).get(part, float('nan')):.3f}",
+                         str(parts["n_images"][part])])
+        _fill(self.parts_table, prow)
+        self._show_bars(s.get("per_class", {}))
+        conf = s.get("confusion", {})
+        self.confusion.model_.set_matrix(conf.get("classes", []), conf.get("matrix", []))
+        self.status.setText(f"{s.get('dataset', '')} split {s.get('split', '')}: {s.get('n_images', 0)} test images; "
+                            f"ZSL {pct(s['zsl']['mca'])} %, GZSL H {pct(s['gzsl']['h'])} % ({default})")
+
+    def _show_bars(self, per_class: dict) -> None:
+        if self.bar_item is not None:
+            self.bars.removeItem(self.bar_item)
+        names = list(per_class)
+        x = np.arange(len(names))
+        self.bar_item = pg.BarGraphItem(x=x, height=[per_class[n] for n in names], width=0.7, brush="#4363d8")
+        self.bars.addItem(self.bar_item)
+        ax = self.bars.getAxis("bottom")
+        ax.setTicks([[(i, str(i + 1)) for i in x]])
+        self.bars.setXRange(-0.6, max(len(names) - 0.4, 0.6))
+        self.bars.setToolTip("\n".join(f"{i + 1}: {short(n, 40)} {100 * per_class[n]:.0f} %"
+                                       for i, n in enumerate(names)))
+
+    def show_cell(self, row: int, col: int) -> None:
+        if self.state.evaluation is None:
+            return
+        conf = self.state.evaluation.summary["confusion"]
+        idx = self.state.confusion_indices(row, col)
+        self.state.set_selection(idx, f"true {short(conf['classes'][row], 30)} → predicted "
+                                      f"{short(conf['classes'][col], 30)} ({len(idx)})")
+
+    # ---------------------------------------------------------------- export
+    def export_csv(self, path: str) -> str:
+        from sgma.engine.config import atomic_write_bytes
+        atomic_write_bytes(path, summary_csv(self.state.evaluation.summary).encode())
+        return path
+
+    def _export_dialog(self) -> None:
+        if self.state.evaluation is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export metrics", "sgma_metrics.csv", "CSV (*.csv)")
+        if path:
+            try:
+                self.export_csv(path)
+            except OSError as e:
+                messages.error(self, "Export failed", f"cannot write {path}: {e}")
+                return
+            self.state.status.emit(f"metrics written to {path}")

@@ -1,0 +1,142 @@
+"""The app's model (in MNELAB's sense): the open dataset, the loaded checkpoint, the last
+evaluation, the selected image and the grid's explicit selection. Panels read it and listen to
+its signals; nothing here draws."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+SPLITS = ("trainval", "test_seen", "test_unseen")
+
+
+class AppState(QObject):
+    datasetChanged = Signal()
+    modelChanged = Signal()
+    evaluationChanged = Signal()
+    currentChanged = Signal(int)          # dataset image index, -1 for none
+    selectionChanged = Signal()           # the grid's explicit selection (confusion cell, ranking)
+    status = Signal(str)
+
+    def __init__(self, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self.dataset = None
+        self.dataset_spec: dict = {}
+        self.predictor = None
+        self.checkpoint_path: Optional[str] = None
+        self.evaluation = None
+        self.current = -1
+        self.selection: Optional[np.ndarray] = None       # dataset indices, in display order
+        self.selection_label = ""
+        self.features = None                               # ranking.FeatureCache, built on demand
+
+    # ------------------------------------------------------------------ setters
+    def set_dataset(self, dataset, spec: dict) -> None:
+        self.dataset, self.dataset_spec = dataset, dict(spec)
+        self.evaluation, self.features, self.current = None, None, -1
+        self.selection, self.selection_label = None, ""
+        self.datasetChanged.emit()
+        self.status.emit(f"dataset {dataset.name}: {len(dataset)} images, {len(dataset.class_names)} classes, "
+                         f"{len(dataset.attribute_names)} attributes")
+
+    def set_model(self, predictor, path: Optional[str]) -> None:
+        self.predictor, self.checkpoint_path = predictor, path
+        self.evaluation, self.features = None, None
+        self.modelChanged.emit()
+        self.evaluationChanged.emit()
+
+    def set_evaluation(self, evaluation) -> None:
+        self.evaluation = evaluation
+        self.evaluationChanged.emit()
+
+    def set_current(self, index: int) -> None:
+        if index != self.current:
+            self.current = index
+            self.currentChanged.emit(index)
+
+    def set_selection(self, indices, label: str) -> None:
+        self.selection = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self.selection_label = label if indices is not None else ""
+        self.selectionChanged.emit()
+
+    # ------------------------------------------------------------------ queries
+    def model_fits_dataset(self) -> bool:
+        return (self.predictor is not None and self.dataset is not None
+                and list(self.predictor.attribute_names) == list(self.dataset.attribute_names))
+
+    def class_kind(self, c: int) -> str:
+        sp = self.dataset.split
+        if c in sp.unseen:
+            return "unseen"
+        if c in sp.val_classes:
+            return "seen (validation)"
+        return "seen" if c in sp.seen else "unused"
+
+    def split_of(self) -> np.ndarray:
+        """Per image: 0 trainval, 1 test_seen, 2 test_unseen, -1 none."""
+        out = np.full(len(self.dataset), -1, dtype=np.int8)
+        for k, name in enumerate(SPLITS):
+            idx = getattr(self.dataset.split, name)
+            if len(idx):
+                out[np.asarray(idx)] = k
+        return out
+
+    def correctness(self) -> Optional[np.ndarray]:
+        """Per image after an evaluation: 1 correct, 0 incorrect, -1 not evaluated. Unseen test
+        images are judged by their ZSL prediction, seen test images by their GZSL prediction,
+        under the checkpoint's inference mode."""
+        ev = self.evaluation
+        if ev is None or self.dataset is None:
+            return None
+        mode = ev.summary.get("inference", "combined")
+        p = ev.predictions.get(mode)
+        if p is None:
+            return None
+        labels = self.dataset.labels
+        out = np.full(len(labels), -1, dtype=np.int8)
+        idx = np.asarray(p["indices"], dtype=np.int64)
+        unseen = np.isin(idx, np.asarray(self.dataset.split.test_unseen, dtype=np.int64))
+        pred = np.where(unseen, np.asarray(p["zsl"]), np.asarray(p["gzsl"]))
+        out[idx] = (pred == labels[idx]).astype(np.int8)
+        return out
+
+    def predicted_class(self, index: int) -> Optional[int]:
+        """The evaluation's prediction for one image (ZSL for unseen, GZSL for seen), if any."""
+        ev = self.evaluation
+        if ev is None:
+            return None
+        p = ev.predictions.get(ev.summary.get("inference", "combined"))
+        if p is None:
+            return None
+        hit = np.nonzero(np.asarray(p["indices"]) == index)[0]
+        if not len(hit):
+            return None
+        k = int(hit[0])
+        return int(p["zsl"][k]) if index in set(self.dataset.split.test_unseen) else int(p["gzsl"][k])
+
+    def part_assignment(self) -> dict[int, str]:
+        """Attention-map index -> part name ("head", "tail") from the last evaluation, if known."""
+        ev = self.evaluation
+        parts = ev.summary.get("parts") if ev is not None else None
+        if not parts:
+            return {}
+        out = {}
+        for part, m in parts.get("assignment", {}).items():
+            try:
+                out[int(str(m).replace("map", "")) - 1] = part
+            except ValueError:
+                continue
+        return out
+
+    def confusion_indices(self, row: int, col: int) -> np.ndarray:
+        """Test images of confusion-matrix cell (true class row, predicted class col)."""
+        ev = self.evaluation
+        conf = ev.summary["confusion"]
+        names = conf["classes"]
+        pos = {n: i for i, n in enumerate(self.dataset.class_names)}
+        true_c, pred_c = pos[names[row]], pos[names[col]]
+        p = ev.predictions[ev.summary.get("inference", "combined")]
+        idx = np.asarray(p["indices"], dtype=np.int64)
+        labels = self.dataset.labels[idx]
+        return idx[(labels == true_c) & (np.asarray(p["zsl"]) == pred_c)]

@@ -1,0 +1,377 @@
+"""Training: a form for the preset and the main hyperparameters, start / pause / resume /
+stop-and-save / resume-from-checkpoint, a progress bar with stage, epoch and ETA, live curves and a
+log. The run happens in ``workers.TrainingRun``'s thread; this panel only reads its events."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QProgressBar, QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+
+from . import messages
+from .curves import Curves
+from .state import AppState
+from .workers import TrainingRun
+
+STAGE_FIELDS = ("warmup", "kmeans", "pretrain_parts", "joint")
+
+
+def fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def estimate_total_steps(cfg, dataset) -> int:
+    """Gradient steps of a whole run, as the trainer plans them (k-means has none)."""
+    sp, tc = dataset.split, cfg.train
+    labels = dataset.labels
+    if tc.select_on_val and sp.val_classes:
+        train = set(sp.train_classes or [c for c in sp.seen if c not in sp.val_classes])
+    else:
+        train = set(sp.seen)
+    n = sum(1 for i in sp.trainval if labels[i] in train)
+    batches = -(-n // max(tc.batch_size, 1))
+    if tc.max_steps_per_epoch > 0:
+        batches = min(batches, tc.max_steps_per_epoch)
+    total = 0
+    for name in STAGE_FIELDS:
+        sc = getattr(tc, name)
+        if not sc.enabled or sc.epochs <= 0 or name == "kmeans":
+            continue
+        if name == "pretrain_parts" and not cfg.model.use_parts:
+            continue
+        total += sc.epochs * batches
+    return max(total, 1)
+
+
+def _spin(lo: int, hi: int, value: int = 0) -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setValue(value)
+    return s
+
+
+def _dspin(lo: float, hi: float, decimals: int, step: float) -> QDoubleSpinBox:
+    s = QDoubleSpinBox()
+    s.setRange(lo, hi)
+    s.setDecimals(decimals)
+    s.setSingleStep(step)
+    return s
+
+
+class TrainingPanel(QWidget):
+    runFinished = Signal(str, bool, bool)       # run folder, stopped, failed
+    requestDataset = Signal()
+
+    def __init__(self, state: AppState, settings, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.state, self.settings = state, settings
+        self.run: Optional[TrainingRun] = None
+        self.run_dir: Optional[Path] = None
+        self.events: list = []              # every event but the steps
+        self.n_steps = 0
+        self.total_steps = 1
+        self.epochs_done = 0
+        self.stage_epochs = {}
+        self.failed = False
+
+        # ---- the form
+        self.dataset_label = QLabel("no dataset")
+        self.dataset_button = QPushButton("Change…")
+        self.dataset_button.clicked.connect(self.requestDataset)
+        self.preset_box = QComboBox()
+        self.preset_box.addItems(["demo", "cpu", "paper"])
+        self.epoch_spins = {name: _spin(0, 10000) for name in STAGE_FIELDS}
+        self.lr = _dspin(1e-6, 10.0, 5, 0.005)
+        self.batch = _spin(1, 4096, 32)
+        self.lam = _dspin(0.0, 1000.0, 3, 0.1)
+        self.lam.setToolTip("lambda: weight of the diversity term in the multi-attention loss (Eq. 6)")
+        self.beta = _dspin(0.0, 1000.0, 3, 0.1)
+        self.beta.setToolTip("beta: weight of the class-centre similarity in the combined score (Eq. 13)")
+        self.max_steps = _spin(0, 10_000_000)
+        self.max_steps.setSpecialValueText("all")
+        self.max_steps.setToolTip("gradient steps per epoch at most (all = the whole epoch)")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda"])
+        self.threads = _spin(1, max(os.cpu_count() or 1, 1), settings.get("training/threads",
+                                                                            max((os.cpu_count() or 2) - 1, 1)))
+        self.threads.setToolTip("CPU threads for training; leave one core free to keep the window responsive")
+        self.out_dir = QLineEdit(settings.get("training/out_dir", str(Path.home() / "sgma-runs")))
+        browse = QPushButton("…")
+        browse.setMaximumWidth(32)
+        browse.clicked.connect(self._browse_out)
+
+        form = QFormLayout()
+        drow = QHBoxLayout()
+        drow.addWidget(self.dataset_label, 1)
+        drow.addWidget(self.dataset_button)
+        form.addRow("Dataset", drow)
+        form.addRow("Preset", self.preset_box)
+        ep = QGridLayout()
+        for k, name in enumerate(STAGE_FIELDS):
+            ep.addWidget(QLabel(name.replace("_", " ")), 0, k)
+            ep.addWidget(self.epoch_spins[name], 1, k)
+        form.addRow("Epochs per stage", ep)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Batch size", self.batch)
+        form.addRow("λ (diversity)", self.lam)
+        form.addRow("β (centre score)", self.beta)
+        form.addRow("Steps per epoch", self.max_steps)
+        hw = QHBoxLayout()
+        hw.addWidget(self.device)
+        hw.addWidget(QLabel("CPU threads"))
+        hw.addWidget(self.threads)
+        form.addRow("Device", hw)
+        orow = QHBoxLayout()
+        orow.addWidget(self.out_dir, 1)
+        orow.addWidget(browse)
+        form.addRow("Output folder", orow)
+        form_box = QGroupBox("Run")
+        form_box.setLayout(form)
+
+        # ---- controls and progress
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.stop_button = QPushButton("Stop && save")
+        self.resume_ckpt_button = QPushButton("Resume from checkpoint…")
+        self.start_button.clicked.connect(lambda: self.start())
+        self.pause_button.clicked.connect(self.pause)
+        self.resume_button.clicked.connect(self.resume)
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_ckpt_button.clicked.connect(self._resume_dialog)
+        buttons = QGridLayout()
+        for k, b in enumerate((self.start_button, self.pause_button, self.resume_button, self.stop_button)):
+            buttons.addWidget(b, 0, k)
+        buttons.addWidget(self.resume_ckpt_button, 1, 0, 1, 4)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress_label = QLabel("idle")
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.curves = Curves(settings)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(form_box)
+        ll.addLayout(buttons)
+        ll.addWidget(self.progress)
+        ll.addWidget(self.progress_label)
+        ll.addWidget(self.log, 1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.curves)
+        split.setStretchFactor(1, 2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+
+        self.preset_box.currentTextChanged.connect(self.load_preset)
+        self.preset_box.setCurrentText(settings.get("training/preset", "demo"))
+        self.load_preset(self.preset_box.currentText())
+        state.datasetChanged.connect(self._on_dataset)
+        self._update_buttons()
+
+    # ---------------------------------------------------------------- form <-> config
+    def load_preset(self, name: str) -> None:
+        from sgma.engine.config import preset
+        cfg = preset(name)
+        for s in STAGE_FIELDS:
+            self.epoch_spins[s].setValue(getattr(cfg.train, s).epochs)
+        self.lr.setValue(cfg.train.lr)
+        self.batch.setValue(cfg.train.batch_size)
+        self.lam.setValue(cfg.model.lambda_div)
+        self.beta.setValue(cfg.model.beta)
+        self.max_steps.setValue(cfg.train.max_steps_per_epoch)
+        self.device.setCurrentText(cfg.train.device)
+
+    def config(self):
+        """The RunConfig the form describes, for the open dataset."""
+        from sgma.engine.config import preset
+        cfg = preset(self.preset_box.currentText())
+        for s in STAGE_FIELDS:
+            getattr(cfg.train, s).epochs = self.epoch_spins[s].value()
+        cfg.train.lr = self.lr.value()
+        cfg.train.batch_size = self.batch.value()
+        cfg.model.lambda_div = self.lam.value()
+        cfg.model.beta = self.beta.value()
+        cfg.train.max_steps_per_epoch = self.max_steps.value()
+        cfg.train.device = self.device.currentText()
+        spec = self.state.dataset_spec or {}
+        opts = dict(spec.get("options") or {})
+        cfg.data.kind = spec.get("kind", "synthetic")
+        cfg.data.root = spec.get("root") or ""
+        for key in ("split", "semantics", "fold"):
+            if key in opts and cfg.data.kind != "synthetic":
+                setattr(cfg.data, key, opts.pop(key))
+        if cfg.data.kind == "synthetic":
+            cfg.data.split = "synthetic"
+        cfg.data.options = opts
+        return cfg
+
+    def _on_dataset(self) -> None:
+        ds = self.state.dataset
+        self.dataset_label.setText(f"{ds.name} ({len(ds)} images, {len(ds.class_names)} classes)"
+                                   if ds is not None else "no dataset")
+
+    def _browse_out(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Output folder", self.out_dir.text())
+        if d:
+            self.out_dir.setText(d)
+
+    def save_settings(self) -> None:
+        self.settings.set("training/preset", self.preset_box.currentText())
+        self.settings.set("training/out_dir", self.out_dir.text())
+        self.settings.set("training/threads", self.threads.value())
+
+    # ---------------------------------------------------------------- control
+    def is_running(self) -> bool:
+        return self.run is not None and self.run.running
+
+    def start(self, run_dir: Optional[str] = None, resume: bool = False) -> bool:
+        """Start a new run (``run_dir`` None: a new folder in the output folder) or resume the
+        run in ``run_dir``. Returns False (after telling the user) when it cannot start."""
+        if self.is_running():
+            return False
+        ds = self.state.dataset
+        if ds is None:
+            messages.error(self, "Cannot train", "Open a dataset first (File > Open dataset).")
+            return False
+        from sgma.engine.config import ConfigError, load_toml
+        try:
+            if resume:
+                run_dir = Path(run_dir)
+                cfg = load_toml(run_dir / "config.toml")
+                if not (run_dir / "last.pt").is_file():
+                    raise ConfigError(f"{run_dir}: no last.pt to resume from")
+            else:
+                cfg = self.config()
+                cfg.validate()
+                run_dir = Path(run_dir) if run_dir else \
+                    Path(self.out_dir.text()).expanduser() / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        except (ConfigError, ValueError, OSError) as e:
+            messages.error(self, "Cannot train", str(e))
+            return False
+
+        def make_trainer(cfg=cfg, run_dir=run_dir, ds=ds, resume=resume):
+            from sgma.engine.trainer import Trainer      # runs in the training thread
+            return Trainer(cfg, run_dir, dataset=ds, resume=resume)
+
+        self.save_settings()
+        self.run_dir, self.failed = run_dir, False
+        self.total_steps = estimate_total_steps(cfg, ds)
+        self.epochs_done, self.events, self.n_steps = 0, [], 0
+        self.stage_epochs = {s: getattr(cfg.train, s).epochs for s in STAGE_FIELDS}
+        self.curves.clear()
+        self.progress.setValue(0)
+        self._log(f"{'resuming' if resume else 'starting'} run in {run_dir}")
+        self.run = TrainingRun(make_trainer, self, threads=self.threads.value())
+        self.run.event.connect(self.on_event)
+        self.run.finished.connect(self._on_finished)
+        self.run.start()
+        self._paused = False
+        self._update_buttons()
+        return True
+
+    def pause(self) -> None:
+        if self.is_running():
+            self.run.pause()
+            self.progress_label.setText(self.progress_label.text() + " — pausing…")
+
+    def resume(self) -> None:
+        if self.is_running():
+            self.run.resume()
+
+    def stop(self) -> None:
+        if self.is_running():
+            self.run.stop()
+            self._log("stop requested: saving a checkpoint after the current step…")
+            self._update_buttons()
+
+    def _resume_dialog(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Resume the run in folder", self.out_dir.text())
+        if d:
+            self.start(d, resume=True)
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        stopping = running and self.run.stop_requested
+        paused = running and getattr(self, "_paused", False)
+        self.start_button.setEnabled(not running)
+        self.resume_ckpt_button.setEnabled(not running)
+        self.pause_button.setEnabled(running and not paused and not stopping)
+        self.resume_button.setEnabled(running and paused and not stopping)
+        self.stop_button.setEnabled(running and not stopping)
+        for w in [self.preset_box, self.lr, self.batch, self.lam, self.beta, self.max_steps, self.device,
+                  self.threads, self.out_dir, self.dataset_button, *self.epoch_spins.values()]:
+            w.setEnabled(not running)
+
+    # ---------------------------------------------------------------- events
+    def _log(self, text: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    def on_event(self, e) -> None:
+        from sgma.engine import events as ev
+        if not isinstance(e, ev.Step):
+            self.events.append(e)
+        if isinstance(e, ev.Step):
+            self.n_steps += 1
+            self.curves.add_step(e.global_step, e.losses)
+            self.progress.setValue(int(1000 * min(e.global_step / self.total_steps, 1.0)))
+            n_ep = self.stage_epochs.get(e.stage, 0)
+            self.progress_label.setText(
+                f"stage {e.stage} · epoch {e.epoch + 1}/{n_ep} · step {e.step + 1} · "
+                f"{e.images_per_s:.0f} img/s · ETA {fmt_duration(e.eta_s)}")
+        elif isinstance(e, ev.StageStarted):
+            self._log(f"stage {e.index} {e.stage}: {e.epochs} epoch(s) of {e.steps_per_epoch} steps")
+            self.progress_label.setText(f"stage {e.stage} starting…")
+        elif isinstance(e, ev.EpochEnd):
+            self.epochs_done += 1
+            self.curves.add_epoch(self.epochs_done, e.metrics)
+            m = ", ".join(f"{k} {v:.3f}" for k, v in e.metrics.items())
+            self._log(f"{e.stage} epoch {e.epoch + 1} done{': ' + m if m else ''}{' (best)' if e.best else ''}")
+        elif isinstance(e, ev.CheckpointSaved):
+            self._log(f"checkpoint ({e.kind}) saved: {e.path}")
+        elif isinstance(e, ev.Paused):
+            self._paused = True
+            self._log("paused")
+            self.progress_label.setText(self.progress_label.text().replace(" — pausing…", "") + " — paused")
+        elif isinstance(e, ev.Resumed):
+            self._paused = False
+            self._log("resumed")
+        elif isinstance(e, ev.Log):
+            self._log(e.message)
+        elif isinstance(e, ev.Finished):
+            if e.stopped:
+                self._log(f"stopped; resume with 'Resume from checkpoint' on {e.run_dir}")
+            else:
+                self.progress.setValue(1000)
+                best = f" (best validation accuracy {e.best_metric:.3f})" if math.isfinite(e.best_metric) else ""
+                self._log(f"finished{best}: {e.run_dir}")
+        elif isinstance(e, ev.Failed):
+            self.failed = True
+            self._log(f"FAILED: {e.error}")
+            if e.traceback:
+                self._log(e.traceback)
+            messages.error(self, "Training failed", e.error, e.traceback)
+        self._update_buttons()
+
+    def _on_finished(self) -> None:
+        from sgma.engine import events as ev
+        stopped = any(isinstance(e, ev.Finished) and e.stopped for e in self.events)
+        done = any(isinstance(e, ev.Finished) for e in self.events)
+        self.progress_label.setText("stopped" if stopped else ("finished" if done else "ended"))
+        run_dir = str(self.run_dir) if self.run_dir else ""
+        self._update_buttons()
+        self.runFinished.emit(run_dir, stopped, self.failed or not done)

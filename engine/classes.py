@@ -1,0 +1,281 @@
+"""User-defined classes: named attribute vectors read from and written to TOML, JSON or CSV files.
+
+A user class is a name and a value per attribute of a dataset (attributes not given are 0). Files:
+
+- TOML: ``[classes.NAME]`` tables of ``"attribute" = value``, or ``classes.NAME = [v1, v2, ...]``
+  (a vector in the dataset's attribute order)::
+
+      [classes.blue_crest]
+      "head_color::blue" = 1.0
+      "crest::yes" = 1.0
+
+- JSON: ``{"classes": {"NAME": {"attribute": value, ...} | [v1, v2, ...]}}`` (a top-level mapping
+  of names without the ``"classes"`` key is accepted too);
+- CSV: a header ``name,<attribute>,<attribute>,...`` and one row per class.
+
+Every problem is a ``ClassFileError`` naming the file and what is wrong: an empty file, a vector
+of the wrong length, unknown attribute names, non-numeric or non-finite values, duplicate class
+names. ``save_classes`` writes atomically (temporary file in the same folder, fsync, os.replace),
+so an interrupted save leaves the previous file intact. No Qt here: the GUI and the CLI share it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+FORMATS = (".toml", ".json", ".csv")
+
+
+class ClassFileError(ValueError):
+    """A class file cannot be read or does not fit the dataset; the message names the file."""
+
+
+@dataclass
+class UserClass:
+    name: str
+    values: dict[str, float] = field(default_factory=dict)
+
+    def vector(self, attribute_names: Sequence[str]) -> np.ndarray:
+        return to_matrix([self], attribute_names)[0]
+
+    @classmethod
+    def from_vector(cls, name: str, vector, attribute_names: Sequence[str]) -> "UserClass":
+        v = np.asarray(vector, dtype=np.float64).reshape(-1)
+        if len(v) != len(attribute_names):
+            raise ValueError(f"class {name!r}: {len(v)} values for {len(attribute_names)} attributes")
+        return cls(name, {a: float(x) for a, x in zip(attribute_names, v)})
+
+
+def _format(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext not in FORMATS:
+        raise ClassFileError(f"{path}: unknown class file type {ext or '(none)'!r}; use .toml, .json or .csv")
+    return ext
+
+
+def _number(path: Path, where: str, value) -> float:
+    if isinstance(value, bool):
+        raise ClassFileError(f"{path}: {where}: {value!r} is not a number")
+    if isinstance(value, str):
+        value = value.strip()
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ClassFileError(f"{path}: {where}: {value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ClassFileError(f"{path}: {where}: {value!r} is not a finite number")
+    return x
+
+
+def _entry(path: Path, name: str, body, attribute_names: Optional[Sequence[str]]) -> UserClass:
+    """One class from a mapping attribute -> value or a full vector."""
+    name = str(name).strip()
+    if not name:
+        raise ClassFileError(f"{path}: a class has an empty name")
+    if isinstance(body, dict):
+        values = {str(k): _number(path, f"class {name!r}, attribute {k!r}", v) for k, v in body.items()}
+        if attribute_names is not None:
+            known = set(attribute_names)
+            unknown = [k for k in values if k not in known]
+            if unknown:
+                raise ClassFileError(f"{path}: class {name!r}: unknown attribute name(s) "
+                                     f"{', '.join(map(repr, unknown[:5]))}"
+                                     f"{' ...' if len(unknown) > 5 else ''} (the dataset has "
+                                     f"{len(attribute_names)} attributes)")
+        return UserClass(name, values)
+    if isinstance(body, (list, tuple)):
+        if attribute_names is None:
+            raise ClassFileError(f"{path}: class {name!r} is a vector; the attribute names are needed to read it")
+        if len(body) != len(attribute_names):
+            raise ClassFileError(f"{path}: class {name!r} has {len(body)} values but the dataset has "
+                                 f"{len(attribute_names)} attributes")
+        return UserClass(name, {a: _number(path, f"class {name!r}, value {k + 1} ({a!r})", v)
+                                for k, (a, v) in enumerate(zip(attribute_names, body))})
+    raise ClassFileError(f"{path}: class {name!r}: expected a table of attribute = value or a list "
+                         f"of numbers, got {type(body).__name__}")
+
+
+def _from_mapping(path: Path, data, attribute_names) -> list[UserClass]:
+    if not isinstance(data, dict):
+        raise ClassFileError(f"{path}: expected a mapping of class names, got {type(data).__name__}")
+    table = data["classes"] if "classes" in data else data
+    if not isinstance(table, dict):
+        raise ClassFileError(f"{path}: 'classes' must be a table of class names")
+    return [_entry(path, n, b, attribute_names) for n, b in table.items()]
+
+
+def _from_csv(path: Path, text: str, attribute_names) -> list[UserClass]:
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows:
+        raise ClassFileError(f"{path}: the file is empty (no header, no class)")
+    header = [h.strip() for h in rows[0]]
+    if not header or header[0].lower() != "name":
+        raise ClassFileError(f"{path}: line 1: the header must start with 'name', then attribute names")
+    attrs = header[1:]
+    if attribute_names is not None:
+        known = set(attribute_names)
+        unknown = [a for a in attrs if a not in known]
+        if unknown:
+            raise ClassFileError(f"{path}: line 1: unknown attribute name(s) {', '.join(map(repr, unknown[:5]))}"
+                                 f"{' ...' if len(unknown) > 5 else ''}")
+    dup = sorted({a for a in attrs if attrs.count(a) > 1})
+    if dup:
+        raise ClassFileError(f"{path}: line 1: attribute(s) listed twice: {', '.join(dup[:5])}")
+    out = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ClassFileError(f"{path}: line {line}: {len(row) - 1} values for {len(attrs)} attributes in the header")
+        name = row[0].strip()
+        if not name:
+            raise ClassFileError(f"{path}: line {line}: a class has an empty name")
+        out.append(UserClass(name, {a: _number(path, f"line {line}, attribute {a!r}", v)
+                                    for a, v in zip(attrs, row[1:])}))
+    return out
+
+
+def load_classes(path: str | os.PathLike, attribute_names: Optional[Sequence[str]] = None) -> list[UserClass]:
+    """Read a class file (.toml, .json or .csv). ``attribute_names`` (the dataset's) validates
+    names and reads vectors; without it only named values are accepted."""
+    path = Path(path)
+    ext = _format(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ClassFileError(f"class file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClassFileError(f"{path}: cannot read the file: {e}") from None
+    if not text.strip():
+        raise ClassFileError(f"{path}: the file is empty")
+    if ext == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ClassFileError(f"{path}: not valid TOML: {e}") from None
+        classes = _from_mapping(path, data, attribute_names)
+    elif ext == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ClassFileError(f"{path}: not valid JSON: {e}") from None
+        classes = _from_mapping(path, data, attribute_names)
+    else:
+        classes = _from_csv(path, text, attribute_names)
+    if not classes:
+        raise ClassFileError(f"{path}: the file holds no class")
+    seen: set[str] = set()
+    for c in classes:
+        if c.name in seen:
+            raise ClassFileError(f"{path}: duplicate class name {c.name!r}")
+        seen.add(c.name)
+    return classes
+
+
+def _attribute_order(classes: Iterable[UserClass], attribute_names: Optional[Sequence[str]]) -> list[str]:
+    if attribute_names is not None:
+        return list(attribute_names)
+    order: dict[str, None] = {}
+    for c in classes:
+        order.update(dict.fromkeys(c.values))
+    return list(order)
+
+
+def dumps_classes(classes: Sequence[UserClass], fmt: str,
+                  attribute_names: Optional[Sequence[str]] = None) -> str:
+    """The text of a class file in format ``fmt`` (".toml", ".json" or ".csv")."""
+    names = [c.name for c in classes]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ClassFileError(f"duplicate class name(s): {', '.join(dup)}")
+    if fmt == ".csv":
+        attrs = _attribute_order(classes, attribute_names)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["name", *attrs])
+        for c in classes:
+            w.writerow([c.name, *(repr(float(c.values.get(a, 0.0))) for a in attrs)])
+        return buf.getvalue()
+    table = {c.name: {a: float(v) for a, v in c.values.items()} for c in classes}
+    if fmt == ".json":
+        return json.dumps({"classes": table}, indent=2) + "\n"
+    if fmt == ".toml":
+        import tomli_w
+        return tomli_w.dumps({"classes": table})
+    raise ClassFileError(f"unknown class file type {fmt!r}; use .toml, .json or .csv")
+
+
+def save_classes(path: str | os.PathLike, classes: Sequence[UserClass],
+                 attribute_names: Optional[Sequence[str]] = None) -> Path:
+    """Write ``classes`` atomically in the format of ``path``'s extension."""
+    path = Path(path)
+    data = dumps_classes(classes, _format(path), attribute_names).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def to_matrix(classes: Sequence[UserClass], attribute_names: Sequence[str]) -> np.ndarray:
+    """(n_classes, n_attributes) float32 in ``attribute_names`` order; missing attributes are 0."""
+    col = {a: j for j, a in enumerate(attribute_names)}
+    m = np.zeros((len(classes), len(attribute_names)), dtype=np.float32)
+    for i, c in enumerate(classes):
+        for a, v in c.values.items():
+            if a not in col:
+                raise ValueError(f"class {c.name!r}: unknown attribute {a!r}")
+            m[i, col[a]] = v
+    return m
+
+
+def parse_vector(text: str, attribute_names: Sequence[str]) -> dict[str, float]:
+    """A pasted vector: numbers separated by commas, spaces, tabs or new lines (one per attribute,
+    in order), a JSON list, or a JSON object / lines ``attribute = value`` or ``attribute: value``."""
+    text = text.strip()
+    where = Path("<pasted text>")
+    if not text:
+        raise ClassFileError("the pasted text is empty")
+    if text[0] in "[{":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ClassFileError(f"the pasted text is not valid JSON: {e}") from None
+        return _entry(where, "pasted", data, attribute_names).values
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if any("=" in ln or ln.rstrip()[-1:].isdigit() and ":" in ln for ln in lines) and \
+            not all(_is_number(t) for t in text.replace(",", " ").replace(";", " ").split()):
+        pairs = {}
+        for ln in lines:
+            cut = ln.find("=") if "=" in ln else ln.rfind(":")
+            if cut < 0:
+                raise ClassFileError(f"pasted line {ln.strip()!r}: expected 'attribute = value'")
+            pairs[ln[:cut].strip().strip('"\'')] = ln[cut + 1:]
+        return _entry(where, "pasted", pairs, attribute_names).values
+    tokens = text.replace(",", " ").replace(";", " ").split()
+    return _entry(where, "pasted", tokens, attribute_names).values
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False

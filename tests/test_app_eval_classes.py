@@ -1,0 +1,194 @@
+"""Evaluation from the window (tables, bars, confusion matrix that filters the grid, CSV) and
+user-defined classes (edit, classify, rank the dataset, save and reload)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import csv
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from app_fixtures import answers, app_settings, make_window, small_ds, trained_run  # noqa: F401
+
+
+@pytest.fixture
+def win(qtbot, make_window, small_ds, trained_run):
+    w = make_window(dataset=small_ds, checkpoint=str(trained_run / "best.pt"))
+    assert w.state.predictor is not None
+    return w
+
+
+def evaluate_in(qtbot, w):
+    w.tabs.setCurrentWidget(w.evaluation)
+    qtbot.mouseClick(w.evaluation.run_button, Qt.MouseButton.LeftButton)
+    assert not w.evaluation.run_button.isEnabled()           # one evaluation at a time
+    qtbot.waitUntil(lambda: w.state.evaluation is not None, timeout=120000)
+    return w.state.evaluation
+
+
+def test_evaluation_tables_bars_confusion_and_csv(qtbot, win, small_ds, tmp_path, answers):
+    w = win
+    ev = evaluate_in(qtbot, w)
+    e = w.evaluation
+    s = ev.summary
+    # ZSL / GZSL per inference mode
+    assert e.zsl_table.rowCount() == 3
+    modes = [e.zsl_table.item(r, 0).text().split()[0] for r in range(3)]
+    assert modes == ["compatibility", "center", "combined"]
+    for r, mode in enumerate(modes):
+        assert float(e.zsl_table.item(r, 1).text()) == pytest.approx(100 * s["modes"][mode]["zsl"]["mca"], abs=0.051)
+        assert float(e.zsl_table.item(r, 4).text()) == pytest.approx(100 * s["modes"][mode]["gzsl"]["h"], abs=0.051)
+    # part precision against the random baseline
+    assert e.parts_table.rowCount() == 2
+    head = [e.parts_table.item(0, c).text() for c in range(6)]
+    assert head[0] == "head" and head[1].startswith("map")
+    assert float(head[3]) == pytest.approx(100 * s["parts"]["random"]["head"], abs=0.051)
+    assert int(head[5]) == s["parts"]["n_images"]["head"]
+    # per-class accuracy bars: one per unseen class
+    heights = e.bar_item.opts["height"]
+    assert len(heights) == len(small_ds.split.unseen)
+    assert list(heights) == pytest.approx(list(s["per_class"].values()))
+    # the confusion matrix; a click shows that cell's images in the grid
+    cm = e.confusion.model_
+    n_unseen = len(small_ds.split.unseen)
+    assert cm.rowCount() == cm.columnCount() == n_unseen
+    assert cm.matrix.sum() == len(small_ds.split.test_unseen)
+    r, c = np.unravel_index(np.argmax(cm.matrix), cm.matrix.shape)
+    e.confusion.clicked.emit(cm.index(int(r), int(c)))
+    rows = w.browser.model.rows
+    assert len(rows) == cm.matrix[r, c] > 0
+    true_name, pred_name = cm.classes[r], cm.classes[c]
+    assert all(small_ds.class_names[small_ds.items[i].label] == true_name for i in rows)
+    pred = ev.predictions[s["inference"]]
+    for i in rows:
+        k = list(pred["indices"]).index(i)
+        assert small_ds.class_names[pred["zsl"][k]] == pred_name
+    assert "true" in w.browser.selection_label.text() and w.browser.clear_selection.isVisible()
+    qtbot.mouseClick(w.browser.clear_selection, Qt.MouseButton.LeftButton)
+    assert w.browser.model.rowCount() == len(small_ds)
+    # correct / incorrect filter
+    b = w.browser
+    assert b.result_box.isEnabled()
+    b.result_box.setCurrentText("correct")
+    n_ok = b.model.rowCount()
+    b.result_box.setCurrentText("incorrect")
+    n_bad = b.model.rowCount()
+    assert n_ok + n_bad == len(small_ds.split.test_seen) + len(small_ds.split.test_unseen)
+    b.kind_box.setCurrentText("unseen")
+    assert b.model.rowCount() == cm.matrix.sum() - np.trace(cm.matrix)
+    # CSV export
+    path = e.export_csv(str(tmp_path / "metrics.csv"))
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["section", "key", "metric", "value"]
+    got = {(a, b_, m): float(v) for a, b_, m, v in rows[1:]}
+    assert got[("zsl", "combined", "mca")] == pytest.approx(s["modes"]["combined"]["zsl"]["mca"], rel=1e-5)
+    assert ("parts", "tail", "random_precision") in got
+    assert sum(1 for k in got if k[0] == "per_class") == n_unseen
+    # the audit now names the maps after the parts they were matched to
+    qtbot.waitUntil(lambda: w.audit.prediction is not None, timeout=20000)
+    w.audit.redraw()
+    texts = [lab.childItems()[0].text() for lab in w.audit.label_items]
+    assigned = s["parts"]["assignment"]
+    assert any(f"{assigned['head']} · head" in t for t in texts)
+    assert any(f"{assigned['tail']} · tail" in t for t in texts)
+    assert not answers.of("error")
+
+
+def test_user_class_classify_rank_save_reload(qtbot, win, small_ds, tmp_path, answers):
+    w = win
+    p = w.classes
+    w.tabs.setCurrentWidget(p)
+    # a class made from scratch in the attribute editor
+    qtbot.mouseClick(p.new_button, Qt.MouseButton.LeftButton)
+    assert p.list.count() == 1 and p.current_class().name == "new_class"
+    p.editor.set_value("head_color::blue", 1.0)
+    p.editor.set_value("crest::yes", 1.0)
+    assert p.current_class().values == {"head_color::blue": 1.0, "crest::yes": 1.0}
+    assert p.editor.group_items["head_color"].text(1) == "1 set"
+    # a copy of an unseen class: it must score exactly like that class
+    target = small_ds.split.unseen[0]
+    p.template_box.setCurrentIndex(p.template_box.findData(target))
+    qtbot.mouseClick(p.copy_button, Qt.MouseButton.LeftButton)
+    copy = p.current_class()
+    assert copy.name == f"my_{small_ds.class_names[target]}"
+    # classify the selected image against seen, unseen and user classes
+    w.browser.select_index(small_ds.split.test_unseen[0])
+    qtbot.mouseClick(p.classify_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: p.class_table.rowCount() == len(small_ds.class_names) + 2, timeout=20000)
+    table = {p.class_table.item(r, 1).text(): (p.class_table.item(r, 2).text(), float(p.class_table.item(r, 3).text()))
+             for r in range(p.class_table.rowCount())}
+    assert table[copy.name][0] == "user" and table["new_class"][0] == "user"
+    assert table[copy.name][1] == pytest.approx(table[small_ds.class_names[target]][1], abs=2e-3)
+    scores = [float(p.class_table.item(r, 3).text()) for r in range(p.class_table.rowCount())]
+    assert scores == sorted(scores, reverse=True)
+    # the audit's top classes include user classes too
+    qtbot.waitUntil(lambda: w.audit.prediction is not None and copy.name in w.audit.prediction.class_names,
+                    timeout=20000)
+    # rank the whole dataset by the copied class: the compatibility with its twin, best first
+    qtbot.mouseClick(p.rank_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: p.last_ranking is not None, timeout=120000)
+    name, order, ranked = p.last_ranking
+    assert name == copy.name and sorted(order.tolist()) == list(range(len(small_ds)))
+    from sgma.engine.extract import extract
+    ex = extract(w.state.predictor.model, small_ds, list(range(len(small_ds))))
+    twin = ex["scores"][:, target]
+    np.testing.assert_allclose(ranked, twin[order], rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(ranked) <= 1e-6)                       # best matches first
+    assert p.rank_table.rowCount() == min(200, len(small_ds))
+    assert w.browser.model.rows.tolist() == order.tolist()        # the grid shows the ranking
+    assert "ranked by" in w.browser.selection_label.text()
+    # a second ranking reuses the cached features: one matrix product
+    p.list.setCurrentRow(0)
+    cache = w.state.features
+    t = time.perf_counter()
+    qtbot.mouseClick(p.rank_button, Qt.MouseButton.LeftButton)
+    assert time.perf_counter() - t < 0.5
+    assert w.state.features is cache and p.last_ranking[0] == "new_class"
+    # double-clicking a ranked image selects it
+    i = int(p.rank_table.item(3, 1).data(Qt.ItemDataRole.UserRole))
+    p.rank_table.cellDoubleClicked.emit(3, 1)
+    assert w.state.current == i
+    # save, clear, reload
+    path = str(tmp_path / "mine.toml")
+    assert p.save(path)
+    before = [(c.name, dict(c.values)) for c in p.classes]
+    p.list.setCurrentRow(0)
+    qtbot.mouseClick(p.delete_button, Qt.MouseButton.LeftButton)
+    assert len(p.classes) == 1
+    assert p.load(path)
+    assert [(c.name, c.values) for c in p.classes] == before
+    from sgma.engine.classes import load_classes
+    assert [c.name for c in load_classes(path, small_ds.attribute_names)] == [n for n, _ in before]
+    # a bad file is refused with a message naming it
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,wings::two\nx,1\n")
+    assert not p.load(str(bad))
+    assert str(bad) in answers.of("error")[-1][2] and "unknown attribute" in answers.of("error")[-1][2]
+    assert len(p.classes) == 2                                    # the loaded classes are kept
+
+
+def test_paste_and_rename(qtbot, win, small_ds, answers):
+    p = win.classes
+    vec = ",".join("1" if j in (0, 5) else "0" for j in range(len(small_ds.attribute_names)))
+    assert p.paste(vec)                          # no class yet: a "pasted" class is made
+    c = p.current_class()
+    assert c.name == "pasted"
+    assert c.values == {small_ds.attribute_names[0]: 1.0, small_ds.attribute_names[5]: 1.0}
+    assert p.editor.values()[small_ds.attribute_names[5]] == 1.0
+    assert not p.paste("1, 2, 3")                # wrong length: refused, named
+    assert "has 3 values" in answers.of("error")[-1][2]
+    p.add_class("other")
+    item = p.list.item(1)
+    item.setText("pasted")                       # taken: refused
+    assert p.classes[1].name == "other" and p.list.item(1).text() == "other"
+    item.setText("renamed")
+    assert p.classes[1].name == "renamed"
+    p.editor.search.setText("tail")
+    visible = [n for n, it in p.editor.items.items() if not it.isHidden()]
+    assert visible and all("tail" in n for n in visible)
