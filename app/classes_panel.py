@@ -18,7 +18,7 @@ from sgma.engine.classes import ClassFileError, UserClass, load_classes, parse_v
 
 from . import messages
 from .attribute_editor import AttributeEditor
-from .ranking import FeatureCache, extract_features, normalise_like
+from . import ranking
 from .state import AppState
 
 FILE_FILTER = "Class files (*.toml *.json *.csv);;TOML (*.toml);;JSON (*.json);;CSV (*.csv)"
@@ -333,24 +333,24 @@ class ClassesPanel(QWidget):
         if c is None or not st.model_fits_dataset():
             return
         model, ds = st.predictor.model, st.dataset
-        if st.features is not None and st.features.fits(model, ds):
+        if ranking.fits(st.features, model, ds):
             self._rank_with(st.features, c)
             return
         self.progress.setVisible(True)
         self.progress.setRange(0, len(ds))
         self.status.setText(f"extracting the features of {len(ds)} images once (later rankings are instant)…")
 
-        def done(feats):
+        def done(cache):
             self._feature_task = None
             self.progress.setVisible(False)
             if model is not st.predictor.model or ds is not st.dataset:
                 self._update_enabled()
                 return
-            st.features = FeatureCache(feats, len(ds.attribute_names), id(model), id(ds))
+            st.features = cache
             self._update_enabled()
             cur = self.current_class()
             if cur is not None:
-                self._rank_with(st.features, cur)
+                self._rank_with(cache, cur)
 
         def failed(msg, tb):
             self._feature_task = None
@@ -359,14 +359,14 @@ class ClassesPanel(QWidget):
             if msg != "cancelled":
                 messages.error(self, "Feature extraction failed", msg, tb)
 
-        self._feature_task = self.tasks.start(extract_features, model, ds, on_done=done, on_error=failed,
+        self._feature_task = self.tasks.start(ranking.build_cache, st.checkpoint_path, model, ds,
+                                              on_done=done, on_error=failed,
                                               on_progress=lambda i, n: self.progress.setValue(i))
         self._update_enabled()
 
-    def _rank_with(self, cache: FeatureCache, c: UserClass) -> None:
+    def _rank_with(self, cache, c: UserClass) -> None:
         ds = self.state.dataset
-        vec = normalise_like(to_matrix([c], ds.attribute_names), ds.semantics)
-        order, scores = cache.rank(vec)
+        order, scores = ranking.rank(cache, to_matrix([c], ds.attribute_names)[0])
         self.last_ranking = (c.name, order, scores)
         n = min(RANK_ROWS, len(order))
         self.rank_table.setRowCount(n)

@@ -70,7 +70,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         def shoot():
             path = os.path.abspath(args.screenshot)
-            ok = win.grab().save(path)
+            if app.platformName() == "xcb":     # what the X server really shows
+                g = win.frameGeometry()
+                pixmap = win.screen().grabWindow(0, g.x(), g.y(), g.width(), g.height())
+            else:
+                pixmap = win.grab()
+            ok = pixmap.save(path)
             print(f"screenshot {'saved to' if ok else 'FAILED:'} {path}", flush=True)
             win.close()
             app.quit()

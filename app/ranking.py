@@ -2,67 +2,77 @@
 
 The class-centre feature of an image is the concatenation of its per-branch mapped features,
 phi_cct(x) = [phi_1(x), ..., phi_n(x)], and the fused compatibility with a class y is
-sum_i phi_i(x) . phi(y) (late fusion). Hence compat(x, y) = phi_cct(x) . tile(phi(y), n): the
-features are extracted once per (model, dataset) and every ranking afterwards is ``F @ v``.
+sum_i phi_i(x) . phi(y) (late fusion), i.e. phi_cct(x) . tile(phi(y), n). The features are
+extracted once per (model, dataset) by ``sgma.engine.features.FeatureCache`` (which also keeps
+them on disk next to the checkpoint); every ranking afterwards is a matrix-vector product. When
+that engine module is absent, a small in-memory equivalent below is used.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 CHUNK = 64
 
 
-def extract_features(model, dataset, indices: Optional[Sequence[int]] = None, batch_size: int = 32,
-                     ctx=None) -> np.ndarray:
-    """(N, D) class-centre features of ``indices`` (all images by default), in chunks so that
-    progress is reported and a cancel request is honoured between them."""
-    from sgma.engine.extract import extract
-    indices = list(range(len(dataset))) if indices is None else list(indices)
-    out = []
-    for s in range(0, len(indices), CHUNK):
+def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None):
+    """The feature cache of (model, dataset); runs in a worker thread. ``ctx`` reports progress
+    and cancels between chunks."""
+    def progress(done, total):
         if ctx is not None:
             ctx.check()
-            ctx.progress(s, len(indices))
-        ex = extract(model, dataset, indices[s:s + CHUNK], batch_size)
-        out.append(np.asarray(ex["cct"], dtype=np.float32))
-    if ctx is not None:
-        ctx.progress(len(indices), len(indices))
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+            ctx.progress(done, total)
+
+    try:
+        from sgma.engine.features import FeatureCache as EngineCache
+    except ImportError:
+        EngineCache = None
+    if EngineCache is not None:
+        if checkpoint_path:
+            cache = EngineCache.load_or_build(checkpoint_path, model, dataset, progress=progress)
+        else:
+            cache = EngineCache.build(model, dataset, progress=progress)
+    else:
+        cache = MemoryCache.build(model, dataset, progress)
+    cache.owner = (id(model), id(dataset))
+    return cache
 
 
-def normalise_like(vectors: np.ndarray, semantics: np.ndarray) -> np.ndarray:
-    """L2-normalise class vectors when the dataset's semantic rows have unit norm (as the
-    predictor does for user classes)."""
-    v = np.asarray(vectors, dtype=np.float32).reshape(-1, semantics.shape[1])
-    if np.allclose(np.linalg.norm(semantics, axis=1), 1.0, atol=1e-3):
-        n = np.linalg.norm(v, axis=1, keepdims=True)
-        v = v / np.where(n > 0, n, 1.0)
-    return v
+def fits(cache, model, dataset) -> bool:
+    return cache is not None and getattr(cache, "owner", None) == (id(model), id(dataset))
 
 
-class FeatureCache:
-    """Per-image features of one (model, dataset) pair, kept in memory."""
+def rank(cache, class_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset image indices best match first, and their compatibility scores."""
+    order, scores = cache.rank(np.asarray(class_vector, dtype=np.float32).reshape(1, -1), return_scores=True)
+    return np.asarray(order, dtype=np.int64), np.asarray(scores, dtype=np.float64)
 
-    def __init__(self, features: np.ndarray, n_attributes: int, model_id: int, dataset_id: int):
-        if features.ndim != 2 or features.shape[1] % n_attributes:
-            raise ValueError(f"features of width {features.shape[1]} are not a whole number of "
-                             f"{n_attributes}-attribute branches")
-        self.features = features
-        self.n_branches = features.shape[1] // n_attributes
-        self.key = (model_id, dataset_id)
 
-    def fits(self, model, dataset) -> bool:
-        return self.key == (id(model), id(dataset))
+class MemoryCache:
+    """The fallback: per-image class-centre features kept in memory."""
 
-    def scores(self, class_vectors: np.ndarray) -> np.ndarray:
-        """(N, K) compatibility of every image with every class vector (already normalised)."""
-        v = np.atleast_2d(np.asarray(class_vectors, dtype=np.float32))
-        return self.features @ np.tile(v, (1, self.n_branches)).T
+    def __init__(self, cct: np.ndarray, n_branches: int, unit_norm: bool):
+        self.cct, self.n_branches, self.unit_norm = cct, n_branches, unit_norm
+        self.dim = cct.shape[1] // n_branches
+        self.fused = cct.reshape(len(cct), n_branches, self.dim).sum(axis=1)
 
-    def rank(self, class_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Image indices best match first, and their scores."""
-        s = self.scores(class_vector)[:, 0]
+    @classmethod
+    def build(cls, model, dataset, progress) -> "MemoryCache":
+        from sgma.engine.extract import extract
+        n, out = len(dataset), []
+        for s in range(0, n, CHUNK):
+            progress(s, n)
+            out.append(np.asarray(extract(model, dataset, range(s, min(s + CHUNK, n)))["cct"], np.float32))
+        progress(n, n)
+        sem = np.asarray(dataset.semantics, dtype=np.float32)
+        cct = np.concatenate(out) if out else np.zeros((0, len(model.branch_names) * sem.shape[1]), np.float32)
+        return cls(cct, len(model.branch_names), bool(np.allclose(np.linalg.norm(sem, axis=1), 1, atol=1e-3)))
+
+    def rank(self, vector: np.ndarray, return_scores: bool = True):
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if self.unit_norm and np.linalg.norm(v) > 0:
+            v = v / np.linalg.norm(v)
+        s = self.fused @ v
         order = np.argsort(-s, kind="stable")
         return order, s[order]

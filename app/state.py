@@ -29,7 +29,7 @@ class AppState(QObject):
         self.current = -1
         self.selection: Optional[np.ndarray] = None       # dataset indices, in display order
         self.selection_label = ""
-        self.features = None                               # ranking.FeatureCache, built on demand
+        self.features = None                               # see ranking.build_cache, built on demand
 
     # ------------------------------------------------------------------ setters
     def set_dataset(self, dataset, spec: dict) -> None:

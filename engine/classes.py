@@ -70,7 +70,7 @@ def _number(path: Path, where: str, value) -> float:
         value = value.strip()
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ClassFileError(f"{path}: {where}: {value!r} is not a number") from None
     if not math.isfinite(x):
         raise ClassFileError(f"{path}: {where}: {value!r} is not a finite number")
@@ -114,8 +114,37 @@ def _from_mapping(path: Path, data, attribute_names) -> list[UserClass]:
     return [_entry(path, n, b, attribute_names) for n, b in table.items()]
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list) -> dict:
+    """json.loads hook: a repeated key is an error (json keeps the last one silently)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            table = all(isinstance(x, (dict, list)) for _, x in pairs)
+            raise _DuplicateKey(f"duplicate class name {k!r}" if table else f"attribute {k!r} is given twice")
+        out[k] = v
+    return out
+
+
+def _parse_json(path: Path, text: str):
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as e:
+        raise ClassFileError(f"{path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ClassFileError(f"{path}: not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:   # parser limits: huge integers, deep nesting
+        raise ClassFileError(f"{path}: not a usable JSON class file: {type(e).__name__}: {str(e)[:200]}") from None
+
+
 def _from_csv(path: Path, text: str, attribute_names) -> list[UserClass]:
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise ClassFileError(f"{path}: not a readable CSV file: {e}") from None
     if not rows:
         raise ClassFileError(f"{path}: the file is empty (no header, no class)")
     header = [h.strip() for h in rows[0]]
@@ -161,13 +190,11 @@ def load_classes(path: str | os.PathLike, attribute_names: Optional[Sequence[str
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ClassFileError(f"{path}: not valid TOML: {e}") from None
+        except (ValueError, RecursionError) as e:   # parser limits: huge integers, deep nesting
+            raise ClassFileError(f"{path}: not a usable TOML class file: {type(e).__name__}: {str(e)[:200]}") from None
         classes = _from_mapping(path, data, attribute_names)
     elif ext == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ClassFileError(f"{path}: not valid JSON: {e}") from None
-        classes = _from_mapping(path, data, attribute_names)
+        classes = _from_mapping(path, _parse_json(path, text), attribute_names)
     else:
         classes = _from_csv(path, text, attribute_names)
     if not classes:
@@ -254,11 +281,7 @@ def parse_vector(text: str, attribute_names: Sequence[str]) -> dict[str, float]:
     if not text:
         raise ClassFileError("the pasted text is empty")
     if text[0] in "[{":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ClassFileError(f"the pasted text is not valid JSON: {e}") from None
-        return _entry(where, "pasted", data, attribute_names).values
+        return _entry(where, "pasted", _parse_json(where, text), attribute_names).values
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if any("=" in ln or ln.rstrip()[-1:].isdigit() and ":" in ln for ln in lines) and \
             not all(_is_number(t) for t in text.replace(",", " ").replace(";", " ").split()):

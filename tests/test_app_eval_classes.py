@@ -192,3 +192,18 @@ def test_paste_and_rename(qtbot, win, small_ds, answers):
     p.editor.search.setText("tail")
     visible = [n for n, it in p.editor.items.items() if not it.isHidden()]
     assert visible and all("tail" in n for n in visible)
+
+
+def test_ranking_fallback_without_the_engine_feature_cache(win, small_ds, monkeypatch):
+    import sys
+    from sgma.app import ranking
+    model = win.state.predictor.model
+    vec = small_ds.semantics[small_ds.split.unseen[1]] * 3.0          # scale does not change the order
+    engine_cache = ranking.build_cache(None, model, small_ds)
+    monkeypatch.setitem(sys.modules, "sgma.engine.features", None)     # as if the module were absent
+    mem = ranking.build_cache(None, model, small_ds)
+    assert isinstance(mem, ranking.MemoryCache) and ranking.fits(mem, model, small_ds)
+    o1, s1 = ranking.rank(engine_cache, vec)
+    o2, s2 = ranking.rank(mem, vec)
+    np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
+    assert o1[:10].tolist() == o2[:10].tolist()

@@ -159,3 +159,19 @@ def test_parse_pasted_vector(text, expected):
 def test_parse_pasted_vector_errors(text, problem):
     with pytest.raises(ClassFileError, match=problem):
         C.parse_vector(text, ATTRS)
+
+
+@pytest.mark.parametrize("name,text,problem", [
+    ("dupname.json", '{"classes": {"jay": {"crest::yes": 1}, "jay": {"crest::yes": 2}}}', "duplicate class name 'jay'"),
+    ("dupattr.json", '{"classes": {"jay": {"crest::yes": 1, "crest::yes": 3}}}', "'crest::yes' is given twice"),
+    ("bigint.json", '{"classes": {"a": {"crest::yes": ' + "1" * 5000 + "}}}", "not a usable JSON"),
+    ("deep.json", '{"classes": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}", "not a usable JSON"),
+    ("bigint.toml", '[classes.a]\n"crest::yes" = ' + "1" * 5000 + "\n", "TOML"),
+    ("deep.toml", "[classes]\na = " + "[" * 100_000 + "]" * 100_000 + "\n", "TOML"),
+    ("hugefield.csv", "name,crest::yes\n" + "a" * 200_000 + ",1\n", "not a readable CSV"),
+])
+def test_duplicate_keys_and_parser_limits_are_class_file_errors(tmp_path, name, text, problem):
+    p = write(tmp_path, name, text)
+    with pytest.raises(ClassFileError) as e:
+        load_classes(p, ATTRS)
+    assert str(p) in str(e.value) and problem in str(e.value)
