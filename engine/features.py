@@ -1,0 +1,318 @@
+"""Feature cache for instant ranking: per-image features of a trained model, computed once.
+
+Everything that scores an image against a class vector ``a`` needs only the image's class-centre
+feature phi_cct(x) = [phi_1(x), ..., phi_n(x)] (the concatenated per-branch mapped features):
+
+    compatibility (late fusion, Eq. 9)   s(x, a) = sum_i phi_i(x) . a = phi_cct(x) . [a, ..., a]
+    class-centre similarity (Eq. 13)     <phi_cct(x)^, Phi_cct(a)^> with Phi_cct(a) from Eq. 12
+
+so after one pass of the model over a dataset (``engine.extract.extract``) ranking every image for
+a new class is a single matrix-vector product. The cache keeps the fused feature
+f(x) = sum_i phi_i(x) as well, so that product is (N, A) @ (A,) rather than (N, n A) @ (n A,).
+
+The cache is an ``.npz`` next to the checkpoint (``best.features-<dataset sha>.npz``), written
+atomically (temporary file in the same folder, fsync, ``os.replace``). It is keyed by the
+checkpoint's fingerprint (sha256 of the file, or for files above ``FULL_HASH_LIMIT`` of its size,
+mtime and first and last MiB) and the dataset's ``identity()["sha256"]`` and the image indices;
+a cache whose key differs is rebuilt, never used.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import atomic_write_bytes
+from .data.base import ZSLDataset
+
+CACHE_VERSION = 1
+FULL_HASH_LIMIT = 64 << 20          # checkpoints up to 64 MiB are hashed in full
+CHUNK = 256                         # images per extraction chunk (progress / cancel granularity)
+MODES = ("compatibility", "center", "combined")
+
+
+_BLAS = None
+
+
+def _one_thread():
+    """Context limiting numpy's BLAS to one thread. The cache's products are small (a 10,000 x 312
+    matrix-vector product, a 200 x 312 by 312 x 936 product): one thread does them in about a
+    millisecond, while two threads on a busy two-core machine wait 10-30 ms for each other."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController    # a scikit-learn dependency
+            _BLAS = ThreadpoolController()
+        except Exception:  # noqa: BLE001 - without it the products simply use every thread
+            _BLAS = False
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with _one_thread():
+        return a @ b
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """A checkpoint path, or a run folder (its best.pt, else last.pt)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise FileNotFoundError(f"{p}: no best.pt or last.pt in this run folder")
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    return p
+
+
+def checkpoint_fingerprint(path: str | os.PathLike, full: Optional[bool] = None) -> str:
+    """sha256 of the checkpoint file (``full=True``, the default up to ``FULL_HASH_LIMIT``), or a
+    quick fingerprint: "quick:" + sha256 of (size, mtime_ns, first MiB, last MiB)."""
+    p = checkpoint_file(path)
+    st = p.stat()
+    if full is None:
+        full = st.st_size <= FULL_HASH_LIMIT
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        if full:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+            return h.hexdigest()
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f.read(1 << 20))
+        f.seek(max(st.st_size - (1 << 20), 0))
+        h.update(f.read(1 << 20))
+    return "quick:" + h.hexdigest()
+
+
+def indices_digest(indices: Sequence[int]) -> str:
+    return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
+
+
+def default_cache_path(checkpoint_path: str | os.PathLike, dataset: ZSLDataset) -> Path:
+    ck = checkpoint_file(checkpoint_path)
+    return ck.parent / f"{ck.stem}.features-{dataset.identity()['sha256'][:12]}.npz"
+
+
+class FeatureCache:
+    """Class-centre features of a set of dataset images under one trained model.
+
+    ``cct`` (N, n_branches * A) phi_cct per image; ``fused`` (N, A) the sum over branches;
+    ``indices`` (N,) dataset image indices; ``labels`` (N,) their classes; ``squares`` (N, n, 3)
+    predicted part squares; ``key`` what the cache was built from (see the module docstring).
+    Optional ``seen_prototypes`` (S, n A) and ``seen_semantics`` (S, A) (from the checkpoint)
+    enable the class-centre and combined modes of ``score_classes``."""
+
+    def __init__(self, cct: np.ndarray, n_branches: int, indices: np.ndarray, labels: np.ndarray,
+                 key: dict, squares: Optional[np.ndarray] = None, unit_norm_semantics: bool = False,
+                 seen_prototypes: Optional[np.ndarray] = None, seen_semantics: Optional[np.ndarray] = None,
+                 ridge_lambda: float = 1.0, beta: float = 1.0, path: Optional[Path] = None):
+        cct = np.ascontiguousarray(cct, dtype=np.float32)
+        if cct.ndim != 2 or n_branches < 1 or cct.shape[1] % n_branches:
+            raise ValueError(f"features of shape {cct.shape} are not {n_branches} equal branches")
+        self.cct, self.n_branches = cct, int(n_branches)
+        self.dim = cct.shape[1] // self.n_branches
+        self.fused = np.ascontiguousarray(cct.reshape(len(cct), self.n_branches, self.dim).sum(axis=1))
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.squares = None if squares is None else np.asarray(squares, dtype=np.float32)
+        self.key = dict(key)
+        self.unit_norm_semantics = bool(unit_norm_semantics)
+        self.seen_prototypes = None if seen_prototypes is None else np.asarray(seen_prototypes, np.float32)
+        self.seen_semantics = None if seen_semantics is None else np.asarray(seen_semantics, np.float32)
+        self.ridge_lambda, self.beta = float(ridge_lambda), float(beta)
+        self.path = path
+        self._cct_unit: Optional[np.ndarray] = None
+        self._ridge: Optional[np.ndarray] = None
+        self._seen_sq: Optional[np.ndarray] = None
+        self._seen_t: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.cct)
+
+    # ------------------------------------------------------------------ building and loading
+    @classmethod
+    def build(cls, model, dataset: ZSLDataset, indices: Optional[Sequence[int]] = None, batch_size: int = 32,
+              device: Optional[str | torch.device] = None, key: Optional[dict] = None,
+              state: Optional[dict] = None,
+              progress: Optional[Callable[[int, int], None]] = None) -> "FeatureCache":
+        """One autograd-free pass of ``model`` over ``indices`` (all images by default), in chunks,
+        on ``device`` (default: the model's); ``progress(done, total)`` is called between chunks
+        and may raise to cancel."""
+        from .extract import extract
+        if device is None:
+            device = next(model.parameters()).device
+        indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+        cct, squares, labels = [], [], []
+        for s in range(0, len(indices), CHUNK):
+            if progress is not None:
+                progress(s, len(indices))
+            ex = extract(model, dataset, indices[s:s + CHUNK], batch_size, device)
+            cct.append(ex["cct"])
+            squares.append(ex["squares"])
+            labels.append(ex["labels"])
+        if progress is not None:
+            progress(len(indices), len(indices))
+        n_br = len(model.branch_names)
+        d = n_br * int(dataset.semantics.shape[1])
+        sem = np.asarray(dataset.semantics, dtype=np.float32)
+        unit = bool(len(sem)) and bool(np.allclose(np.linalg.norm(sem, axis=1), 1.0, atol=1e-3))
+        protos = seen_sem = None
+        if state is not None and state.get("prototypes") is not None:
+            protos = torch.as_tensor(state["prototypes"]).float().numpy()
+            names = list(state["class_names"])
+            seen_sem = np.asarray(torch.as_tensor(state["semantics"]).float().numpy())[
+                [names.index(n) for n in state["train_classes"]]]
+        return cls(np.concatenate(cct) if cct else np.zeros((0, d), np.float32), n_br,
+                   np.asarray(indices, dtype=np.int64),
+                   np.concatenate(labels) if labels else np.zeros(0, np.int64), key or {},
+                   np.concatenate(squares) if squares else None, unit, protos, seen_sem,
+                   model.cfg.ridge_lambda, model.cfg.beta)
+
+    @classmethod
+    def load_or_build(cls, checkpoint_path: str | os.PathLike, model, dataset: ZSLDataset,
+                      indices: Optional[Sequence[int]] = None, batch_size: int = 32,
+                      device: Optional[str | torch.device] = None, cache_path: Optional[str | os.PathLike] = None,
+                      full_hash: Optional[bool] = None, progress: Optional[Callable[[int, int], None]] = None,
+                      save: bool = True) -> "FeatureCache":
+        """The cache of (checkpoint, dataset, indices): read from ``cache_path`` (default
+        ``default_cache_path``) when its key matches, otherwise built with ``model`` (``None``:
+        rebuilt from the checkpoint on ``device``, default CPU) and saved atomically. A cache
+        that cannot be written (read-only run folder) is still returned."""
+        ck = checkpoint_file(checkpoint_path)
+        indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+        key = {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(ck, full_hash),
+               "dataset": dataset.identity()["sha256"], "indices": indices_digest(indices)}
+        path = Path(cache_path) if cache_path is not None else default_cache_path(ck, dataset)
+        cached = cls.load(path)
+        if cached is not None and cached.key == key:
+            return cached
+        from .checkpoint import load_checkpoint
+        state = load_checkpoint(ck)
+        if model is None:
+            from .trainer import model_from_checkpoint
+            model = model_from_checkpoint(state, device or "cpu")
+        cache = cls.build(model, dataset, indices, batch_size, device, key, state, progress)
+        if save:
+            try:
+                cache.save(path)
+            except OSError:
+                pass        # a read-only run folder: the cache still works in memory
+        return cache
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        meta = {"key": self.key, "n_branches": self.n_branches, "unit_norm_semantics": self.unit_norm_semantics,
+                "ridge_lambda": self.ridge_lambda, "beta": self.beta}
+        arrays = {"cct": self.cct, "indices": self.indices, "labels": self.labels,
+                  "meta": np.array(json.dumps(meta))}
+        for name in ("squares", "seen_prototypes", "seen_semantics"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Optional["FeatureCache"]:
+        """The cache stored at ``path``, or None when it is absent, unreadable or of another version."""
+        path = Path(path)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("key", {}).get("version") != CACHE_VERSION:
+                    return None
+                opt = {n: (z[n] if n in z.files else None) for n in ("squares", "seen_prototypes", "seen_semantics")}
+                return cls(z["cct"], meta["n_branches"], z["indices"], z["labels"], meta["key"],
+                           opt["squares"], meta.get("unit_norm_semantics", False), opt["seen_prototypes"],
+                           opt["seen_semantics"], meta.get("ridge_lambda", 1.0), meta.get("beta", 1.0), path)
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, EOFError):
+            return None
+
+    # ------------------------------------------------------------------ scoring
+    def prepare(self, class_vectors: np.ndarray, normalize: Optional[bool] = None) -> np.ndarray:
+        """(K, A) float32 class vectors; L2-normalised when ``normalize`` (default: when the
+        dataset's semantic rows have unit norm, as ``Predictor.set_user_classes`` does)."""
+        v = np.asarray(class_vectors, dtype=np.float32).reshape(-1, self.dim)
+        if self.unit_norm_semantics if normalize is None else normalize:
+            n = np.linalg.norm(v, axis=1, keepdims=True)
+            v = v / np.where(n > 0, n, 1.0)
+        return v
+
+    def compatibility(self, class_vectors: np.ndarray, rows=None, normalize: Optional[bool] = None) -> np.ndarray:
+        """(N, K) fused compatibility of cached images (or ``rows`` of the cache) with class vectors."""
+        f = self.fused if rows is None else self.fused[rows]
+        return _mm(f, self.prepare(class_vectors, normalize).T)
+
+    def rank(self, semantic_vector: np.ndarray, top: Optional[int] = None, normalize: Optional[bool] = None,
+             return_scores: bool = False):
+        """Dataset image indices sorted best match first (compatibility, one matrix product);
+        ``top`` keeps the best ``top`` only (argpartition, then a sort of those)."""
+        s = _mm(self.fused, self.prepare(semantic_vector, normalize)[0])
+        if top is not None and top < len(s):
+            part = np.argpartition(-s, top)[:top]
+            order = part[np.argsort(-s[part], kind="stable")]
+        else:
+            order = np.argsort(-s, kind="stable")
+        return (self.indices[order], s[order]) if return_scores else self.indices[order]
+
+    def prototypes(self, class_vectors: np.ndarray, normalize: Optional[bool] = None) -> np.ndarray:
+        """Class-centre prototypes of arbitrary classes (Eq. 12 ridge regression on the seen
+        prototypes stored in the checkpoint); a vector equal to a seen class gets that class's own."""
+        if self.seen_prototypes is None:
+            raise ValueError("this cache has no seen-class prototypes (the checkpoint stores none): "
+                             "use mode='compatibility'")
+        v = self.prepare(class_vectors, normalize)
+        if self._ridge is None:
+            # Eq. 12 with the seen side factored out once: W P = V S^T (S S^T + lambda I)^-1 P = V R
+            from .inference import ridge_combination
+            seen = torch.from_numpy(self.seen_semantics).double()
+            eye = torch.eye(seen.shape[1], dtype=torch.float64)
+            r = ridge_combination(eye, seen, self.ridge_lambda) @ torch.from_numpy(self.seen_prototypes).double()
+            self._ridge = r.float().numpy()                               # (A, n A)
+            self._seen_sq = (seen ** 2).sum(dim=1).numpy()
+            self._seen_t = np.ascontiguousarray(self.seen_semantics.T, dtype=np.float64)
+        protos = _mm(v, self._ridge)
+        vd = v.astype(np.float64)
+        d2 = (vd ** 2).sum(axis=1)[:, None] + self._seen_sq[None] - 2 * _mm(vd, self._seen_t)
+        hit = d2.min(axis=1) <= 1e-10
+        if hit.any():
+            protos[hit] = self.seen_prototypes[d2[hit].argmin(axis=1)]
+        return protos
+
+    def score_classes(self, class_vectors: np.ndarray, rows=None, mode: str = "compatibility",
+                      normalize: Optional[bool] = None, beta: Optional[float] = None) -> np.ndarray:
+        """(N, K) scores of cached images (or ``rows``) against class vectors under ``mode``
+        ("compatibility", "center" or "combined", as ``engine.inference.mode_scores``)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        compat = self.compatibility(class_vectors, rows, normalize)
+        if mode == "compatibility":
+            return compat
+        if self._cct_unit is None:
+            n = np.linalg.norm(self.cct, axis=1, keepdims=True)
+            self._cct_unit = self.cct / np.maximum(n, 1e-12)
+        f = self._cct_unit if rows is None else self._cct_unit[rows]
+        p = self.prototypes(class_vectors, normalize)
+        p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+        csim = _mm(f, p.T)
+        if mode == "center":
+            return csim
+        return compat + (self.beta if beta is None else beta) * csim
+
+    def rows_of(self, image_indices: Sequence[int]) -> np.ndarray:
+        """Cache rows of dataset image indices (KeyError for an image not in the cache)."""
+        pos = {int(i): r for r, i in enumerate(self.indices)}
+        return np.asarray([pos[int(i)] for i in image_indices], dtype=np.int64)
