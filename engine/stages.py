@@ -60,7 +60,7 @@ def pretrain_channel_weights(attention, features: torch.Tensor, targets: torch.T
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(perm[s:s + batch])
+            total += float(loss.detach()) * len(perm[s:s + batch])
         losses.append(total / len(p))
     with torch.no_grad():
         a = attention.channel_weights(p)

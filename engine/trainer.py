@@ -148,6 +148,11 @@ class Trainer:
             check_writable(self.run_dir)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = tc.cudnn_benchmark
+        if tc.num_threads > 0:
+            torch.set_num_threads(tc.num_threads)
+        self.amp = tc.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.float16 if tc.amp_dtype == "fp16" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and tc.amp_dtype == "fp16")
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed)
         random.seed(tc.seed)
@@ -176,6 +181,8 @@ class Trainer:
         self.step_module: nn.Module = StepModule(self.model)
         if self.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
+        if tc.compile:
+            self.step_module = torch.compile(self.step_module)
         cache = ds.name == "synthetic" or len(self.train_idx) <= 4000
         self.images = ImageSet(ds, self.train_idx, cfg.model.attention_size, self.label_map,
                                augment=tc.augment, seed=tc.seed, cache=cache)
@@ -209,7 +216,8 @@ class Trainer:
 
     def _make_optim(self, name: str, lr: float):
         tc = self.cfg.train
-        opt = torch.optim.SGD(self._stage_params(name), lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        params = [p for p in self._stage_params(name) if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=tc.lr_factor,
                                                            patience=tc.lr_patience, min_lr=tc.min_lr)
         return opt, sched
@@ -309,13 +317,14 @@ class Trainer:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.cfg.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        amp = self.cfg.train.amp and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             losses = self.step_module(name, x, y, self.sem_train, self.cfg.model.part_side_init)
         opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        opt.step()
-        return {k: float(v.detach()) for k, v in losses.items()}
+        self.scaler.scale(losses["total"]).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+        values = torch.stack([v.detach().float() for v in losses.values()]).tolist()   # one device sync
+        return dict(zip(losses.keys(), values))
 
     def _wait_or_stop(self, where: dict, opt, sched) -> Iterator[ev.Event]:
         if self._pause.is_set() and not self._stop.is_set():
