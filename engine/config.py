@@ -245,8 +245,8 @@ def preset(name: str) -> RunConfig:
                               lambda_div=0.05),
             train=TrainConfig(batch_size=32, lr=0.05, lr_patience=2,
                               warmup=StageConfig(epochs=3), kmeans=StageConfig(epochs=2),
-                              pretrain_parts=StageConfig(epochs=4), joint=StageConfig(epochs=6),
-                              kmeans_images=256),
+                              pretrain_parts=StageConfig(epochs=3, lr=0.01), joint=StageConfig(epochs=4, lr=0.005),
+                              kmeans_images=256, num_threads=2),
             data=DataConfig(kind="synthetic", split="synthetic", options={"image_size": 192}),
         )
     if name == "cpu":

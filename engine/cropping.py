@@ -16,23 +16,46 @@ from torch import nn
 
 
 class CroppingNet(nn.Module):
-    """Eq. 7: [t_x, t_y, t_s] = f_CNet(M_i), two FC layers over the flattened attention map.
-    One network serves every part, as the equation has no part index."""
+    """Eq. 7: [t_x, t_y, t_s] = f_CNet(M_i), two FC layers over the attention map. One network
+    serves every part, as the equation has no part index.
+
+    Choice (docs/choices.md): the map enters as a spatial distribution, softmax(M_i / 0.005) over
+    positions, and the first layer's first four units start as the distribution's mean x and y
+    (split into positive and negative halves around 0.5, so the ReLU keeps them); the second layer
+    starts by passing them on, so at initialisation (t_x, t_y) is the soft-argmax of the map, near
+    its peak. The centre is the output clamped to [0, 1] with a 0.01 leak (a sigmoid would compress
+    it near the borders); the side goes through a sigmoid into [side_min, side_max]. An FC net
+    fitted from scratch to the peaks of a few hundred 12 x 12 maps generalised poorly: 0.49 head
+    precision against 0.93 for the peaks themselves, 0.62 with this start (synthetic birds)."""
+
+    temperature = 0.005
 
     def __init__(self, map_size: tuple[int, int], hidden: int = 256,
-                 side_min: float = 0.1, side_max: float = 0.6):
+                 side_min: float = 0.1, side_max: float = 0.6, side_init: float = 0.25):
         super().__init__()
-        self.fc1 = nn.Linear(map_size[0] * map_size[1], hidden)
+        h, w = map_size
+        self.fc1 = nn.Linear(h * w, hidden)
         self.fc2 = nn.Linear(hidden, 3)
         self.side_min, self.side_max = side_min, side_max
+        with torch.no_grad():
+            ys, xs = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+            xs, ys = xs.flatten(), ys.flatten()
+            self.fc1.weight[:4] = torch.stack([xs, -xs, ys, -ys])
+            self.fc1.bias[:4] = torch.tensor([-0.5, 0.5, -0.5, 0.5])
+            self.fc2.weight.mul_(0.01)
+            self.fc2.weight[:2, :4] = torch.tensor([[1.0, -1.0, 0, 0], [0, 0, 1.0, -1.0]])
+            self.fc2.bias.zero_()
+            self.fc2.bias[:2] = 0.5
+            self.fc2.bias[2] = torch.logit(torch.tensor((side_init - side_min) / (side_max - side_min)))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         """(B, n, H, W) -> (B, n, 3) squares (t_x, t_y, t_s) as fractions of the image side."""
-        b, n = maps.shape[:2]
-        raw = self.fc2(F.relu(self.fc1(maps.flatten(2))))
-        t = torch.sigmoid(raw)
-        side = self.side_min + (self.side_max - self.side_min) * t[..., 2]
-        return torch.stack([t[..., 0], t[..., 1], side], dim=-1)
+        p = torch.softmax(maps.flatten(2) / self.temperature, dim=2)
+        raw = self.fc2(F.relu(self.fc1(p)))
+        centre = raw[..., :2].clamp(0, 1)
+        centre = centre + 0.01 * (raw[..., :2] - centre)
+        side = self.side_min + (self.side_max - self.side_min) * torch.sigmoid(raw[..., 2])
+        return torch.cat([centre, side[..., None]], dim=-1)
 
 
 def boxcar(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, k: float = 10.0) -> torch.Tensor:

@@ -54,7 +54,8 @@ class SGMA(nn.Module):
         c = self.image_net.out_channels
         self.attention = MultiAttention(c, cfg.n_parts, cfg.attention_reduction)
         self.map_size = self._map_size()
-        self.cropper = CroppingNet(self.map_size, cfg.crop_hidden, cfg.part_side_min, cfg.part_side_max)
+        self.cropper = CroppingNet(self.map_size, cfg.crop_hidden, cfg.part_side_min, cfg.part_side_max,
+                                   cfg.part_side_init)
         self.branch_names = (["image"] if cfg.use_image_branch else []) + \
             ([f"part{i + 1}" for i in range(cfg.n_parts)] if cfg.use_parts else [])
         dims = [self._branch_net(name).out_channels for name in self.branch_names]

@@ -33,19 +33,28 @@ def test_eq7_output_shape_and_ranges():
     assert ((out[..., 2] >= 0.1) & (out[..., 2] <= 0.6)).all()
 
 
-def test_eq7_side_saturates_to_its_bounds():
+def test_eq7_side_saturates_to_its_bounds_and_centre_is_clamped():
     net = K.CroppingNet((2, 2), hidden=4, side_min=0.1, side_max=0.6)
     with torch.no_grad():
         net.fc2.weight.zero_()
-        net.fc2.bias.copy_(torch.tensor([0.0, 0.0, 50.0]))
-    out = net(torch.rand(1, 1, 2, 2))
-    close(out[0, 0], [0.5, 0.5, 0.6])                    # sigmoid(0) = 0.5; side at side_max
+        net.fc2.bias.copy_(torch.tensor([0.5, 0.5, 50.0]))
+    close(net(torch.rand(1, 1, 2, 2))[0, 0], [0.5, 0.5, 0.6])      # centre passes through; side at side_max
     with torch.no_grad():
-        net.fc2.bias.copy_(torch.tensor([50.0, -50.0, -50.0]))
-    close(net(torch.rand(1, 1, 2, 2))[0, 0], [1.0, 0.0, 0.1])
+        net.fc2.bias.copy_(torch.tensor([3.0, -2.0, -50.0]))
+    # centres clamp to [0, 1] with a 0.01 leak: 1 + 0.01 * 2 and 0 + 0.01 * -2; side at side_min
+    close(net(torch.rand(1, 1, 2, 2))[0, 0], [1.02, -0.02, 0.1])
     with torch.no_grad():
         net.fc2.bias.copy_(torch.tensor([0.0, 0.0, math.log(3.0)]))   # sigmoid = 0.75
     assert net(torch.rand(1, 1, 2, 2))[0, 0, 2].item() == pytest.approx(0.1 + 0.5 * 0.75)
+
+
+def test_eq7_starts_at_the_map_peak_with_the_initial_side():
+    net = K.CroppingNet((4, 4), hidden=8, side_min=0.1, side_max=0.6, side_init=0.25)
+    m = torch.zeros(1, 1, 4, 4)
+    m[0, 0, 2, 3] = 1.0                                   # peak at row 2, column 3
+    # cell centres: x = (3 + 0.5) / 4, y = (2 + 0.5) / 4; softmax(M / 0.005) is one-hot to 1e-80;
+    # the other hidden units start with 0.01-scaled output weights, hence the 2e-3 tolerance
+    close(net(m)[0, 0], [0.875, 0.625, 0.25], atol=2e-3)
 
 
 def test_eq7_one_network_for_every_part():
