@@ -253,7 +253,10 @@ class AuditPanel(QWidget):
             self.scene.removeItem(it)
         self.pred_items, self.gt_items, self.label_items = [], [], []
 
-    def _box(self, box, colour: str, dashed: bool, text: str) -> QGraphicsRectItem:
+    def _box(self, box, colour: str, dashed: bool, text: str, corner: int = 0) -> QGraphicsRectItem:
+        """A box with a label. Ground truth (dashed): label under the box. Predicted squares:
+        label inside the top-left corner (``corner`` 0) or the bottom-right one (1), so the labels
+        of two overlapping squares do not cover each other."""
         x0, y0, x1, y1 = (float(v) for v in box)
         item = QGraphicsRectItem(QRectF(x0, y0, x1 - x0, y1 - y0))
         pen = QPen(QColor(colour), 2.5 if not dashed else 2.0)
@@ -275,15 +278,18 @@ class AuditPanel(QWidget):
         label.setFont(font)
         label.setBrush(QColor(colour))
         br = label.boundingRect()
-        label.setPos(3, 1)
-        plate.setRect(QRectF(0, 0, br.width() + 6, br.height() + 2))
-        # predicted squares: the label inside the top-left corner; ground truth: under the box
-        if dashed:
+        w, h = br.width() + 6, br.height() + 2
+        if dashed:                      # anchored at the bottom-left corner, hanging below
             plate.setPos(x0, y1 + 1)
-        else:
+            plate.setRect(QRectF(0, 0, w, h))
+        elif corner % 2 == 0:           # anchored top-left, inside
             plate.setPos(x0 + 1, y0 + 1)
-        label = plate
-        self.label_items.append(label)
+            plate.setRect(QRectF(0, 0, w, h))
+        else:                           # anchored bottom-right, inside (offsets in screen pixels)
+            plate.setPos(x1 - 1, y1 - 1)
+            plate.setRect(QRectF(-w, -h, w, h))
+        label.setPos(plate.rect().left() + 3, plate.rect().top() + 1)
+        self.label_items.append(plate)
         self.scene.addItem(item)
         return item
 
@@ -307,7 +313,7 @@ class AuditPanel(QWidget):
                 text = f"map{m + 1}" + (f" · {name}" if name else "")
                 if m in iou_of_map:
                     text += f"  IoU {iou_of_map[m][1]:.2f}"
-                self.pred_items.append(self._box(box, MAP_COLOURS[m % len(MAP_COLOURS)], False, text))
+                self.pred_items.append(self._box(box, MAP_COLOURS[m % len(MAP_COLOURS)], False, text, corner=m))
         for part, m, v in pairs:
             r = self.iou_table.rowCount()
             self.iou_table.insertRow(r)
@@ -327,7 +333,6 @@ class AuditPanel(QWidget):
         self._apply_visibility()
 
     def _fill_top(self, pred) -> None:
-        names = list(pred.class_names)
         user = set(getattr(self.state.predictor, "user_names", []) or [])
         seen = set(self.state.predictor.state.get("seen_classes", []))
         for name, score in pred.top(8):
@@ -336,7 +341,6 @@ class AuditPanel(QWidget):
             kind = "user" if name in user else ("seen" if name in seen else "unseen")
             for c, text in enumerate([name, kind, f"{score:.3f}"]):
                 self.top_table.setItem(r, c, QTableWidgetItem(text))
-        del names
 
     def _draw_map(self) -> None:
         pred = self.prediction

@@ -25,14 +25,24 @@ FILE_FILTER = "Class files (*.toml *.json *.csv);;TOML (*.toml);;JSON (*.json);;
 RANK_ROWS = 200
 
 
-def _table(headers: list[str]) -> QTableWidget:
+def _table(headers: list[str], stretch: int) -> QTableWidget:
     t = QTableWidget(0, len(headers))
     t.setHorizontalHeaderLabels(headers)
     t.verticalHeader().setVisible(False)
+    t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 6)
     t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
     t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    t.setWordWrap(False)
+    t.horizontalHeader().setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    t.stretch = stretch
     return t
+
+
+def _fit_columns(t: QTableWidget) -> None:
+    """Size the non-stretching columns once, after the rows are in (not on every insertion)."""
+    for c in range(t.columnCount()):
+        if c != t.stretch:
+            t.resizeColumnToContents(c)
 
 
 class ClassesPanel(QWidget):
@@ -96,8 +106,8 @@ class ClassesPanel(QWidget):
         self.progress.setVisible(False)
         self.status = QLabel()
         self.status.setWordWrap(True)
-        self.class_table = _table(["#", "Class", "Kind", "Score"])
-        self.rank_table = _table(["#", "Image", "Class", "Score"])
+        self.class_table = _table(["#", "Class", "Kind", "Score"], stretch=1)
+        self.rank_table = _table(["#", "Image", "Class", "Score"], stretch=2)
         self.rank_table.cellDoubleClicked.connect(
             lambda r, _c: self.showImage.emit(int(self.rank_table.item(r, 1).data(Qt.ItemDataRole.UserRole))))
         right = QWidget()
@@ -323,6 +333,7 @@ class ClassesPanel(QWidget):
                 kind = "user" if name in user else ("seen" if name in seen else "unseen")
                 for col, text in enumerate([str(r + 1), name, kind, f"{score:.3f}"]):
                     self.class_table.setItem(r, col, QTableWidgetItem(text))
+            _fit_columns(self.class_table)
             self.status.setText(f"image #{index}: best match {ranked[0][0]} ({pred.mode} scores)")
 
         self.tasks.start(predictor.predict, img, on_done=done,
@@ -359,7 +370,10 @@ class ClassesPanel(QWidget):
             if msg != "cancelled":
                 messages.error(self, "Feature extraction failed", msg, tb)
 
+        from PySide6.QtCore import QStandardPaths
+        cache_dir = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
         self._feature_task = self.tasks.start(ranking.build_cache, st.checkpoint_path, model, ds,
+                                              cache_dir=os.path.join(cache_dir, "features") if cache_dir else None,
                                               on_done=done, on_error=failed,
                                               on_progress=lambda i, n: self.progress.setValue(i))
         self._update_enabled()
@@ -372,12 +386,14 @@ class ClassesPanel(QWidget):
         self.rank_table.setRowCount(n)
         for r in range(n):
             i = int(order[r])
-            img_item = QTableWidgetItem(f"#{i} {ds.items[i].image_id}")
+            img_item = QTableWidgetItem(f"#{i}")
+            img_item.setToolTip(ds.items[i].image_id)
             img_item.setData(Qt.ItemDataRole.UserRole, i)
             for col, item in enumerate([QTableWidgetItem(str(r + 1)), img_item,
                                         QTableWidgetItem(ds.class_names[ds.items[i].label]),
                                         QTableWidgetItem(f"{scores[r]:.3f}")]):
                 self.rank_table.setItem(r, col, item)
+        _fit_columns(self.rank_table)
         self.state.set_selection(order, f"ranked by {c.name}, best first")
         self.status.setText(f"ranked {len(order)} images by {c.name}; the grid shows them best first "
                             "(double-click a row to select the image)")

@@ -69,8 +69,17 @@ def _table(headers: list[str]) -> QTableWidget:
     t.setHorizontalHeaderLabels(headers)
     t.verticalHeader().setVisible(False)
     t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    t.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    _fit_height(t)
     return t
+
+
+def _fit_height(t: QTableWidget, min_rows: int = 2) -> None:
+    """As tall as its rows, no more (the tables hold a handful of rows)."""
+    rows = max(t.rowCount(), min_rows)
+    h = t.horizontalHeader().sizeHint().height() + rows * t.verticalHeader().defaultSectionSize()
+    t.setFixedHeight(h + 2 * t.frameWidth() + 2)
 
 
 def _fill(t: QTableWidget, rows: list[list[str]]) -> None:
@@ -81,6 +90,7 @@ def _fill(t: QTableWidget, rows: list[list[str]]) -> None:
             if c:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             t.setItem(r, c, item)
+    _fit_height(t)
 
 
 class EvaluationPanel(QWidget):
@@ -104,8 +114,10 @@ class EvaluationPanel(QWidget):
         top.addWidget(self.busy)
         top.addWidget(self.status, 1)
 
-        self.zsl_table = _table(["Inference", "ZSL MCA %", "GZSL A_U %", "GZSL A_S %", "GZSL H %"])
-        self.parts_table = _table(["Part", "Map", "Precision %", "Random %", "Mean IoU", "Images"])
+        self.zsl_table = _table(["Inference", "ZSL", "A_U", "A_S", "H"])
+        self.parts_table = _table(["Part", "Map", "Found", "Random", "IoU", "Images"])
+        self.parts_table.setToolTip("Found: % of images whose square has IoU > 0.5 with the ground truth; "
+                                    "Random: the same for random squares of the same side; IoU: mean IoU")
         self.bars = pg.PlotWidget(title="Per-class ZSL accuracy")
         self.bars.setYRange(0, 1)
         self.bars.showGrid(y=True, alpha=0.2)
@@ -116,7 +128,7 @@ class EvaluationPanel(QWidget):
         tables = QWidget()
         tl = QVBoxLayout(tables)
         tl.setContentsMargins(0, 0, 0, 0)
-        g1 = QGroupBox("ZSL and GZSL accuracy")
+        g1 = QGroupBox("ZSL and GZSL accuracy (%)")
         g1.setToolTip("ZSL: mean class accuracy among unseen classes; GZSL: among all classes, "
                       "A_U on unseen and A_S on seen test images, H their harmonic mean")
         QVBoxLayout(g1).addWidget(self.zsl_table)
@@ -126,6 +138,7 @@ class EvaluationPanel(QWidget):
         QVBoxLayout(g2).addWidget(self.parts_table)
         tl.addWidget(g1)
         tl.addWidget(g2)
+        tl.addStretch(1)
         g3 = QGroupBox("ZSL confusion matrix")
         g3.setToolTip("rows: true class, columns: predicted class; click a cell to show its images in the grid")
         QVBoxLayout(g3).addWidget(self.confusion)
@@ -135,23 +148,29 @@ class EvaluationPanel(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(tables)
         split.addWidget(right)
+        split.setSizes([460, 540])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
         lay.addWidget(split, 1)
 
-        state.modelChanged.connect(self._update_enabled)
-        state.datasetChanged.connect(self._update_enabled)
+        state.modelChanged.connect(self._on_inputs_changed)
+        state.datasetChanged.connect(self._on_inputs_changed)
         state.evaluationChanged.connect(self.show_evaluation)
-        self._update_enabled()
+        self._on_inputs_changed()
 
     def _update_enabled(self) -> None:
         ok = self.state.predictor is not None and self.state.dataset is not None
         self.run_button.setEnabled(ok and self.task is None)
         self.export_button.setEnabled(self.state.evaluation is not None)
-        if not ok:
+
+    def _on_inputs_changed(self) -> None:
+        self._update_enabled()
+        if self.task is not None:
+            return
+        if self.state.predictor is None or self.state.dataset is None:
             self.status.setText("load a model and a dataset to evaluate")
-        elif self.task is None and self.state.evaluation is None:
+        elif self.state.evaluation is None:
             self.status.setText("not evaluated yet")
 
     # ---------------------------------------------------------------- running
@@ -168,6 +187,9 @@ class EvaluationPanel(QWidget):
             self.busy.setVisible(False)
             if predictor is st.predictor and dataset is st.dataset:
                 st.set_evaluation(result)
+            else:
+                self.status.setText("the model or the dataset changed during the evaluation: its result "
+                                    "was discarded; evaluate again")
             self._update_enabled()
 
         def failed(msg, tb):
@@ -187,6 +209,7 @@ class EvaluationPanel(QWidget):
         ev = self.state.evaluation
         self._update_enabled()
         if ev is None:
+            self._on_inputs_changed()
             _fill(self.zsl_table, [])
             _fill(self.parts_table, [])
             self.confusion.model_.set_matrix([], [])

@@ -76,7 +76,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             else:
                 pixmap = win.grab()
             ok = pixmap.save(path)
+            st = win.state
             print(f"screenshot {'saved to' if ok else 'FAILED:'} {path}", flush=True)
+            print(f"state: dataset={st.dataset.name if st.dataset else None} "
+                  f"images={len(st.dataset) if st.dataset else 0} model={st.checkpoint_path}", flush=True)
             win.close()
             app.quit()
         QTimer.singleShot(int(delay * 1000), shoot)

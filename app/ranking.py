@@ -9,6 +9,7 @@ that engine module is absent, a small in-memory equivalent below is used.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -16,7 +17,19 @@ import numpy as np
 CHUNK = 64
 
 
-def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None):
+def cache_path_for(checkpoint_path: str, dataset, cache_dir: Optional[str]) -> Optional[str]:
+    """Where the feature cache of a checkpoint goes: next to it (the engine's default), except for
+    the bundled demo model, whose folder belongs to the package: there, ``cache_dir``."""
+    from pathlib import Path
+    from sgma import resources
+    ck = Path(checkpoint_path).resolve()
+    if cache_dir and Path(resources.__file__).parent.resolve() in ck.parents:
+        from sgma.engine.features import default_cache_path
+        return str(Path(cache_dir) / default_cache_path(ck, dataset).name)
+    return None
+
+
+def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None, cache_dir: Optional[str] = None):
     """The feature cache of (model, dataset); runs in a worker thread. ``ctx`` reports progress
     and cancels between chunks."""
     def progress(done, total):
@@ -30,7 +43,10 @@ def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None):
         EngineCache = None
     if EngineCache is not None:
         if checkpoint_path:
-            cache = EngineCache.load_or_build(checkpoint_path, model, dataset, progress=progress)
+            path = cache_path_for(checkpoint_path, dataset, cache_dir)
+            if path:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            cache = EngineCache.load_or_build(checkpoint_path, model, dataset, progress=progress, cache_path=path)
         else:
             cache = EngineCache.build(model, dataset, progress=progress)
     else:

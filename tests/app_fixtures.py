@@ -18,9 +18,28 @@ _SHARED: dict = {}
 SMALL = dict(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
 
 
+def small_model(cfg):
+    """The model of the tests: a small CNN from scratch at 96 px (the real demo preset uses an
+    ImageNet EfficientNet-Lite0 at 192 px: too slow for a GUI test on two cores)."""
+    m = cfg.model
+    m.backbone, m.part_backbone, m.pretrained = "small_cnn", "", "none"
+    m.attention_size, m.image_size, m.part_size = 96, 64, 48
+    m.crop_hidden, m.attention_reduction = 128, 4
+    if hasattr(m, "freeze_backbone"):
+        m.freeze_backbone = False
+    return cfg
+
+
+def small_preset(real_preset):
+    def preset(name):
+        cfg = real_preset(name)
+        return small_model(cfg) if name == "demo" else cfg
+    return preset
+
+
 def tiny_config(kmeans: bool = True):
     from sgma.engine.config import preset
-    cfg = preset("demo")
+    cfg = small_model(preset("demo"))
     for stage in ("warmup", "kmeans", "pretrain_parts", "joint"):
         getattr(cfg.train, stage).epochs = 1
     cfg.train.kmeans.epochs = int(kmeans)
@@ -90,8 +109,11 @@ def answers(monkeypatch):
 
 
 @pytest.fixture
-def make_window(qtbot, app_settings, answers):
+def make_window(qtbot, app_settings, answers, monkeypatch):
+    """Builds windows; the training form's "demo" preset gets the small test model."""
     from sgma.app.mainwindow import MainWindow
+    from sgma.engine import config
+    monkeypatch.setattr(config, "preset", small_preset(config.preset))
     made = []
 
     def make(dataset=None, checkpoint=None, **kw):

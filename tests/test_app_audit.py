@@ -85,12 +85,17 @@ def test_layer_toggles_opacity_and_range(win):
     m = a.prediction.maps[0]
     stretched = map_pixels(a)
     from sgma.app.overlay import lookup_table
-    top = lookup_table(a.cmap_box.currentText())[255]
     if m.max() - m.min() > 1e-3:
         assert a.colour_bar.lo == pytest.approx(m.min()) and a.colour_bar.hi == pytest.approx(m.max())
         assert not np.array_equal(fixed[..., :3], stretched[..., :3])
-        # the brightest map cell gets (nearly) the top colour of the colour map
-        assert (np.abs(stretched[..., 2::-1].astype(int) - top).sum(axis=-1) <= 40).any()
+        # per image, the brightest cell is near the top of the colour map; fixed, at its value
+        lut = lookup_table(a.cmap_box.currentText()).astype(int)
+
+        def lut_index(px):
+            rgb = px[..., 2::-1].reshape(-1, 1, 3).astype(int)
+            return np.abs(rgb - lut[None]).sum(axis=-1).argmin(axis=1)
+        assert lut_index(stretched).max() >= 200           # bilinear upsampling shaves the peak a little
+        assert lut_index(fixed).max() <= np.ceil(m.max() * 255) + 3
     else:   # a flat map keeps the fixed range rather than stretching rounding noise
         assert (a.colour_bar.lo, a.colour_bar.hi) == (0.0, 1.0)
     # a map with real contrast: per-image range reaches both ends of the colour map

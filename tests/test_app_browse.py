@@ -34,6 +34,20 @@ def test_first_launch_opens_synthetic_without_a_model(make_window, answers, monk
     assert not answers.shown
 
 
+def test_first_launch_loads_the_bundled_demo_model(qtbot, make_window, answers):
+    from sgma.app.mainwindow import demo_checkpoint
+    demo = demo_checkpoint()
+    if demo is None:
+        pytest.skip("resources/demo.pt is not bundled")
+    w = make_window(load_demo=True)
+    qtbot.waitUntil(lambda: w.state.predictor is not None or bool(answers.of("error")), timeout=60000)
+    assert not answers.of("error")
+    assert w.state.checkpoint_path == str(demo) and "demo.pt" in w.windowTitle()
+    assert w.state.model_fits_dataset()                   # trained on the default synthetic dataset
+    qtbot.waitUntil(lambda: w.audit.prediction is not None, timeout=60000)
+    assert len(w.audit.pred_items) == 2 and len(w.audit.gt_items) == 2
+
+
 def test_thumbnails_load_lazily_and_are_cached(qtbot, make_window, small_ds):
     w = make_window(dataset=small_ds)
     m = w.browser.model

@@ -207,3 +207,24 @@ def test_ranking_fallback_without_the_engine_feature_cache(win, small_ds, monkey
     o2, s2 = ranking.rank(mem, vec)
     np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
     assert o1[:10].tolist() == o2[:10].tolist()
+
+
+def test_evaluation_of_a_replaced_model_is_discarded(qtbot, win, trained_run):
+    from sgma.app.mainwindow import load_predictor
+    w = win
+    other = load_predictor(str(trained_run / "best.pt"))
+    w.evaluation.run()
+    w.state.set_model(other, str(trained_run / "best.pt"))     # a new model while it runs
+    qtbot.waitUntil(lambda: w.evaluation.task is None, timeout=120000)
+    assert w.state.evaluation is None
+    assert "discarded" in w.evaluation.status.text() and w.evaluation.run_button.isEnabled()
+
+
+def test_feature_cache_of_the_bundled_model_stays_out_of_the_package(tmp_path, small_ds):
+    from pathlib import Path
+    from sgma import resources
+    from sgma.app.ranking import cache_path_for
+    inside = Path(resources.__file__).parent / "demo.pt"
+    p = cache_path_for(str(inside), small_ds, str(tmp_path / "cache"))
+    assert p is not None and Path(p).parent == tmp_path / "cache" and p.endswith(".npz")
+    assert cache_path_for(str(tmp_path / "run" / "best.pt"), small_ds, str(tmp_path / "cache")) is None

@@ -1,6 +1,6 @@
-"""`sgma-gui` as a real process on a real (virtual) X server: it starts, draws its window and
-quits by itself. Skipped when Xvfb is not installed (``apt-get install xvfb xauth libxcb-icccm4
-libxcb-keysyms1 libxcb-cursor0``)."""
+"""`sgma-gui` as a real process: on a real (virtual) X server it starts, draws its window and
+quits by itself (skipped when Xvfb is not installed: ``apt-get install xvfb xauth libxcb-icccm4
+libxcb-keysyms1 libxcb-cursor0``); offscreen it opens the dataset and checkpoint it is given."""
 from __future__ import annotations
 
 import os
@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.xvfb, pytest.mark.skipif(shutil.which("Xvfb") is None,
-                                                   reason="Xvfb is not installed (apt-get install xvfb)")]
+needs_xvfb = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)")
 
 
 @pytest.fixture
@@ -38,6 +37,8 @@ def gui_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "sgma.app.main"]
 
 
+@pytest.mark.xvfb
+@needs_xvfb
 def test_sgma_gui_draws_its_window_under_xvfb(display, tmp_path):
     shot = tmp_path / "screen.png"
     env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", SGMA_GUI_SETTINGS=str(tmp_path / "s.ini"))
@@ -50,3 +51,29 @@ def test_sgma_gui_draws_its_window_under_xvfb(display, tmp_path):
     assert im.shape[0] > 400 and im.shape[1] > 600
     assert im.std() > 20, "the screenshot is blank"
     assert len(np.unique(im.reshape(-1, 3)[::97], axis=0)) > 50     # thumbnails, text, widgets
+
+
+def test_sgma_gui_opens_the_dataset_and_checkpoint_it_is_given(tmp_path):
+    """``sgma-gui --dataset KIND --checkpoint FILE`` as a process (offscreen: no X server needed)."""
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from app_fixtures import SMALL, tiny_config
+    from sgma.engine.trainer import Trainer
+    from sgma.engine.data.synthetic import make_synthetic
+    cfg = tiny_config(kmeans=False)
+    for stage in ("pretrain_parts", "joint"):
+        getattr(cfg.train, stage).epochs = 0
+    cfg.train.max_steps_per_epoch = 1
+    run = tmp_path / "run"
+    list(Trainer(cfg, run, dataset=make_synthetic(**SMALL)).run())
+    assert (run / "best.pt").is_file()
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SGMA_GUI_SETTINGS=str(tmp_path / "s.ini"))
+    opts = [x for k, v in SMALL.items() for x in ("--option", f"{k}={v}")]
+    proc = subprocess.run(gui_command() + ["--dataset", "synthetic", *opts, "--checkpoint", str(run / "best.pt"),
+                                           "--screenshot", str(shot), "--quit-after", "8"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    n = 16 * (SMALL["n_train_per_class"] + SMALL["n_test_seen_per_class"]) + 8 * SMALL["n_unseen_per_class"]
+    assert f"state: dataset=synthetic images={n} model={run / 'best.pt'}" in proc.stdout
+    assert shot.is_file()

@@ -1,0 +1,145 @@
+"""Screenshots of every panel for docs/gui.md, taken by driving the real window in-process.
+
+    python -m sgma.app.screenshot --out docs/screenshots [--checkpoint FILE] [--epochs 2,1,2,3]
+
+It opens the built-in synthetic dataset, runs a short training from the Training panel (for its
+curves), then audits an unseen image, evaluates, defines a user class, classifies and ranks with
+it, and saves ``audit.png``, ``training.png``, ``evaluation.png``, ``classes.png`` and
+``open_dataset.png``. The model audited and evaluated is ``--checkpoint`` when given, else the
+bundled demo model when the package has one, else the model the short training produced.
+Runs offscreen when there is no display.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def wait_until(app, cond, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out waiting for {what}")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def settle(app, seconds: float = 0.5) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="docs/screenshots")
+    p.add_argument("--checkpoint", help="the model to audit and evaluate (default: demo model or the short run)")
+    p.add_argument("--epochs", default="2,1,2,3", help="warmup,kmeans,pretrain_parts,joint epochs of the short run")
+    p.add_argument("--steps", type=int, default=8, help="steps per epoch of the short run")
+    args = p.parse_args(argv)
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from . import messages
+    from .dialog_open_dataset import OpenDatasetDialog
+    from .mainwindow import MainWindow, demo_checkpoint
+    from .settings import Settings
+
+    messages.ask = lambda *a, **k: True
+    messages.error = lambda parent, title, text, details="": print(f"error: {title}: {text}", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="sgma-shots-"))
+    w = MainWindow(Settings(str(tmp / "settings.ini")), load_demo=False)
+    w.resize(1400, 880)
+    w.show()
+    wait_until(app, lambda: w.engine_ready, 300, "the engine to load")
+
+    def shoot(widget, name):
+        settle(app, 0.6)
+        path = out / name
+        widget.grab().save(str(path))
+        print(f"saved {path}")
+
+    # ---- training (short run on the synthetic birds)
+    t = w.training
+    w.tabs.setCurrentWidget(t)
+    t.preset_box.setCurrentText("demo")
+    for spin, n in zip(t.epoch_spins.values(), [int(x) for x in args.epochs.split(",")]):
+        spin.setValue(n)
+    t.max_steps.setValue(args.steps)
+    t.out_dir.setText(str(tmp / "runs"))
+    done = []
+    t.runFinished.connect(lambda *a: done.append(a))
+    t.start()
+    wait_until(app, lambda: bool(done), 3600, "the training run")
+    t.curves.redraw()
+    shoot(w, "training.png")
+
+    # ---- the model to audit: --checkpoint, the demo model, or the short run's
+    ckpt = str(args.checkpoint or demo_checkpoint() or done[0][0])
+    wait_until(app, lambda: not w.tasks.busy, 300, "the trained model to load")   # loaded after a run
+    if w.state.checkpoint_path != ckpt:
+        w.load_model(ckpt)
+        wait_until(app, lambda: w.state.checkpoint_path == ckpt and not w.tasks.busy, 300, "the model")
+
+    # ---- evaluation, then a confusion cell shown in the grid
+    w.tabs.setCurrentWidget(w.evaluation)
+    w.evaluation.run()
+    wait_until(app, lambda: w.state.evaluation is not None, 3600, "the evaluation")
+    cm = w.evaluation.confusion.model_
+    w.evaluation.confusion.clicked.emit(cm.index(0, 0))
+    shoot(w, "evaluation.png")
+    w.state.set_selection(None, "")
+
+    # ---- part audit of an unseen test image (parts named by the evaluation)
+    ds = w.state.dataset
+    w.tabs.setCurrentWidget(w.audit)
+    w.browser.kind_box.setCurrentText("unseen")
+    w.browser.select_index(ds.split.test_unseen[5])
+    wait_until(app, lambda: w.audit.prediction is not None and w.audit.index == w.state.current, 120,
+               "the prediction")
+    w.audit.range_box.setCurrentText("per image")
+    shoot(w, "audit.png")
+    w.audit.export(str(tmp / "audit.svg"))
+
+    # ---- a user class: an unseen class with another tail colour; classify and rank
+    c = w.classes
+    w.tabs.setCurrentWidget(c)
+    target = ds.split.unseen[0]
+    c.template_box.setCurrentIndex(c.template_box.findData(target))
+    c.add_from_class(target)
+    names = ds.attribute_names
+    cls = c.current_class()
+    tail = [n for n in names if n.startswith("tail_color::")]
+    if tail:
+        for n in tail:
+            c.editor.set_value(n, 0.0)
+        c.editor.set_value(tail[-1], 1.0)
+        c.list.currentItem().setText(f"{ds.class_names[target]}_{tail[-1].split('::')[1]}_tail")
+    c.classify()
+    wait_until(app, lambda: c.class_table.rowCount() > 0, 120, "the classification")
+    c.rank()
+    wait_until(app, lambda: c.last_ranking is not None, 3600, "the ranking")
+    c.editor.tree.scrollToItem(c.editor.items[tail[-1]] if tail else c.editor.tree.topLevelItem(0))
+    shoot(w, "classes.png")
+    del cls
+
+    # ---- the open-dataset dialog
+    dlg = OpenDatasetDialog(w, {"kind": "cub", "root": "/data/CUB_200_2011", "options": {}},
+                            w.settings.recent_datasets())
+    dlg.show()
+    shoot(dlg, "open_dataset.png")
+    dlg.close()
+    w.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
