@@ -208,6 +208,8 @@ class TrainingPanel(QWidget):
         cfg.model.beta = self.beta.value()
         cfg.train.max_steps_per_epoch = self.max_steps.value()
         cfg.train.device = self.device.currentText()
+        if hasattr(cfg.train, "num_threads"):
+            cfg.train.num_threads = self.threads.value()
         spec = self.state.dataset_spec or {}
         opts = dict(spec.get("options") or {})
         cfg.data.kind = spec.get("kind", "synthetic")
@@ -255,6 +257,8 @@ class TrainingPanel(QWidget):
                 cfg = load_toml(run_dir / "config.toml")
                 if not (run_dir / "last.pt").is_file():
                     raise ConfigError(f"{run_dir}: no last.pt to resume from")
+                if hasattr(cfg.train, "num_threads"):
+                    cfg.train.num_threads = self.threads.value()
             else:
                 cfg = self.config()
                 cfg.validate()

@@ -69,6 +69,8 @@ def test_training_run_with_live_curves_and_a_responsive_window(qtbot, make_windo
     assert [getattr(cfg.train, s).epochs for s in ("warmup", "kmeans", "pretrain_parts", "joint")] == [1, 1, 1, 1]
     assert cfg.train.max_steps_per_epoch == 3 and cfg.train.batch_size == 16
     assert cfg.data.kind == "synthetic"
+    t.threads.setValue(1)
+    assert t.config().train.num_threads == 1           # the form's CPU threads reach the trainer
     # the window warms the engine up (torch, torch._dynamo) in a worker as it opens; measure the run
     qtbot.waitUntil(lambda: w.engine_ready, timeout=120000)
     meter = StallMeter()
