@@ -54,7 +54,8 @@ class Predictor:
     def set_user_classes(self, names: list[str], vectors: np.ndarray) -> None:
         """User-defined classes as raw attribute vectors (the dataset's attribute order); they are
         L2-normalised like the dataset's semantics when those rows have unit norm."""
-        v = torch.as_tensor(np.asarray(vectors, dtype=np.float32).reshape(len(names), -1))
+        v = torch.as_tensor(np.asarray(vectors, dtype=np.float32).reshape(len(names), -1)) if names \
+            else torch.zeros(0, self.semantics.shape[1])
         if v.shape[1] != self.semantics.shape[1]:
             raise ValueError(f"user classes have {v.shape[1]} attributes, the model expects {self.semantics.shape[1]}")
         if torch.allclose(self.semantics.norm(dim=1), torch.ones(len(self.semantics)), atol=1e-3):

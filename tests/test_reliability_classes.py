@@ -11,13 +11,8 @@ ClassFileError, load_classes = classes.ClassFileError, classes.load_classes
 
 ATTRS = ["crest::yes", "size"]
 
-JSON_DUPLICATES = pytest.mark.xfail(strict=True, reason=(
-    "engine/classes.py bug: json.loads keeps the last of duplicated keys, so a JSON class file "
-    "naming a class (or an attribute of a class) twice loads without error and silently drops the "
-    "first. Fix: json.loads(text, object_pairs_hook=...) that raises ClassFileError on a repeated key."))
-
-
-@JSON_DUPLICATES
+# Regression: json.loads kept the last of duplicated keys, so a class (or attribute) named twice
+# loaded silently; engine/classes.py now refuses repeated keys.
 def test_duplicate_class_name_in_json_is_refused(tmp_path):
     p = tmp_path / "dup.json"
     p.write_text('{"classes": {"jay": {"size": 1}, "jay": {"size": 2}}}')
@@ -25,7 +20,6 @@ def test_duplicate_class_name_in_json_is_refused(tmp_path):
         load_classes(p, ATTRS)
 
 
-@JSON_DUPLICATES
 def test_duplicate_attribute_of_a_class_in_json_is_refused(tmp_path):
     p = tmp_path / "dup.json"
     p.write_text('{"classes": {"jay": {"size": 1, "size": 3}}}')

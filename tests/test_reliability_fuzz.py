@@ -281,12 +281,6 @@ HOSTILE_CLASS_FILES = [
 
 
 @needs_classes
-@pytest.mark.xfail(strict=True, reason=(
-    "engine/classes.py bug found by this suite: load_classes lets Python's parser limits escape "
-    "(json.loads/tomllib.loads: ValueError for > 4300-digit integers, RecursionError for deep "
-    "nesting; csv.reader in _from_csv: csv.Error for a field > 131072 characters) instead of a "
-    "ClassFileError naming the file. Fix: catch (ValueError, RecursionError) beside "
-    "JSONDecodeError/TOMLDecodeError and csv.Error in _from_csv."))
 @pytest.mark.parametrize("name, text", HOSTILE_CLASS_FILES, ids=[n for n, _ in HOSTILE_CLASS_FILES])
 def test_hostile_class_files_raise_class_file_error(tmp_path, name, text):
     """Python's own parser limits (integer digits, recursion depth, csv field size) must surface as
