@@ -250,13 +250,15 @@ def preset(name: str) -> RunConfig:
             data=DataConfig(kind="synthetic", split="synthetic", options={"image_size": 192}),
         )
     if name == "cpu":
+        # Real birds on CPU: the demo's recipe (fixed ImageNet EfficientNet-Lite0 at stride 16 for
+        # attention and image, trainable stride-16 part branches) at 320 px (20 x 20 maps).
         return RunConfig(
             name="cpu",
-            model=ModelConfig(backbone="efficientnet_lite0", pretrained="imagenet", attention_size=224,
-                              image_size=160, part_size=112),
-            train=TrainConfig(batch_size=16, lr=0.01, warmup=StageConfig(epochs=3, lr=0.01),
-                              kmeans=StageConfig(epochs=2, lr=0.01), pretrain_parts=StageConfig(epochs=2, lr=0.01),
-                              joint=StageConfig(epochs=4, lr=0.01), kmeans_images=200),
+            model=ModelConfig(backbone="efficientnet_lite0_s16", pretrained="imagenet", freeze_backbone=True,
+                              attention_size=320, image_size=224, part_size=112, lambda_div=0.05),
+            train=TrainConfig(batch_size=16, lr=0.01, warmup=StageConfig(epochs=3),
+                              kmeans=StageConfig(epochs=2), pretrain_parts=StageConfig(epochs=3),
+                              joint=StageConfig(epochs=4, lr=0.005), kmeans_images=200),
             data=DataConfig(kind="cub", root="../shared/data/cub50", split="ps"),
         )
     raise ConfigError(f"unknown preset {name!r}; choose demo, cpu or paper")
