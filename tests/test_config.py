@@ -108,8 +108,10 @@ def test_presets_exist_and_validate(tmp_path):
         C.save_toml(cfg, tmp_path / f"{name}.toml")
         assert C.load_toml(tmp_path / f"{name}.toml") == cfg
     assert C.preset("paper").model == C.ModelConfig()
-    assert C.preset("demo").model.backbone == "small_cnn"
-    assert C.preset("cpu").model.backbone == "efficientnet_lite0"
+    for name in ("demo", "cpu"):      # CPU presets: fixed ImageNet EfficientNet-Lite0 at stride 16
+        m = C.preset(name).model
+        assert (m.backbone, m.pretrained, m.freeze_backbone) == ("efficientnet_lite0_s16", "imagenet", True)
+    assert C.preset("demo").data.kind == "synthetic" and C.preset("cpu").data.kind == "cub"
     with pytest.raises(C.ConfigError, match="unknown preset"):
         C.preset("huge")
 
