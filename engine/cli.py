@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("train", help="train a preset or a TOML config")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--preset", choices=["demo", "cpu", "paper"])
+    g.add_argument("--preset", choices=["demo", "cpu", "paper", "tiny"])
     g.add_argument("--config")
     p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
     p.add_argument("--root")

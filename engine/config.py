@@ -246,8 +246,20 @@ def preset(name: str) -> RunConfig:
             train=TrainConfig(batch_size=32, lr=0.05, lr_patience=2,
                               warmup=StageConfig(epochs=3), kmeans=StageConfig(epochs=2),
                               pretrain_parts=StageConfig(epochs=3, lr=0.01), joint=StageConfig(epochs=4, lr=0.005),
-                              kmeans_images=256, num_threads=2),
+                              kmeans_images=256),
             data=DataConfig(kind="synthetic", split="synthetic", options={"image_size": 192}),
+        )
+    if name == "tiny":
+        # Seconds on one core: a small CNN from scratch at 96 px. For tests and smoke checks; it
+        # learns to classify a little and finds no parts.
+        return RunConfig(
+            name="tiny",
+            model=ModelConfig(backbone="small_cnn", pretrained="none", attention_size=96, image_size=64,
+                              part_size=48, crop_hidden=64, attention_reduction=4, lambda_div=0.05),
+            train=TrainConfig(batch_size=16, lr=0.05, lr_patience=1, warmup=StageConfig(epochs=2),
+                              kmeans=StageConfig(epochs=1), pretrain_parts=StageConfig(epochs=1),
+                              joint=StageConfig(epochs=2), kmeans_images=64),
+            data=DataConfig(kind="synthetic", split="synthetic", options={"image_size": 96}),
         )
     if name == "cpu":
         # Real birds on CPU: the demo's recipe (fixed ImageNet EfficientNet-Lite0 at stride 16 for
@@ -261,7 +273,7 @@ def preset(name: str) -> RunConfig:
                               joint=StageConfig(epochs=4, lr=0.005), kmeans_images=200),
             data=DataConfig(kind="cub", root="../shared/data/cub50", split="ps"),
         )
-    raise ConfigError(f"unknown preset {name!r}; choose demo, cpu or paper")
+    raise ConfigError(f"unknown preset {name!r}; choose demo, cpu, paper or tiny")
 
 
-PRESETS = ("demo", "cpu", "paper")
+PRESETS = ("demo", "cpu", "paper", "tiny")

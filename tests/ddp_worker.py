@@ -16,7 +16,7 @@ from sgma.engine.trainer import Trainer
 
 
 def tiny_config():
-    cfg = preset("demo")
+    cfg = preset("tiny")
     for stage in (cfg.train.warmup, cfg.train.kmeans, cfg.train.pretrain_parts, cfg.train.joint):
         stage.epochs = 1
     cfg.train.batch_size = 4

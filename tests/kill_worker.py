@@ -25,7 +25,7 @@ def kill_config():
     """The demo preset cut down: 6 steps per epoch of batch 8, stages 1/1/1/1 epochs (18 steps),
     a checkpoint every 2 steps."""
     from sgma.engine.config import preset
-    cfg = preset("demo")
+    cfg = preset("tiny")
     tc = cfg.train
     tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 1, 1
     tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch = 8, 32, 6

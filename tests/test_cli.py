@@ -18,7 +18,7 @@ DATA = dict(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, 
 
 
 def tiny_config(steps: int = 3, long_stages: int = 2):
-    cfg = preset("demo")
+    cfg = preset("tiny")
     cfg.name = "tiny"
     tc = cfg.train
     tc.warmup.epochs, tc.kmeans.epochs = 1, 1

@@ -35,7 +35,7 @@ def one_torch_thread():
 
 def tiny_config():
     """demo preset cut down to 2 steps per epoch, 1 epoch per stage (6 training steps)."""
-    cfg = preset("demo")
+    cfg = preset("tiny")
     tc = cfg.train
     tc.warmup.epochs = tc.kmeans.epochs = tc.pretrain_parts.epochs = tc.joint.epochs = 1
     tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch, tc.device = 8, 16, 2, "cpu"

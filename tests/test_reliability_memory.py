@@ -35,7 +35,7 @@ def test_rss_does_not_grow_across_epochs(tmp_path):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = preset("demo")
+        cfg = preset("tiny")
         tc = cfg.train
         tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 3, 1, 3, 4
         tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch, tc.device = 8, 32, 6, "cpu"

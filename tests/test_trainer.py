@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 def tiny_config(seed: int = 0, **model):
     """demo preset cut down: 3 steps per epoch, stages 1/1/2/2 epochs (15 training steps)."""
-    cfg = preset("demo")
+    cfg = preset("tiny")
     tc = cfg.train
     tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 2, 2
     tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch = 8, 32, 3
@@ -264,7 +264,7 @@ def test_same_seed_same_parameters_different_seed_differs(ds, reference, tmp_pat
 
 # ---------------------------------------------------------------- g. config and run files
 def test_config_toml_round_trip(tmp_path):
-    cfg = preset("demo")
+    cfg = preset("tiny")
     cfg.name = "changed"
     cfg.model.use_ma_loss = False
     cfg.model.beta = 0.5
@@ -273,7 +273,7 @@ def test_config_toml_round_trip(tmp_path):
     cfg.data.options = {"n_train_per_class": 6, "image_size": 96}
     save_toml(cfg, tmp_path / "c.toml")
     assert load_toml(tmp_path / "c.toml") == cfg
-    assert load_toml(tmp_path / "c.toml") != preset("demo")
+    assert load_toml(tmp_path / "c.toml") != preset("tiny")
 
 
 def test_run_folder_has_resolved_config_and_run_json(ds, reference):
