@@ -41,8 +41,15 @@ def test_eq7_side_saturates_to_its_bounds_and_centre_is_clamped():
     close(net(torch.rand(1, 1, 2, 2))[0, 0], [0.5, 0.5, 0.6])      # centre passes through; side at side_max
     with torch.no_grad():
         net.fc2.bias.copy_(torch.tensor([3.0, -2.0, -50.0]))
-    # centres clamp to [0, 1] with a 0.01 leak: 1 + 0.01 * 2 and 0 + 0.01 * -2; side at side_min
-    close(net(torch.rand(1, 1, 2, 2))[0, 0], [1.02, -0.02, 0.1])
+    # centres clamp to [0, 1]; side at side_min
+    raw = net(torch.rand(1, 1, 2, 2))
+    close(raw[0, 0], [1.0, 0.0, 0.1])
+    with torch.no_grad():
+        net.fc2.bias.copy_(torch.tensor([3.0, -2.0, -50.0]))
+    bias = net.fc2.bias.detach().clone().requires_grad_(True)
+    net.fc2.bias = torch.nn.Parameter(bias)
+    net(torch.rand(1, 1, 2, 2))[0, 0, :2].sum().backward()
+    close(net.fc2.bias.grad[:2], [0.01, 0.01])            # outside [0, 1] the gradient leaks 0.01
     with torch.no_grad():
         net.fc2.bias.copy_(torch.tensor([0.0, 0.0, math.log(3.0)]))   # sigmoid = 0.75
     assert net(torch.rand(1, 1, 2, 2))[0, 0, 2].item() == pytest.approx(0.1 + 0.5 * 0.75)
