@@ -25,13 +25,14 @@ import io
 import json
 import math
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+
+from .config import atomic_write_bytes
 
 FORMATS = (".toml", ".json", ".csv")
 
@@ -244,20 +245,7 @@ def save_classes(path: str | os.PathLike, classes: Sequence[UserClass],
                  attribute_names: Optional[Sequence[str]] = None) -> Path:
     """Write ``classes`` atomically in the format of ``path``'s extension."""
     path = Path(path)
-    data = dumps_classes(classes, _format(path), attribute_names).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, dumps_classes(classes, _format(path), attribute_names).encode("utf-8"))
     return path
 
 
