@@ -100,7 +100,7 @@ def test_invalid_values_and_files(tmp_path):
 
 
 def test_presets_exist_and_validate(tmp_path):
-    assert set(C.PRESETS) == {"demo", "cpu", "paper"}
+    assert set(C.PRESETS) == {"demo", "cpu", "paper", "tiny"}
     for name in C.PRESETS:
         cfg = C.preset(name)
         assert isinstance(cfg, C.RunConfig) and cfg.name == name

@@ -487,7 +487,7 @@ def test_cli_train_on_a_broken_dataset_exits_2_naming_the_file(tmp_path, capsys)
     root, base = cub(tmp_path)
     (base / "image_class_labels.txt").unlink()
     cfg = preset("tiny")
-    cfg.data.kind, cfg.data.root, cfg.data.split = "cub", str(root), "ps"
+    cfg.data.kind, cfg.data.root, cfg.data.split, cfg.data.options = "cub", str(root), "ps", {}
     cfg.train.device = "cpu"
     save_toml(cfg, tmp_path / "cfg.toml")
     rc = main(["train", "--config", str(tmp_path / "cfg.toml"), "--out", str(tmp_path / "run")])

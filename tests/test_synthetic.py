@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sgma.engine.data import synthetic as syn
-from sgma.engine.data.synthetic import (ATTRIBUTE_GROUPS, ATTRIBUTE_NAMES, PALETTE,
+from sgma.engine.data.synthetic import (ATTRIBUTE_GROUPS, ATTRIBUTE_NAMES, PALETTE, TAIL_PALETTE,
                                         attribute_vector, attributes_from_vector,
                                         class_attributes, make_synthetic, render_bird)
 
@@ -54,7 +54,7 @@ def test_different_seed_gives_different_data():
 
 def test_render_bird_depends_only_on_generator_state():
     attrs = dict(head_color="red", crest="yes", beak="long", tail_shape="forked",
-                 tail_color="blue", body_color="grey")
+                 tail_color="cyan", body_color="grey")
     im1, b1 = render_bird(attrs, np.random.default_rng(5), 128)
     im2, b2 = render_bird(attrs, np.random.default_rng(5), 128)
     im3, _ = render_bird(attrs, np.random.default_rng(6), 128)
@@ -100,7 +100,8 @@ def test_dataset_metadata(ds):
     assert ds.attribute_names == ATTRIBUTE_NAMES
     assert "head_color::red" in ds.attribute_names and "crest::yes" in ds.attribute_names
     assert "beak::long" in ds.attribute_names and "tail_shape::fan" in ds.attribute_names
-    assert "tail_color::blue" in ds.attribute_names and "body_color::brown" in ds.attribute_names
+    assert "tail_color::cyan" in ds.attribute_names and "body_color::brown" in ds.attribute_names
+    assert "tail_color::blue" not in ds.attribute_names      # the tail palette is disjoint from the head's
     cols = sorted(itertools.chain.from_iterable(ds.attribute_groups.values()))
     assert cols == list(range(18))
     for g, idx in ds.attribute_groups.items():
@@ -198,10 +199,10 @@ def test_bad_arguments_raise(kw):
 
 def test_bad_attributes_raise():
     good = dict(head_color="red", crest="no", beak="short", tail_shape="fan",
-                tail_color="blue", body_color="brown")
+                tail_color="cyan", body_color="brown")
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="tail_color"):
-        render_bird({**good, "tail_color": "purple"}, rng, 128)
+        render_bird({**good, "tail_color": "blue"}, rng, 128)     # a head colour, not a tail colour
     with pytest.raises(ValueError, match="missing"):
         render_bird({k: v for k, v in good.items() if k != "beak"}, rng, 128)
     v = attribute_vector(good)
@@ -252,26 +253,29 @@ def _box_pixels(im, box):
 def test_part_boxes_hold_the_part_colours(ds):
     """The head box shows the class head colour more than the tail box does, and vice versa.
     (If the boxes were swapped or placed at random, far fewer images would pass.)"""
-    n = mean_ok = frac_ok = 0
+    n = mean_ok = frac_ok = swapped_ok = 0
     for i in range(0, len(ds), 9):
         it = ds.items[i]
         a = class_attributes(ds, it.label)
-        if a["head_color"] == a["tail_color"]:
-            continue
         im = np.asarray(ds.load_image(i), dtype=np.float64)
-        H, T = np.array(PALETTE[a["head_color"]]), np.array(PALETTE[a["tail_color"]])
+        H, T = np.array(PALETTE[a["head_color"]]), np.array(TAIL_PALETTE[a["tail_color"]])
         ph, pt = _box_pixels(im, it.part_boxes["head"]), _box_pixels(im, it.part_boxes["tail"])
         mh, mt = ph.mean(0), pt.mean(0)
         d = np.linalg.norm
         mean_ok += d(mh - H) < d(mt - H) and d(mt - T) < d(mh - T)
+        swapped_ok += d(mt - H) < d(mh - H) and d(mh - T) < d(mt - T)
 
         def frac(p, c):
             return (d(p - c, axis=1) < 70).mean()
         frac_ok += frac(ph, H) > frac(pt, H) + 0.05 and frac(pt, T) > frac(ph, T) + 0.05
         n += 1
     assert n >= 40
-    assert mean_ok >= 0.85 * n, (mean_ok, n)
     assert frac_ok >= 0.9 * n, (frac_ok, n)
+    # The box mean mixes body and background, and the tail palette sits near some head colours
+    # (red head, orange or magenta tail), so the mean test is looser than the pixel test above;
+    # swapped boxes pass it on far fewer images.
+    assert mean_ok >= 0.7 * n, (mean_ok, n)
+    assert swapped_ok <= 0.1 * n, (swapped_ok, n)
 
 
 def test_bird_is_not_background(ds):
