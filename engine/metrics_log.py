@@ -3,13 +3,16 @@ package is installed, TensorBoard event files beside it."""
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
         self.path = Path(run_dir) / "metrics.csv"
+        if resume_step is not None and self.path.exists():
+            self._truncate(resume_step)
         new = not self.path.exists()
         self._f = open(self.path, "a", newline="")
         self._w = csv.writer(self._f)
@@ -22,6 +25,16 @@ class MetricsLog:
         except Exception:  # tensorboard not installed: CSV only
             self._tb = None
         self._last_step = 0
+
+    def _truncate(self, step: int) -> None:
+        """Drop rows logged after the checkpoint a run resumes from: they are replayed."""
+        from .config import atomic_write_bytes
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = rows[:1] + [r for r in rows[1:] if len(r) == 7 and r[4].isdigit() and int(r[4]) <= step]
+        buf = io.StringIO()
+        csv.writer(buf).writerows(keep)
+        atomic_write_bytes(self.path, buf.getvalue().encode())
 
     def step(self, e) -> None:
         t = time.time()

@@ -188,7 +188,7 @@ class Trainer:
                                augment=tc.augment, seed=tc.seed, cache=cache)
         self.val_images = ImageSet(ds, self.val_idx, cfg.model.attention_size, cache=cache)
         self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
-        self.log = MetricsLog(self.run_dir) if self.rank == 0 else None
+        self.log = None            # opened in _run, once a resume has said where the run stands
         self._val_sizes = None
 
     def _stage_plan(self) -> list[tuple[int, str, int]]:
@@ -237,6 +237,7 @@ class Trainer:
             self.best = resumed_state["best_metric"]
         if self.rank == 0:
             self._write_run_files()
+            self.log = MetricsLog(self.run_dir, pos["global_step"] if self.resume else None)
         n_batches = self.order.n_batches() if tc.max_steps_per_epoch <= 0 else \
             min(self.order.n_batches(), tc.max_steps_per_epoch)
         total_steps = sum(e * (n_batches if name != "kmeans" else 0) for _, name, e in plan)

@@ -308,3 +308,24 @@ def test_unwritable_output_folder_fails_before_training(ds, tmp_path):
     events = list(Trainer(tiny_config(), out, dataset=ds).run())
     assert [type(e) for e in events] == [ev.Failed]
     assert str(out) in events[0].error and "cannot write" in events[0].error
+
+
+def test_resumed_run_does_not_log_replayed_steps_twice(tmp_path, ds):
+    """A run abandoned after step 5 (as if killed) with a checkpoint every 2 steps resumes from
+    step 4; the row of step 5 logged before the kill is dropped, so every step is logged once."""
+    run = tmp_path / "run"
+    cfg = tiny_config()
+    cfg.train.checkpoint_every_steps = 2
+    events = Trainer(cfg, run, dataset=ds).run()
+    for e in events:
+        if isinstance(e, ev.Step) and e.global_step == 5:
+            break
+    events.close()
+    logged = {int(r["global_step"]) for r in csv.DictReader(open(run / "metrics.csv")) if r["kind"] == "step"}
+    assert 5 in logged and load_checkpoint(run / "last.pt")["position"]["global_step"] == 4
+    for _ in Trainer(cfg, run, dataset=ds, resume=True).run():
+        pass
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    steps = [(r["global_step"], r["name"]) for r in rows if r["kind"] == "step"]
+    assert len(steps) == len(set(steps))
+    assert sorted({int(s) for s, _ in steps}) == list(range(1, 16))
