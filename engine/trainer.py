@@ -146,6 +146,8 @@ class Trainer:
                 torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.rank == 0:
             check_writable(self.run_dir)
+            for stale in self.run_dir.glob(".*.pt.*.tmp"):   # a write killed before its os.replace
+                stale.unlink(missing_ok=True)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = tc.cudnn_benchmark
         if tc.num_threads > 0:
