@@ -25,7 +25,7 @@ def kill_config():
     """The demo preset cut down: 6 steps per epoch of batch 8, stages 1/1/1/1 epochs (18 steps),
     a checkpoint every 2 steps."""
     from sgma.engine.config import preset
-    cfg = preset("tiny")
+    cfg = preset("demo")
     tc = cfg.train
     tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 1, 1
     tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch = 8, 32, 6
@@ -36,7 +36,7 @@ def kill_config():
 
 def kill_dataset():
     from sgma.engine.data.synthetic import make_synthetic
-    return make_synthetic(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
+    return make_synthetic(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=192)
 
 
 def train(run_dir: Path) -> int:
