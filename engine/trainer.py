@@ -441,6 +441,7 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": opt.state_dict() if opt is not None else {},
             "scheduler": sched.state_dict() if sched is not None else {},
+            "grad_scaler": self.scaler.state_dict(),          # empty unless fp16 mixed precision
             "position": dict(position),
             "stage": STAGES[position["stage"]] if position["stage"] < len(STAGES) else "done",
             "epoch": position["epoch"],
@@ -483,6 +484,8 @@ class Trainer:
                                   f"list ({len(state['class_names'])} classes vs {len(self.dataset.class_names)} now; "
                                   f"differing: {', '.join(extra) or 'same names, other order'})")
         self.model.load_state_dict(state["model"])
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         self.kmeans_groups = state.get("kmeans_groups", [])
         # a later stage may have been extended (--epochs): keep the position, train what is left
