@@ -107,8 +107,9 @@ def crop_parts(images: torch.Tensor, squares: torch.Tensor, out_size: int, k: fl
     return (parts * mask[:, None]).reshape(b, n, 3, out_size, out_size)
 
 
-def squares_to_boxes(squares: torch.Tensor, width: float, height: float) -> torch.Tensor:
-    """(t_x, t_y, t_s) fractions -> (x0, y0, x1, y1) pixels of an image of the given size.
+def squares_to_boxes(squares: torch.Tensor, width, height) -> torch.Tensor:
+    """(t_x, t_y, t_s) fractions -> (x0, y0, x1, y1) pixels of an image of the given size
+    (``width``/``height`` numbers, or tensors that broadcast against ``squares[..., 0]``).
     The model sees the image resized to a square, so a square maps to a rectangle here; IoU is
     invariant to that axis scaling."""
     tx, ty, ts = squares[..., 0], squares[..., 1], squares[..., 2]

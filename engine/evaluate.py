@@ -24,6 +24,7 @@ import torch
 
 from . import metrics as M
 from .checkpoint import CheckpointError
+from .cropping import squares_to_boxes
 from .data.base import ZSLDataset
 from .extract import extract
 from .inference import MODES, center_similarity, mode_scores, ridge_combination
@@ -73,10 +74,9 @@ def image_sizes(dataset: ZSLDataset, indices) -> np.ndarray:
 
 
 def squares_to_pixel_boxes(squares: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """(N, n, 3) fractions -> (N, n, 4) pixel boxes of each image's own size."""
-    w, h = sizes[:, None, 0], sizes[:, None, 1]
-    tx, ty, ts = squares[..., 0], squares[..., 1], squares[..., 2]
-    return np.stack([(tx - ts / 2) * w, (ty - ts / 2) * h, (tx + ts / 2) * w, (ty + ts / 2) * h], axis=-1)
+    """(N, n, 3) fractions -> (N, n, 4) pixel boxes of each image's own (width, height)."""
+    sizes = torch.as_tensor(sizes, dtype=torch.float64)
+    return squares_to_boxes(torch.as_tensor(squares, dtype=torch.float64), sizes[:, None, 0], sizes[:, None, 1]).numpy()
 
 
 def _ious(pred: np.ndarray, gt: list[Optional[tuple]]) -> np.ndarray:

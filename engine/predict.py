@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_checkpoint
+from .cropping import squares_to_boxes
 from .inference import center_similarity, mode_scores, ridge_combination
 from .loader import image_to_tensor
 
@@ -89,9 +90,7 @@ class Predictor:
             mode = "compatibility"
         csim = center_similarity(out.cct_features.float().cpu(), protos) if protos is not None else compat * 0
         scores = mode_scores(mode, compat, csim, cfg.beta)[0].numpy()
-        sq = out.squares[0].float().cpu().numpy()
-        w, h = image.size
-        boxes = np.stack([(sq[:, 0] - sq[:, 2] / 2) * w, (sq[:, 1] - sq[:, 2] / 2) * h,
-                          (sq[:, 0] + sq[:, 2] / 2) * w, (sq[:, 1] + sq[:, 2] / 2) * h], axis=1)
-        return Prediction(out.maps[0].float().cpu().numpy(), sq, boxes, self.all_names(), scores, mode,
+        sq = out.squares[0].float().cpu()
+        boxes = squares_to_boxes(sq, *image.size).numpy()
+        return Prediction(out.maps[0].float().cpu().numpy(), sq.numpy(), boxes, self.all_names(), scores, mode,
                           out.cct_features[0].float().cpu().numpy())

@@ -37,6 +37,7 @@ from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .extract import extract
 from .loader import EpochOrder, ImageSet, make_loader
+from .metrics import mean_class_accuracy, part_precision
 from .metrics_log import MetricsLog
 from .model import SGMA
 from .stages import (fit_cropper, kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets,
@@ -344,18 +345,22 @@ class Trainer:
             return True
         return False
 
+    def _sample_pass(self, n: int, seed: int, fn) -> torch.Tensor:
+        """``fn`` over ``n`` seeded-random training images in eval mode without autograd,
+        concatenated: the cached inputs of the stage 1 and stage 2 initialisations."""
+        pick = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, n, self.cfg.train.batch_size):
+                x = torch.stack([self.images[k][0] for k in pick[s:s + self.cfg.train.batch_size]])
+                out.append(fn(x.to(self.device)))
+        return torch.cat(out)
+
     def _kmeans_stage(self, epochs: int) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images, len(self.images))
-        g = torch.Generator().manual_seed(tc.seed)
-        pick = torch.randperm(len(self.images), generator=g)[:n].tolist()
-        m.eval()
-        feats = []
-        with torch.no_grad():
-            for s in range(0, n, tc.batch_size):
-                x = torch.stack([self.images[k][0] for k in pick[s:s + tc.batch_size]]).to(self.device)
-                feats.append(m.image_net(x).float().cpu())
-        feats = torch.cat(feats)
+        feats = self._sample_pass(n, tc.seed, lambda x: m.image_net(x).float().cpu())
         groups = kmeans_channel_groups(feats, m.cfg.n_parts, tc.seed)
         self.kmeans_groups = groups.tolist()
         targets = pseudo_label_targets(groups, m.cfg.n_parts)
@@ -369,14 +374,7 @@ class Trainer:
     def _fit_cropper(self) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images * 4, len(self.images))
-        pick = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(tc.seed + 1))[:n].tolist()
-        m.eval()
-        maps = []
-        with torch.no_grad():
-            for s in range(0, n, tc.batch_size):
-                x = torch.stack([self.images[k][0] for k in pick[s:s + tc.batch_size]]).to(self.device)
-                maps.append(m.attend(x)[1].float())
-        maps = torch.cat(maps)
+        maps = self._sample_pass(n, tc.seed + 1, lambda x: m.attend(x)[1].float())
         losses = fit_cropper(m.cropper, maps, m.cfg.part_side_init, seed=tc.seed)
         m.train()
         yield ev.Log(f"cropping net fitted to pseudo squares of {n} images: MSE {losses[0]:.4f} -> {losses[-1]:.4f}")
@@ -390,8 +388,8 @@ class Trainer:
                       images=self.val_images)
         cand = np.asarray(self.val_classes)
         pred = cand[out["scores"][:, cand].argmax(axis=1)]
-        per_class = [float((pred[out["labels"] == c] == c).mean()) for c in np.unique(out["labels"])]
-        metrics = {"val_zsl_mca": float(np.mean(per_class)), "val_part_side": float(out["squares"][..., 2].mean())}
+        metrics = {"val_zsl_mca": float(mean_class_accuracy(out["labels"], pred)),
+                   "val_part_side": float(out["squares"][..., 2].mean())}
         if self.dataset.part_names and self.cfg.model.use_parts:   # logged for the user, never used to select
             from .evaluate import assign_parts, image_sizes, squares_to_pixel_boxes
             if self._val_sizes is None:
@@ -399,9 +397,7 @@ class Trainer:
             boxes = squares_to_pixel_boxes(out["squares"], self._val_sizes)
             gt = {p: [self.dataset.items[i].part_boxes.get(p) for i in out["indices"]] for p in self.dataset.part_names}
             for p, m in assign_parts(boxes, gt, self.dataset.part_names).items():
-                from .metrics import iou
-                ious = [iou(b, g) for b, g in zip(boxes[:, m], gt[p]) if g is not None]
-                metrics[f"val_{p}_precision"] = float(np.mean(np.asarray(ious) > 0.5)) if ious else float("nan")
+                metrics[f"val_{p}_precision"] = part_precision(list(boxes[:, m]), gt[p])
         return metrics
 
     def _end_epoch(self, name, stage_idx, epoch, metrics, sched, opt, pos) -> Iterator[ev.Event]:
