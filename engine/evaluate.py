@@ -111,8 +111,9 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics, cfg.ridge_lambda)
     compat = torch.as_tensor(ex_test["scores"])
     csim = center_similarity(torch.as_tensor(ex_test["cct"]), torch.as_tensor(protos, dtype=torch.float32))
+    stored_beta = float(state.get("beta", cfg.beta))     # chosen on validation classes at training time
     beta, beta_scores = choose_beta(ex_val, protos, sp.val_classes, cfg.beta) if ex_val is not None \
-        else (cfg.beta, {})
+        else (stored_beta, {})
     y = ex_test["labels"]
     is_unseen = np.isin(ex_test["indices"], sp.test_unseen)
     seen, unseen = list(sp.seen), list(sp.unseen)

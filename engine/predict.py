@@ -3,7 +3,8 @@ boxes, and ranked class scores against the dataset's classes and any user-define
 
 Class-centre prototypes need features of the training images; a ``Predictor`` built from a
 checkpoint uses the prototypes stored in it (``state["prototypes"]``) when present, otherwise the
-compatibility scores alone (mode "compatibility")."""
+compatibility scores alone (mode "compatibility"). The combined mode (Eq. 13) uses the beta the
+trainer chose on the validation classes (``state["beta"]``), else the configured one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Predictor:
         self.semantics = torch.as_tensor(state["semantics"], dtype=torch.float32)
         self.train_idx = [self.class_names.index(n) for n in state["train_classes"]]
         self.seen_prototypes = state.get("prototypes")          # (S, D) per training class, optional
+        # Eq. 13's beta: the one chosen on the validation classes when training stored it
+        self.beta = float(state.get("beta", model.cfg.beta))
         self.user_names: list[str] = []
         self.user_semantics = torch.zeros(0, self.semantics.shape[1])
 
@@ -89,7 +92,7 @@ class Predictor:
         if mode != "compatibility" and protos is None:
             mode = "compatibility"
         csim = center_similarity(out.cct_features.float().cpu(), protos) if protos is not None else compat * 0
-        scores = mode_scores(mode, compat, csim, cfg.beta)[0].numpy()
+        scores = mode_scores(mode, compat, csim, self.beta)[0].numpy()
         sq = out.squares[0].float().cpu()
         boxes = squares_to_boxes(sq, *image.size).numpy()
         return Prediction(out.maps[0].float().cpu().numpy(), sq.numpy(), boxes, self.all_names(), scores, mode,

@@ -218,9 +218,18 @@ class Trainer:
         return [p for mod in mods for p in mod.parameters()]
 
     def _make_optim(self, name: str, lr: float):
+        """SGD over the stage's parameters; the attention and cropping subnets get
+        ``lr * localisation_lr_scale`` (a scale of 0 holds them fixed in that stage)."""
         tc = self.cfg.train
+        scale = getattr(tc, name).localisation_lr_scale
+        local = {id(p) for mod in (self.model.attention, self.model.cropper) for p in mod.parameters()}
         params = [p for p in self._stage_params(name) if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        groups = [{"params": [p for p in params if id(p) not in local], "lr": lr}]
+        loc = [p for p in params if id(p) in local]
+        if loc and scale > 0:
+            groups.append({"params": loc, "lr": lr * scale})
+        groups = [g for g in groups if g["params"]]
+        opt = torch.optim.SGD(groups, lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=tc.lr_factor,
                                                            patience=tc.lr_patience, min_lr=tc.min_lr)
         return opt, sched
@@ -323,7 +332,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             losses = self.step_module(name, x, y, self.sem_train, self.cfg.model.part_side_init)
-        opt.zero_grad(set_to_none=True)
+        self.step_module.zero_grad(set_to_none=True)   # also parameters this stage's optimizer holds fixed
         self.scaler.scale(losses["total"]).backward()
         self.scaler.step(opt)
         self.scaler.update()
@@ -454,13 +463,23 @@ class Trainer:
         return save_checkpoint(self._state(position, opt, sched), self.run_dir / f"{kind}.pt")
 
     def _store_prototypes(self, path: Path) -> None:
-        """Add the class-centre prototypes of the training classes (section 3.4, the mean phi_cct
-        of each class's training images) to a checkpoint, so prediction needs no training data."""
+        """Add to a checkpoint the class-centre prototypes of the training classes (section 3.4,
+        the mean phi_cct of each class's training images), so prediction needs no training data,
+        and Eq. 13's beta chosen on the validation classes (``evaluate.choose_beta``), so the
+        predictor and the GUI score with the beta the evaluator reports."""
+        from .evaluate import choose_beta, class_prototypes
         state = load_checkpoint(path)
         model = model_from_checkpoint(state, self.device)
-        out = extract(model, self.dataset, self.train_idx, self.cfg.train.batch_size, self.device)
+        bs = self.cfg.train.batch_size
+        out = extract(model, self.dataset, self.train_idx, bs, self.device)
         protos = np.stack([out["cct"][out["labels"] == c].mean(axis=0) for c in self.train_classes])
         state["prototypes"] = torch.as_tensor(protos, dtype=torch.float32)
+        if self.val_idx:
+            every = class_prototypes(out["cct"], out["labels"], self.train_classes, self.dataset.semantics,
+                                     model.cfg.ridge_lambda)
+            ex_val = extract(model, self.dataset, self.val_idx, bs, self.device, images=self.val_images)
+            beta, scores = choose_beta(ex_val, every, self.val_classes, model.cfg.beta)
+            state["beta"], state["beta_validation"] = beta, scores
         state.pop("format_version", None)
         save_checkpoint(state, path)
 

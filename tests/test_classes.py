@@ -10,6 +10,8 @@ import pytest
 from sgma.engine import classes as C
 from sgma.engine.classes import ClassFileError, UserClass, load_classes, save_classes, to_matrix
 
+from half_writer import half_writing_fdopen
+
 ATTRS = ["head_color::red", "head_color::blue", "crest::yes", "tail_shape::fan"]
 
 
@@ -110,26 +112,7 @@ def test_interrupted_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
 def test_interrupted_write_midway_leaves_the_old_file_intact(tmp_path, monkeypatch):
     p = save_classes(tmp_path / "keep.csv", [UserClass("old", {"crest::yes": 1.0})], ATTRS)
     before = p.read_bytes()
-    real_fdopen = os.fdopen
-
-    class HalfWriter:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise KeyboardInterrupt     # killed in the middle of the write
-
-        def __getattr__(self, k):
-            return getattr(self.f, k)
-
-    monkeypatch.setattr(C.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
+    monkeypatch.setattr(C.os, "fdopen", half_writing_fdopen(KeyboardInterrupt()))   # killed mid-write
     with pytest.raises(KeyboardInterrupt):
         save_classes(p, [UserClass("new", {"tail_shape::fan": 1.0})], ATTRS)
     monkeypatch.undo()

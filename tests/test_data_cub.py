@@ -90,6 +90,17 @@ def test_bad_lines(tmp_path, fname, line, pattern):
         load_cub(root)
 
 
+@pytest.mark.parametrize("path", ["../../outside.jpg", "/etc/passwd", "001.Bird_A/../../x.jpg"])
+def test_image_paths_must_stay_inside_images_folder(tmp_path, path):
+    root = make_cub(tmp_path)
+    p = root / "CUB_200_2011" / "images.txt"
+    lines = p.read_text().splitlines()
+    lines[2] = f"3 {path}"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"images.txt: image id 3: path .* must be relative to images/"):
+        load_cub(root)
+
+
 def test_missing_files(tmp_path):
     root = make_cub(tmp_path)
     (root / "attributes.txt").unlink()

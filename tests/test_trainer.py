@@ -24,6 +24,8 @@ from sgma.engine.config import load_toml, preset, save_toml
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.trainer import Trainer
 
+from half_writer import half_writing_fdopen
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -156,24 +158,7 @@ def test_checkpoint_write_failing_partway_leaves_old_file(tmp_path, monkeypatch)
     path = tmp_path / "last.pt"
     save_checkpoint({"value": torch.arange(10), "position": {"batch": 1}}, path)
     before = path.read_bytes()
-    real_fdopen = os.fdopen
-
-    class HalfWriter:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            self.f.flush()
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+    monkeypatch.setattr(os, "fdopen", half_writing_fdopen(OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(OSError):
         save_checkpoint({"value": torch.arange(10_000), "position": {"batch": 2}}, path)
     monkeypatch.undo()

@@ -109,7 +109,10 @@ def load_cub(root, split: str = "ps", att_splits=None, semantics: str = "att", f
     classes = by_id(read_rows(p_cls, [int, str]), p_cls)
     if not images:
         raise DatasetError(f"{p_img}: no image is listed")
-    for iid in images:
+    for iid, rel in images.items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise DatasetError(f"{p_img}: image id {iid}: path {rel!r} must be relative to images/ "
+                               f"and stay inside it")
         if iid not in labels_by_id:
             raise DatasetError(f"{p_lab}: no class label for image id {iid}")
     for iid, c in labels_by_id.items():

@@ -1,0 +1,100 @@
+"""Stage options and the stored Eq. 13 beta: ``localisation_lr_scale`` gives the attention and
+cropping subnets their own learning rate (0 holds them fixed), and a trained ``best.pt`` carries
+the beta chosen on the validation classes, which the predictor and the evaluator use."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgma.engine import events as ev
+from sgma.engine.checkpoint import load_checkpoint
+from sgma.engine.config import ConfigError
+from sgma.engine.data.synthetic import make_synthetic
+from sgma.engine.evaluate import BETA_GRID, evaluate
+from sgma.engine.predict import Predictor
+from sgma.engine.trainer import Trainer, model_from_checkpoint
+
+from test_trainer import one_thread, run_all, tiny_config  # noqa: F401  (fixture and helpers)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return make_synthetic(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
+
+
+def _localisation(model) -> dict[str, torch.Tensor]:
+    return {f"{mod}.{k}": v.detach().clone() for mod in ("attention", "cropper")
+            for k, v in getattr(model, mod).named_parameters()}
+
+
+def test_scale_sets_the_learning_rate_of_exactly_the_localisation_parameters(ds, tmp_path):
+    cfg = tiny_config()
+    cfg.train.joint.localisation_lr_scale = 0.25
+    t = Trainer(cfg, tmp_path, dataset=ds)
+    t._setup()
+    opt, _ = t._make_optim("joint", 0.01)
+    assert [g["lr"] for g in opt.param_groups] == [0.01, 0.0025]
+    local = {id(p) for m in (t.model.attention, t.model.cropper) for p in m.parameters()}
+    assert {id(p) for p in opt.param_groups[1]["params"]} == local
+    assert not local & {id(p) for p in opt.param_groups[0]["params"]}
+
+
+def test_scale_zero_holds_attention_and_cropper_while_the_rest_trains(ds, tmp_path):
+    cfg = tiny_config()
+    cfg.train.joint.localisation_lr_scale = 0.0
+    t = Trainer(cfg, tmp_path, dataset=ds)
+    seen = {}
+
+    def at_joint_start(trainer, e, events):
+        if isinstance(e, ev.StageStarted) and e.stage == "joint":
+            seen["local"] = _localisation(trainer.model)
+            seen["part"] = [p.detach().clone() for p in trainer.model.part_nets.parameters()]
+
+    run_all(t, at_joint_start)
+    after = _localisation(t.model)
+    assert seen["local"].keys() == after.keys()
+    for k, v in after.items():
+        assert torch.equal(v, seen["local"][k]), k
+    moved = [not torch.equal(a, b) for a, b in zip(seen["part"], t.model.part_nets.parameters())]
+    assert any(moved)
+
+
+def test_negative_scale_is_refused_by_name():
+    cfg = tiny_config()
+    cfg.train.joint.localisation_lr_scale = -1.0
+    with pytest.raises(ConfigError, match="train.joint.localisation_lr_scale"):
+        cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def trained(ds, tmp_path_factory):
+    d = tmp_path_factory.mktemp("beta")
+    run_all(Trainer(tiny_config(), d, dataset=ds))
+    return load_checkpoint(d / "best.pt")
+
+
+def test_best_checkpoint_stores_the_beta_the_evaluator_chooses(ds, trained):
+    assert trained["beta"] in set(BETA_GRID) | {1.0}
+    assert set(trained["beta_validation"]) == {str(b) for b in sorted(set(BETA_GRID) | {1.0})}
+    model = model_from_checkpoint(trained)
+    summary = evaluate(model, trained, ds).summary
+    assert summary["beta"] == pytest.approx(trained["beta"])
+    assert summary["beta_validation"] == pytest.approx(trained["beta_validation"])
+
+
+def test_predictor_scores_with_the_stored_beta(ds, trained):
+    image = ds.load_image(ds.split.test_unseen[0])
+    model = model_from_checkpoint(trained)
+    combined = {}
+    for beta in (0.0, 3.0, 6.0):
+        p = Predictor(model, {**trained, "beta": beta})
+        assert p.beta == beta
+        combined[beta] = p.predict(image, mode="combined").scores
+    compat = Predictor(model, trained).predict(image, mode="compatibility").scores
+    np.testing.assert_allclose(combined[0.0], compat, atol=1e-6)
+    centre = (combined[3.0] - compat) / 3.0                  # Eq. 13: compat + beta * centre similarity
+    np.testing.assert_allclose((combined[6.0] - compat) / 6.0, centre, atol=1e-5)
+    assert np.abs(centre).max() > 1e-3
+    legacy = {k: v for k, v in trained.items() if k != "beta"}
+    assert Predictor(model, legacy).beta == model.cfg.beta
