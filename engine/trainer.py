@@ -332,7 +332,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             losses = self.step_module(name, x, y, self.sem_train, self.cfg.model.part_side_init)
-        self.step_module.zero_grad(set_to_none=True)   # also parameters this stage's optimizer holds fixed
+        opt.zero_grad(set_to_none=True)
         self.scaler.scale(losses["total"]).backward()
         self.scaler.step(opt)
         self.scaler.update()
