@@ -125,7 +125,8 @@ def cmd_train(a) -> int:
     cfg = load_toml(a.config) if a.config else preset(a.preset)
     if a.dataset:
         if a.dataset != cfg.data.kind:
-            cfg.data.options = {}        # a preset's options belong to its own dataset kind
+            cfg.data.options = {}        # a preset's options and split belong to its own dataset kind
+            cfg.data.split = "synthetic" if a.dataset == "synthetic" else "ps"
         cfg.data.kind = a.dataset
     if a.root:
         cfg.data.root = a.root
