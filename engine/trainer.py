@@ -237,7 +237,7 @@ class Trainer:
     # ------------------------------------------------------------------ the run
     def _run(self) -> Iterator[ev.Event]:
         self._setup()
-        cfg, tc = self.cfg, self.cfg.train
+        tc = self.cfg.train
         plan = self._stage_plan()
         pos = {"stage": plan[0][0] if plan else 0, "epoch": 0, "batch": 0, "global_step": 0}
         self.best = -math.inf
@@ -250,72 +250,87 @@ class Trainer:
         if self.rank == 0:
             self._write_run_files()
             self.log = MetricsLog(self.run_dir, pos["global_step"] if self.resume else None)
-        n_batches = self.order.n_batches() if tc.max_steps_per_epoch <= 0 else \
+        self.n_batches = self.order.n_batches() if tc.max_steps_per_epoch <= 0 else \
             min(self.order.n_batches(), tc.max_steps_per_epoch)
-        total_steps = sum(e * (n_batches if name != "kmeans" else 0) for _, name, e in plan)
-        t_start, steps_done_here = time.perf_counter(), 0
+        self._total_steps = sum(e * (self.n_batches if name != "kmeans" else 0) for _, name, e in plan)
+        self._t_start, self._steps_done_here = time.perf_counter(), 0
         for stage_idx, name, epochs in plan:
             if stage_idx < pos["stage"]:
                 continue
-            lr = getattr(tc, name).lr or tc.lr
-            opt, sched = self._make_optim(name, lr)
-            if resumed_state is not None and stage_idx == pos["stage"] and resumed_state.get("optimizer"):
-                opt.load_state_dict(resumed_state["optimizer"])
-                sched.load_state_dict(resumed_state["scheduler"])
+            stopped = yield from self._run_stage(stage_idx, name, epochs, pos, resumed_state)
+            if stopped:
+                return
             resumed_state = None   # the saved optimizer belongs to the resumed stage only, never a later one
-            yield ev.StageStarted(name, stage_idx, epochs, n_batches if name != "kmeans" else 0)
-            start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
-            for epoch in range(start_epoch, epochs):
-                start_batch = pos["batch"] if (stage_idx == pos["stage"] and epoch == pos["epoch"]) else 0
-                if name == "pretrain_parts" and epoch == 0 and start_batch == 0:
-                    yield from self._fit_cropper()
-                if name == "kmeans":
-                    if start_batch == 0 and epoch == 0:
-                        yield from self._kmeans_stage(epochs)
-                    self._sync_ranks()
-                    metrics = self._validate()
-                    yield from self._end_epoch(name, stage_idx, epochs - 1, metrics, sched=None, opt=opt, pos=pos)
-                    break
-                self.model.train()
-                self.images.epoch = epoch + 1000 * stage_idx
-                self.order.set_epoch(stage_idx, epoch, start_batch)
-                loader = make_loader(self.images, self.order, tc.batch_size, tc.num_workers,
-                                     tc.pin_memory and self.device.type == "cuda")
-                for b, (x, y, _) in enumerate(loader, start=start_batch):
-                    if tc.max_steps_per_epoch > 0 and b >= tc.max_steps_per_epoch:
-                        break
-                    if self._stop.is_set() or self._pause.is_set():
-                        stopped = yield from self._wait_or_stop(
-                            {"stage": stage_idx, "epoch": epoch, "batch": b, "global_step": pos["global_step"]}, opt, sched)
-                        if stopped:
-                            return
-                    t0 = time.perf_counter()
-                    losses = self._train_step(name, x, y, opt)
-                    pos["global_step"] += 1
-                    steps_done_here += 1
-                    dt = time.perf_counter() - t0
-                    elapsed = time.perf_counter() - t_start
-                    eta = elapsed / steps_done_here * max(total_steps - pos["global_step"], 0)
-                    step = ev.Step(name, epoch, b, pos["global_step"], losses, opt.param_groups[0]["lr"],
-                                   len(x) * self.world / max(dt, 1e-9), eta)
-                    if self.log:
-                        self.log.step(step)
-                    if pos["global_step"] % max(tc.log_every_steps, 1) == 0:
-                        yield step
-                    if tc.checkpoint_every_steps and pos["global_step"] % tc.checkpoint_every_steps == 0:
-                        p = self._save("last", {"stage": stage_idx, "epoch": epoch, "batch": b + 1,
-                                                "global_step": pos["global_step"]}, opt, sched)
-                        if p:
-                            yield ev.CheckpointSaved(str(p), "last")
-                self._sync_ranks()
-                metrics = self._validate()
-                yield from self._end_epoch(name, stage_idx, epoch, metrics, sched, opt, pos)
             pos = {"stage": stage_idx + 1, "epoch": 0, "batch": 0, "global_step": pos["global_step"]}
         if self.rank == 0:
             if not (self.run_dir / "best.pt").exists():
                 self._save("best", pos, None, None)
             self._store_prototypes(self.run_dir / "best.pt")
         yield ev.Finished(str(self.run_dir), stopped=False, best_metric=self.best)
+
+    def _run_stage(self, stage_idx: int, name: str, epochs: int, pos: dict,
+                   resumed_state: Optional[dict]) -> Iterator[ev.Event]:
+        """One stage of ``_stage_plan`` from ``pos`` on; returns True when a stop request ended it."""
+        tc = self.cfg.train
+        opt, sched = self._make_optim(name, getattr(tc, name).lr or tc.lr)
+        if resumed_state is not None and stage_idx == pos["stage"] and resumed_state.get("optimizer"):
+            opt.load_state_dict(resumed_state["optimizer"])
+            sched.load_state_dict(resumed_state["scheduler"])
+        yield ev.StageStarted(name, stage_idx, epochs, self.n_batches if name != "kmeans" else 0)
+        start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
+        for epoch in range(start_epoch, epochs):
+            start_batch = pos["batch"] if (stage_idx == pos["stage"] and epoch == pos["epoch"]) else 0
+            if name == "pretrain_parts" and epoch == 0 and start_batch == 0:
+                yield from self._fit_cropper()
+            if name == "kmeans":       # not gradient epochs: one k-means fit, then one validation
+                if start_batch == 0 and epoch == 0:
+                    yield from self._kmeans_stage(epochs)
+                self._sync_ranks()
+                yield from self._end_epoch(name, stage_idx, epochs - 1, self._validate(), sched=None, opt=opt, pos=pos)
+                return False
+            stopped = yield from self._run_epoch(stage_idx, name, epoch, start_batch, pos, opt, sched)
+            if stopped:
+                return True
+            self._sync_ranks()
+            yield from self._end_epoch(name, stage_idx, epoch, self._validate(), sched, opt, pos)
+        return False
+
+    def _run_epoch(self, stage_idx: int, name: str, epoch: int, start_batch: int, pos: dict,
+                   opt, sched) -> Iterator[ev.Event]:
+        """The training steps of one epoch from ``start_batch``; returns True when stopped."""
+        tc = self.cfg.train
+        self.model.train()
+        self.images.epoch = epoch + 1000 * stage_idx
+        self.order.set_epoch(stage_idx, epoch, start_batch)
+        loader = make_loader(self.images, self.order, tc.batch_size, tc.num_workers,
+                             tc.pin_memory and self.device.type == "cuda")
+        for b, (x, y, _) in enumerate(loader, start=start_batch):
+            if tc.max_steps_per_epoch > 0 and b >= tc.max_steps_per_epoch:
+                break
+            if self._stop.is_set() or self._pause.is_set():
+                stopped = yield from self._wait_or_stop(
+                    {"stage": stage_idx, "epoch": epoch, "batch": b, "global_step": pos["global_step"]}, opt, sched)
+                if stopped:
+                    return True
+            t0 = time.perf_counter()
+            losses = self._train_step(name, x, y, opt)
+            pos["global_step"] += 1
+            self._steps_done_here += 1
+            dt = time.perf_counter() - t0
+            elapsed = time.perf_counter() - self._t_start
+            eta = elapsed / self._steps_done_here * max(self._total_steps - pos["global_step"], 0)
+            step = ev.Step(name, epoch, b, pos["global_step"], losses, opt.param_groups[0]["lr"],
+                           len(x) * self.world / max(dt, 1e-9), eta)
+            if self.log:
+                self.log.step(step)
+            if pos["global_step"] % max(tc.log_every_steps, 1) == 0:
+                yield step
+            if tc.checkpoint_every_steps and pos["global_step"] % tc.checkpoint_every_steps == 0:
+                p = self._save("last", {"stage": stage_idx, "epoch": epoch, "batch": b + 1,
+                                        "global_step": pos["global_step"]}, opt, sched)
+                if p:
+                    yield ev.CheckpointSaved(str(p), "last")
+        return False
 
     def _sync_ranks(self) -> None:
         """DDP: give every rank rank 0's parameters and buffers. BatchNorm running statistics drift
