@@ -102,6 +102,9 @@ class TrainConfig:
     joint: StageConfig = field(default_factory=lambda: StageConfig(epochs=30))          # stage 3
     kmeans_images: int = 256
     select_on_val: bool = True             # model selection on validation classes
+    # which epochs may become best.pt: "final" (the last stage's, the end-to-end model) or "parts"
+    # (stage 2 on: every epoch where all of SGMA is trained). docs/choices.md
+    select_from: str = "final"
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
@@ -138,6 +141,8 @@ class RunConfig:
         self.model.validate()
         if self.train.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.train.batch_size}")
+        if self.train.select_from not in ("final", "parts"):
+            raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
         for stage in ("warmup", "kmeans", "pretrain_parts", "joint"):
             scale = getattr(self.train, stage).localisation_lr_scale
             if not scale >= 0:
@@ -274,11 +279,13 @@ def preset(name: str) -> RunConfig:
     if name == "cpu":
         # Real birds on CPU: the demo's recipe (fixed ImageNet EfficientNet-Lite0 at stride 16 for
         # attention and image, trainable stride-16 part branches) at 320 px (20 x 20 maps).
+        # best.pt may come from stage 2: on cub50 the end-to-end epochs scored lower on the
+        # validation classes than the part pre-training (docs/results.md).
         return RunConfig(
             name="cpu",
             model=ModelConfig(backbone="efficientnet_lite0_s16", pretrained="imagenet", freeze_backbone=True,
                               attention_size=320, image_size=224, part_size=112, lambda_div=0.05),
-            train=TrainConfig(batch_size=16, lr=0.01, warmup=StageConfig(epochs=3),
+            train=TrainConfig(batch_size=16, lr=0.01, select_from="parts", warmup=StageConfig(epochs=3),
                               kmeans=StageConfig(epochs=2), pretrain_parts=StageConfig(epochs=3),
                               joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.1), kmeans_images=200),
             data=DataConfig(kind="cub", root="../shared/data/cub50", split="ps"),

@@ -428,8 +428,12 @@ class Trainer:
         score = metrics.get("val_zsl_mca", float("nan"))
         if sched is not None and not math.isnan(score):
             sched.step(score)
-        final_stage = stage_idx == self._stage_plan()[-1][0]
-        is_best = final_stage and (math.isnan(score) or score > self.best)
+        plan = self._stage_plan()
+        if self.cfg.train.select_from == "parts" and self.cfg.model.use_parts:
+            eligible = name in ("pretrain_parts", "joint")
+        else:
+            eligible = stage_idx == plan[-1][0]
+        is_best = eligible and (math.isnan(score) or score > self.best)
         if is_best and not math.isnan(score):
             self.best = score
         after = {"stage": stage_idx, "epoch": epoch + 1, "batch": 0, "global_step": pos["global_step"]}

@@ -98,3 +98,26 @@ def test_predictor_scores_with_the_stored_beta(ds, trained):
     assert np.abs(centre).max() > 1e-3
     legacy = {k: v for k, v in trained.items() if k != "beta"}
     assert Predictor(model, legacy).beta == model.cfg.beta
+
+
+@pytest.mark.parametrize("select_from,eligible", [("final", {"joint"}), ("parts", {"pretrain_parts", "joint"})])
+def test_select_from_names_the_epochs_that_may_become_best(ds, tmp_path, select_from, eligible):
+    cfg = tiny_config()
+    cfg.train.select_from = select_from
+    events = run_all(Trainer(cfg, tmp_path, dataset=ds))
+    ends = [e for e in events if isinstance(e, ev.EpochEnd)]
+    best = [e for e in ends if e.best]
+    assert {e.stage for e in best} <= eligible
+    first = next(e for e in ends if e.stage in eligible)
+    assert first.best                                   # the first eligible epoch always beats -inf
+    last_best = best[-1]
+    state = load_checkpoint(tmp_path / "best.pt")
+    assert state["stage"] == last_best.stage
+    assert state["position"]["epoch"] == last_best.epoch + 1
+
+
+def test_select_from_must_be_final_or_parts():
+    cfg = tiny_config()
+    cfg.train.select_from = "warmup"
+    with pytest.raises(ConfigError, match="train.select_from"):
+        cfg.validate()
