@@ -324,7 +324,9 @@ class AuditPanel(QWidget):
             self._fill_top(pred)
             note = "" if self.state.model_fits_dataset() else \
                 " (the model was trained on other attributes: scores are over its own classes)"
-            self.message.setText(f"prediction ({pred.mode} scores){note}; "
+            mode = f"combined scores, beta {self.state.predictor.beta:g}" if pred.mode == "combined" \
+                and self.state.predictor is not None else f"{pred.mode} scores"
+            self.message.setText(f"prediction ({mode}){note}; "
                                  + ("parts named by the evaluation" if assignment else
                                     "run an evaluation to name the parts"))
         elif self.state.predictor is None:

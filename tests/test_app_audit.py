@@ -56,6 +56,8 @@ def test_overlays_and_boxes_are_drawn(win, small_ds):
     assert any("IoU" in lab.childItems()[0].text() for lab in a.label_items)
     assert a.top_table.rowCount() > 0                   # the image's best classes
     assert a.colour_bar.isVisible()
+    assert pred.mode == "combined"                      # Eq. 13's beta, the one stored in best.pt
+    assert f"beta {win.state.predictor.beta:g}" in a.message.text()
 
 
 def test_layer_toggles_opacity_and_range(win):
