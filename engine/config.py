@@ -279,15 +279,16 @@ def preset(name: str) -> RunConfig:
     if name == "cpu":
         # Real birds on CPU: the demo's recipe (fixed ImageNet EfficientNet-Lite0 at stride 16 for
         # attention and image, trainable stride-16 part branches) at 320 px (20 x 20 maps).
-        # best.pt may come from stage 2: on cub50 the end-to-end epochs scored lower on the
-        # validation classes than the part pre-training (docs/results.md).
+        # Stage 3 holds the attention and cropping subnets fixed, and best.pt may come from stage 2:
+        # on cub50, training the localisation end to end lost the head in one epoch and scored
+        # lower on the validation classes (docs/results.md).
         return RunConfig(
             name="cpu",
             model=ModelConfig(backbone="efficientnet_lite0_s16", pretrained="imagenet", freeze_backbone=True,
                               attention_size=320, image_size=224, part_size=112, lambda_div=0.05),
             train=TrainConfig(batch_size=16, lr=0.01, select_from="parts", warmup=StageConfig(epochs=3),
                               kmeans=StageConfig(epochs=2), pretrain_parts=StageConfig(epochs=3),
-                              joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.1), kmeans_images=200),
+                              joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.0), kmeans_images=200),
             data=DataConfig(kind="cub", root="../shared/data/cub50", split="ps"),
         )
     raise ConfigError(f"unknown preset {name!r}; choose demo, cpu, paper or tiny")
