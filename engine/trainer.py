@@ -224,12 +224,10 @@ class Trainer:
         scale = getattr(tc, name).localisation_lr_scale
         local = {id(p) for mod in (self.model.attention, self.model.cropper) for p in mod.parameters()}
         params = [p for p in self._stage_params(name) if p.requires_grad]
-        groups = [{"params": [p for p in params if id(p) not in local], "lr": lr}]
-        loc = [p for p in params if id(p) in local]
-        if loc and scale > 0:
-            groups.append({"params": loc, "lr": lr * scale})
-        groups = [g for g in groups if g["params"]]
-        opt = torch.optim.SGD(groups, lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
+        groups = [{"params": [p for p in params if id(p) not in local], "lr": lr},
+                  {"params": [p for p in params if id(p) in local] if scale > 0 else [], "lr": lr * scale}]
+        opt = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=tc.momentum,
+                              weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=tc.lr_factor,
                                                            patience=tc.lr_patience, min_lr=tc.min_lr)
         return opt, sched
@@ -428,11 +426,10 @@ class Trainer:
         score = metrics.get("val_zsl_mca", float("nan"))
         if sched is not None and not math.isnan(score):
             sched.step(score)
-        plan = self._stage_plan()
         if self.cfg.train.select_from == "parts" and self.cfg.model.use_parts:
             eligible = name in ("pretrain_parts", "joint")
         else:
-            eligible = stage_idx == plan[-1][0]
+            eligible = stage_idx == self._stage_plan()[-1][0]
         is_best = eligible and (math.isnan(score) or score > self.best)
         if is_best and not math.isnan(score):
             self.best = score
@@ -491,11 +488,10 @@ class Trainer:
         model = model_from_checkpoint(state, self.device)
         bs = self.cfg.train.batch_size
         out = extract(model, self.dataset, self.train_idx, bs, self.device)
-        protos = np.stack([out["cct"][out["labels"] == c].mean(axis=0) for c in self.train_classes])
-        state["prototypes"] = torch.as_tensor(protos, dtype=torch.float32)
+        every = class_prototypes(out["cct"], out["labels"], self.train_classes, self.dataset.semantics,
+                                 model.cfg.ridge_lambda)
+        state["prototypes"] = torch.as_tensor(every[self.train_classes], dtype=torch.float32)
         if self.val_idx:
-            every = class_prototypes(out["cct"], out["labels"], self.train_classes, self.dataset.semantics,
-                                     model.cfg.ridge_lambda)
             ex_val = extract(model, self.dataset, self.val_idx, bs, self.device, images=self.val_images)
             beta, scores = choose_beta(ex_val, every, self.val_classes, model.cfg.beta)
             state["beta"], state["beta_validation"] = beta, scores
