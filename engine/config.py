@@ -44,6 +44,7 @@ class ModelConfig:
     n_parts: int = 2
     attention_reduction: int = 16
     crop_hidden: int = 256
+    crop_temperature: float = 0.005        # the cropping net reads softmax(M_i / T) (engine/cropping.py)
     compact_sigma: float = 0.1             # fraction of the attention-map side
     lambda_div: float = 1.0
     div_margin: float = 0.2
@@ -73,6 +74,8 @@ class ModelConfig:
         for name in ("attention_size", "image_size", "part_size"):
             if getattr(self, name) < 16:
                 raise ConfigError(f"model.{name} must be >= 16, got {getattr(self, name)}")
+        if not self.crop_temperature > 0:
+            raise ConfigError(f"model.crop_temperature must be > 0, got {self.crop_temperature}")
         if not 0 < self.part_side_min <= self.part_side_init <= self.part_side_max <= 1:
             raise ConfigError("model: need 0 < part_side_min <= part_side_init <= part_side_max <= 1")
 
@@ -85,6 +88,8 @@ class StageConfig:
     # multiplies the learning rate of the attention and cropping subnets (the part localisation)
     # in this stage; the paper uses one rate for everything (1.0). docs/choices.md
     localisation_lr_scale: float = 1.0
+    # further multiplies the cropping subnet's rate (its gradients are large next to its weights)
+    cropping_lr_scale: float = 1.0
 
 
 @dataclass
@@ -101,6 +106,9 @@ class TrainConfig:
     pretrain_parts: StageConfig = field(default_factory=lambda: StageConfig(epochs=5))  # stage 2
     joint: StageConfig = field(default_factory=lambda: StageConfig(epochs=30))          # stage 3
     kmeans_images: int = 256
+    # stage 1: "kmeans" (the paper, after MA-CNN: k-means over per-channel peak coordinates) or
+    # "colocation" (groups of channels that peak strongly at the same place; engine/colocation.py)
+    channel_grouping: str = "kmeans"
     select_on_val: bool = True             # model selection on validation classes
     # which epochs may become best.pt: "final" (the last stage's, the end-to-end model) or "parts"
     # (stage 2 on: every epoch where all of SGMA is trained). docs/choices.md
@@ -143,10 +151,14 @@ class RunConfig:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.train.batch_size}")
         if self.train.select_from not in ("final", "parts"):
             raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
+        if self.train.channel_grouping not in ("kmeans", "colocation"):
+            raise ConfigError(f"train.channel_grouping must be 'kmeans' or 'colocation', "
+                              f"got {self.train.channel_grouping!r}")
         for stage in ("warmup", "kmeans", "pretrain_parts", "joint"):
-            scale = getattr(self.train, stage).localisation_lr_scale
-            if not scale >= 0:
-                raise ConfigError(f"train.{stage}.localisation_lr_scale must be >= 0, got {scale}")
+            for key in ("localisation_lr_scale", "cropping_lr_scale"):
+                scale = getattr(getattr(self.train, stage), key)
+                if not scale >= 0:
+                    raise ConfigError(f"train.{stage}.{key} must be >= 0, got {scale}")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -256,12 +268,13 @@ def preset(name: str) -> RunConfig:
             model=ModelConfig(backbone="efficientnet_lite0_s16", part_backbone="small_cnn",
                               pretrained="imagenet", freeze_backbone=True, attention_size=192,
                               image_size=128, part_size=64, crop_hidden=128, attention_reduction=4,
-                              lambda_div=0.05),
+                              lambda_div=0.05, crop_temperature=0.001),
             train=TrainConfig(batch_size=32, lr=0.05, lr_patience=2,
                               warmup=StageConfig(epochs=3), kmeans=StageConfig(epochs=2),
                               pretrain_parts=StageConfig(epochs=3, lr=0.01),
-                              joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.1),
-                              kmeans_images=256),
+                              joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.1,
+                                                cropping_lr_scale=0.0),
+                              kmeans_images=256, channel_grouping="colocation"),
             data=DataConfig(kind="synthetic", split="synthetic", options={"image_size": 192}),
         )
     if name == "tiny":

@@ -55,7 +55,7 @@ class SGMA(nn.Module):
         self.attention = MultiAttention(c, cfg.n_parts, cfg.attention_reduction)
         self.map_size = self._map_size()
         self.cropper = CroppingNet(self.map_size, cfg.crop_hidden, cfg.part_side_min, cfg.part_side_max,
-                                   cfg.part_side_init)
+                                   cfg.part_side_init, cfg.crop_temperature)
         self.branch_names = (["image"] if cfg.use_image_branch else []) + \
             ([f"part{i + 1}" for i in range(cfg.n_parts)] if cfg.use_parts else [])
         dims = [self._branch_net(name).out_channels for name in self.branch_names]

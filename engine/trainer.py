@@ -32,6 +32,7 @@ from torch import nn
 
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .colocation import colocation_channel_groups
 from .config import RunConfig, from_dict, save_toml, to_dict
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
@@ -218,15 +219,19 @@ class Trainer:
         return [p for mod in mods for p in mod.parameters()]
 
     def _make_optim(self, name: str, lr: float):
-        """SGD over the stage's parameters; the attention and cropping subnets get
-        ``lr * localisation_lr_scale`` (a scale of 0 holds them fixed in that stage)."""
+        """SGD over the stage's parameters; the attention subnet gets ``lr * localisation_lr_scale``
+        and the cropping subnet that times ``cropping_lr_scale`` (a scale of 0 holds them fixed)."""
         tc = self.cfg.train
-        scale = getattr(tc, name).localisation_lr_scale
-        local = {id(p) for mod in (self.model.attention, self.model.cropper) for p in mod.parameters()}
+        stage = getattr(tc, name)
+        scales = {id(p): stage.localisation_lr_scale for p in self.model.attention.parameters()}
+        scales.update({id(p): stage.localisation_lr_scale * stage.cropping_lr_scale
+                       for p in self.model.cropper.parameters()})
         params = [p for p in self._stage_params(name) if p.requires_grad]
-        groups = [{"params": [p for p in params if id(p) not in local], "lr": lr},
-                  {"params": [p for p in params if id(p) in local] if scale > 0 else [], "lr": lr * scale}]
-        opt = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=tc.momentum,
+        groups: dict[float, list] = {1.0: []}       # the stage's own rate first: param_groups[0] is logged
+        for p in params:
+            groups.setdefault(scales.get(id(p), 1.0), []).append(p)
+        groups = [{"params": ps, "lr": lr * scale} for scale, ps in groups.items() if scale > 0 and ps]
+        opt = torch.optim.SGD(groups, lr=lr, momentum=tc.momentum,
                               weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=tc.lr_factor,
                                                            patience=tc.lr_patience, min_lr=tc.min_lr)
@@ -383,14 +388,22 @@ class Trainer:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images, len(self.images))
         feats = self._sample_pass(n, tc.seed, lambda x: m.image_net(x).float().cpu())
-        groups = kmeans_channel_groups(feats, m.cfg.n_parts, tc.seed)
+        how = "k-means"
+        groups = np.zeros(0)
+        if tc.channel_grouping == "colocation":
+            groups, how = colocation_channel_groups(feats, m.cfg.n_parts, tc.seed), "co-location"
+            if len(groups) == 0:
+                yield ev.Log(f"co-location grouping found fewer than {m.cfg.n_parts} consistent, salient "
+                             "channel groups; falling back to k-means over peak positions")
+        if len(groups) == 0:
+            groups, how = kmeans_channel_groups(feats, m.cfg.n_parts, tc.seed), "k-means"
         self.kmeans_groups = groups.tolist()
         targets = pseudo_label_targets(groups, m.cfg.n_parts)
         att = m.attention.cpu()
         losses = pretrain_channel_weights(att, feats, targets, epochs, seed=tc.seed)
         m.attention.to(self.device)
         sizes = [int((groups == i).sum()) for i in range(m.cfg.n_parts)]
-        yield ev.Log(f"k-means grouped {len(groups)} channels into {sizes} on {n} images; "
+        yield ev.Log(f"{how} grouped {len(groups)} channels into {sizes} on {n} images; "
                      f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
     def _fit_cropper(self) -> Iterator[ev.Event]:

@@ -64,6 +64,27 @@ def test_eq7_starts_at_the_map_peak_with_the_initial_side():
     close(net(m)[0, 0], [0.875, 0.625, 0.25], atol=2e-3)
 
 
+@pytest.mark.parametrize("temperature", [0.005, 0.001])
+def test_eq7_starts_at_the_soft_argmax_with_its_temperature(temperature):
+    """A saturated peak (0.999) and a weaker blob (0.99): the start is the softmax(M / T) mean,
+    computed by hand; at T = 0.001 it sits on the peak, at 0.005 the blob pulls it away."""
+    torch.manual_seed(0)
+    net = K.CroppingNet((3, 3), hidden=8, temperature=temperature)
+    with torch.no_grad():
+        net.fc2.weight[:, 4:] = 0                         # only the soft-argmax units
+    m = torch.zeros(1, 1, 3, 3)
+    m[0, 0, 0, 0], m[0, 0, 2, 2] = 0.999, 0.99
+    w = np.exp((np.array([0.999, 0.99, 0.0]) - 0.999) / temperature)
+    w_peak, w_blob, w_zero = w[0], w[1], w[2]
+    z = w_peak + w_blob + 7 * w_zero
+    cells = (np.arange(3) + 0.5) / 3
+    x = (w_peak * cells[0] + w_blob * cells[2] + w_zero * (3 * cells.sum() - cells[0] - cells[2])) / z
+    close(net(m)[0, 0, :2], [x, x], atol=1e-5)
+    assert abs(x - cells[0]) < (1e-3 if temperature == 0.001 else 0.2)
+    if temperature == 0.005:
+        assert abs(x - cells[0]) > 0.05
+
+
 def test_eq7_one_network_for_every_part():
     net = K.CroppingNet((3, 3), hidden=4)
     m = torch.rand(1, 1, 3, 3)

@@ -40,6 +40,26 @@ def test_scale_sets_the_learning_rate_of_exactly_the_localisation_parameters(ds,
     assert not local & {id(p) for p in opt.param_groups[0]["params"]}
 
 
+def test_cropping_scale_multiplies_the_localisation_scale_for_the_cropping_net_only(ds, tmp_path):
+    cfg = tiny_config()
+    cfg.train.joint.localisation_lr_scale = 0.5
+    cfg.train.joint.cropping_lr_scale = 0.1
+    t = Trainer(cfg, tmp_path, dataset=ds)
+    t._setup()
+    opt, _ = t._make_optim("joint", 0.01)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.005, 0.0005])
+    assert {id(p) for p in opt.param_groups[1]["params"]} == {id(p) for p in t.model.attention.parameters()}
+    assert {id(p) for p in opt.param_groups[2]["params"]} == {id(p) for p in t.model.cropper.parameters()}
+    cfg.train.joint.cropping_lr_scale = 0.0       # the cropper held, the attention trains
+    opt, _ = t._make_optim("joint", 0.01)
+    held = {id(p) for p in t.model.cropper.parameters()}
+    assert not held & {id(p) for g in opt.param_groups for p in g["params"]}
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.005])
+    cfg.train.joint.cropping_lr_scale = -0.5
+    with pytest.raises(ConfigError, match="train.joint.cropping_lr_scale"):
+        cfg.validate()
+
+
 def test_scale_zero_holds_attention_and_cropper_while_the_rest_trains(ds, tmp_path):
     cfg = tiny_config()
     cfg.train.joint.localisation_lr_scale = 0.0
