@@ -109,6 +109,9 @@ class TrainConfig:
     # stage 1: "kmeans" (the paper, after MA-CNN: k-means over per-channel peak coordinates) or
     # "colocation" (groups of channels that peak strongly at the same place; engine/colocation.py)
     channel_grouping: str = "kmeans"
+    # stage 2: Adam steps fitting the cropping net to the pseudo squares before the part epochs
+    # (0 = keep its start, the soft-argmax of the map, which is already near those squares)
+    cropper_fit_steps: int = 100
     select_on_val: bool = True             # model selection on validation classes
     # which epochs may become best.pt: "final" (the last stage's, the end-to-end model) or "parts"
     # (stage 2 on: every epoch where all of SGMA is trained). docs/choices.md
@@ -151,6 +154,8 @@ class RunConfig:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.train.batch_size}")
         if self.train.select_from not in ("final", "parts"):
             raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
+        if self.train.cropper_fit_steps < 0:
+            raise ConfigError(f"train.cropper_fit_steps must be >= 0, got {self.train.cropper_fit_steps}")
         if self.train.channel_grouping not in ("kmeans", "colocation"):
             raise ConfigError(f"train.channel_grouping must be 'kmeans' or 'colocation', "
                               f"got {self.train.channel_grouping!r}")

@@ -410,7 +410,13 @@ class Trainer:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images * 4, len(self.images))
         maps = self._sample_pass(n, tc.seed + 1, lambda x: m.attend(x)[1].float())
-        losses = fit_cropper(m.cropper, maps, m.cfg.part_side_init, seed=tc.seed)
+        if tc.cropper_fit_steps == 0:
+            with torch.no_grad():
+                mse = F.mse_loss(m.cropper(maps), pseudo_squares(maps, m.cfg.part_side_init))
+            yield ev.Log(f"cropping net kept at its start (the soft-argmax of the map): MSE {float(mse):.4f} "
+                         f"to the pseudo squares of {n} images")
+            return
+        losses = fit_cropper(m.cropper, maps, m.cfg.part_side_init, iters=tc.cropper_fit_steps, seed=tc.seed)
         m.train()
         yield ev.Log(f"cropping net fitted to pseudo squares of {n} images: MSE {losses[0]:.4f} -> {losses[-1]:.4f}")
 
