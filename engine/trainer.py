@@ -1,9 +1,11 @@
 """Staged SGMA training (section 4.1) as a generator of typed events.
 
     stage 0 "warmup"          image branch on seen-class classification, embedding softmax (Eq. 9)
-    stage 1 "kmeans"          channels grouped by peak position (k-means); a_i pretrained on the groups
-    stage 2 "pretrain_parts"  pseudo squares at the map peaks: cropping net by MSE, part branches by
-                              L_CLS + L_CCT on the pseudo-cropped parts (image CNN frozen)
+    stage 1 "kmeans"          channels grouped by peak position (k-means, or the co-location grouping
+                              of engine/colocation.py); a_i pretrained on the groups
+    stage 2 "pretrain_parts"  pseudo squares at the map peaks: cropping net by MSE (``cropper_fit_steps``
+                              Adam steps, then with the part epochs), part branches by L_CLS + L_CCT
+                              on the pseudo-cropped parts (image CNN frozen)
     stage 3 "joint"           everything end to end with L_SGMA (Eq. 11)
 
 Model selection uses validation classes only: with ``select_on_val`` the model trains on the
