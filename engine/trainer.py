@@ -390,10 +390,9 @@ class Trainer:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images, len(self.images))
         feats = self._sample_pass(n, tc.seed, lambda x: m.image_net(x).float().cpu())
-        how = "k-means"
-        groups = np.zeros(0)
+        groups, how = np.zeros(0, dtype=np.int64), "co-location"
         if tc.channel_grouping == "colocation":
-            groups, how = colocation_channel_groups(feats, m.cfg.n_parts, tc.seed), "co-location"
+            groups = colocation_channel_groups(feats, m.cfg.n_parts, tc.seed)
             if len(groups) == 0:
                 yield ev.Log(f"co-location grouping found fewer than {m.cfg.n_parts} consistent, salient "
                              "channel groups; falling back to k-means over peak positions")
