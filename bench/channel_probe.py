@@ -22,9 +22,10 @@ import torch
 from sgma.engine.backbones import build_backbone
 from sgma.engine.colocation import colocation_channel_groups
 from sgma.engine.config import preset
+from sgma.engine.cropping import squares_to_boxes
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
-from sgma.engine.stages import kmeans_channel_groups
+from sgma.engine.stages import kmeans_channel_groups, pseudo_squares
 from sgma.engine.trainer import dataset_from_config
 
 PARTS = ("head", "tail")
@@ -38,12 +39,9 @@ def features(net, ds, ids, size):
 
 
 def precision(maps: np.ndarray, boxes: np.ndarray, size: int, side: float = 0.25) -> float:
-    n, h, w = maps.shape
-    j = maps.reshape(n, -1).argmax(1)
-    cy = np.clip((j // w + 0.5) / h, side / 2, 1 - side / 2)
-    cx = np.clip((j % w + 0.5) / w, side / 2, 1 - side / 2)
-    sq = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], 1) * size
-    return float((iou_pairs(sq, boxes) > 0.5).mean())
+    """Share of images whose stage-2 pseudo square (``pseudo_squares``) has IoU > 0.5 with ``boxes``."""
+    squares = pseudo_squares(torch.from_numpy(np.ascontiguousarray(maps))[:, None], side)[:, 0]
+    return float((iou_pairs(squares_to_boxes(squares, size, size).numpy(), boxes) > 0.5).mean())
 
 
 def probe_targets(boxes: np.ndarray, size: int, h: int, w: int) -> np.ndarray:

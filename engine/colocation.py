@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .stages import channel_peaks
+
 
 @dataclass
 class ChannelGroup:
@@ -43,17 +45,6 @@ class ChannelGroup:
     positions: np.ndarray       # (N, 2) normalised (row, col) of the group map's peak per image
     consistency: float
     saliency: float
-    n_clusters: int             # the spectral clustering it came from
-
-
-def channel_peaks(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Peak position of every channel on every image, as (row, col) fractions of (H-1, W-1),
-    and the peak value. (N, C, H, W) -> ((N, C, 2), (N, C))."""
-    n, c, h, w = features.shape
-    val, idx = features.flatten(2).max(dim=2)
-    rows = (idx // w).float() / max(h - 1, 1)
-    cols = (idx % w).float() / max(w - 1, 1)
-    return torch.stack([rows, cols], dim=2).numpy(), val.float().numpy()
 
 
 def strong_peaks(values: np.ndarray) -> np.ndarray:
@@ -117,7 +108,7 @@ def candidate_groups(features: torch.Tensor, ks=(4, 6, 8, 10), radius: float = 0
             d = np.linalg.norm(positions[:, members] - pos[:, None], axis=2)
             s = strong[:, members]
             consistency = float((d < radius)[s].mean()) if s.any() else 0.0
-            out.append(ChannelGroup(members, pos, consistency, saliency_at(features, pos), k))
+            out.append(ChannelGroup(members, pos, consistency, saliency_at(features, pos)))
     return out
 
 

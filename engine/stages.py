@@ -9,14 +9,23 @@ import torch.nn.functional as F
 from .attention import channel_descriptor, peak_positions
 
 
+def channel_peaks(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Peak position of every channel on every image, as (row, col) fractions of (H-1, W-1),
+    and the peak value. (N, C, H, W) -> ((N, C, 2), (N, C))."""
+    n, c, h, w = features.shape
+    flat = features.flatten(2)
+    idx = flat.argmax(dim=2)                                             # (N, C)
+    rows = (idx // w).float() / max(h - 1, 1)
+    cols = (idx % w).float() / max(w - 1, 1)
+    return torch.stack([rows, cols], dim=2).numpy(), flat.gather(2, idx[..., None])[..., 0].float().numpy()
+
+
 def channel_peak_vectors(features: torch.Tensor) -> np.ndarray:
     """For each channel, the normalised (row, col) of its peak on every image, concatenated:
     (N, C, H, W) -> (C, 2N). The description of a channel that k-means groups (MA-CNN [31])."""
-    n, c, h, w = features.shape
-    idx = features.flatten(2).argmax(dim=2)                              # (N, C)
-    rows = (idx // w).float() / max(h - 1, 1)
-    cols = (idx % w).float() / max(w - 1, 1)
-    return torch.stack([rows, cols], dim=2).permute(1, 0, 2).reshape(c, 2 * n).numpy()
+    pos, _ = channel_peaks(features)
+    n, c = pos.shape[:2]
+    return pos.transpose(1, 0, 2).reshape(c, 2 * n)
 
 
 def kmeans_channel_groups(features: torch.Tensor, n_parts: int, seed: int = 0) -> np.ndarray:

@@ -229,12 +229,11 @@ class Trainer:
         scales.update({id(p): stage.localisation_lr_scale * stage.cropping_lr_scale
                        for p in self.model.cropper.parameters()})
         params = [p for p in self._stage_params(name) if p.requires_grad]
-        groups: dict[float, list] = {1.0: []}       # the stage's own rate first: param_groups[0] is logged
+        by_scale: dict[float, list] = {1.0: []}     # the stage's own rate first: param_groups[0] is logged
         for p in params:
-            groups.setdefault(scales.get(id(p), 1.0), []).append(p)
-        groups = [{"params": ps, "lr": lr * scale} for scale, ps in groups.items() if scale > 0 and ps]
-        opt = torch.optim.SGD(groups, lr=lr, momentum=tc.momentum,
-                              weight_decay=tc.weight_decay)
+            by_scale.setdefault(scales.get(id(p), 1.0), []).append(p)
+        groups = [{"params": ps, "lr": lr * scale} for scale, ps in by_scale.items() if scale > 0 and ps]
+        opt = torch.optim.SGD(groups, lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=tc.lr_factor,
                                                            patience=tc.lr_patience, min_lr=tc.min_lr)
         return opt, sched

@@ -51,7 +51,7 @@ def test_colocation_affinity_by_hand():
 def _group(positions, saliency, consistency=0.9, channels=(0,)):
     mask = np.zeros(8, dtype=bool)
     mask[list(channels)] = True
-    return co.ChannelGroup(mask, np.asarray(positions, float), consistency, saliency, 4)
+    return co.ChannelGroup(mask, np.asarray(positions, float), consistency, saliency)
 
 
 def test_choose_parts_takes_the_most_salient_then_the_farthest():

@@ -48,9 +48,11 @@ def test_kmeans_grouping_is_the_default_and_says_so(ds, tmp_path):
     assert not any("co-location" in m for m in logs)
 
 
-def test_cropper_fit_steps_zero_keeps_the_soft_argmax_start_through_stage_2(ds, tmp_path):
+def _cropper_through_stage_2(ds, tmp_path, fit_steps: int):
+    """Stages 0-2 with ``cropper_fit_steps`` and the cropping net out of the stage-2 optimizer:
+    (log messages, cropper state at the start of stage 2, cropper after it)."""
     cfg = tiny_config()
-    cfg.train.cropper_fit_steps = 0
+    cfg.train.cropper_fit_steps = fit_steps
     cfg.train.pretrain_parts.cropping_lr_scale = 0.0
     cfg.train.joint.enabled = False
     t = Trainer(cfg, tmp_path, dataset=ds)
@@ -61,26 +63,20 @@ def test_cropper_fit_steps_zero_keeps_the_soft_argmax_start_through_stage_2(ds, 
             start.update({k: v.detach().clone() for k, v in trainer.model.cropper.state_dict().items()})
 
     logs = _logs(run_all(t, at_stage))
+    return logs, start, t.model.cropper.state_dict()
+
+
+def test_cropper_fit_steps_zero_keeps_the_soft_argmax_start_through_stage_2(ds, tmp_path):
+    logs, start, end = _cropper_through_stage_2(ds, tmp_path, 0)
     assert any(m.startswith("cropping net kept at its start") for m in logs)
-    for k, v in t.model.cropper.state_dict().items():
+    for k, v in end.items():
         assert torch.equal(v, start[k]), k
 
 
 def test_cropper_fit_steps_move_the_cropper(ds, tmp_path):
-    cfg = tiny_config()
-    cfg.train.cropper_fit_steps = 20
-    cfg.train.pretrain_parts.cropping_lr_scale = 0.0
-    cfg.train.joint.enabled = False
-    t = Trainer(cfg, tmp_path, dataset=ds)
-    start = {}
-
-    def at_stage(trainer, e, events):
-        if isinstance(e, ev.StageStarted) and e.stage == "pretrain_parts":
-            start.update({k: v.detach().clone() for k, v in trainer.model.cropper.state_dict().items()})
-
-    logs = _logs(run_all(t, at_stage))
+    logs, start, end = _cropper_through_stage_2(ds, tmp_path, 20)
     assert any(m.startswith("cropping net fitted to pseudo squares") for m in logs)
-    assert any(not torch.equal(v, start[k]) for k, v in t.model.cropper.state_dict().items())
+    assert any(not torch.equal(v, start[k]) for k, v in end.items())
 
 
 def test_negative_cropper_fit_steps_are_refused_by_name():
