@@ -72,7 +72,13 @@ def _load_state(model: nn.Module, pretrained: str, name: str) -> None:
     path = find_weights(name) if pretrained == "imagenet" else Path(pretrained)
     if not path.is_file():
         raise WeightsNotFound(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickler failure: refused, naming the file
+        raise ValueError(f"{path}: not a loadable weights file (only tensors are read): "
+                         f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a state dict of {name} weights")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing:
         raise ValueError(f"{path}: weights do not fit {name}; missing {missing[:3]}...")
@@ -141,7 +147,11 @@ def _efficientnet_lite0_net(pretrained: str):
         path = pretrained
     if not Path(path).is_file():
         raise WeightsNotFound(f"efficientnet_lite0 weights not found: {path}")
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+    # EfficientNet.from_pretrained would torch.load the file without weights_only; the file is
+    # read here with weights_only=True and loaded into the bare architecture instead
+    net = EfficientNet.from_name("efficientnet-lite0")
+    _load_state(net, str(path), "efficientnet_lite0")
+    return net
 
 
 def efficientnet_lite0_s16(pretrained: str = "imagenet") -> Backbone:

@@ -1,9 +1,17 @@
 """Checkpoints: a dict of plain types and tensors, written atomically (temporary file in the same
 folder, fsync, os.replace), kept as ``last.pt`` and ``best.pt``, and read back with
-``torch.load(weights_only=True)`` so a hostile file cannot run code."""
+``torch.load(weights_only=True)`` so a hostile file cannot run code.
+
+``load_checkpoint`` then checks the schema (``validate_state``): the keys every reader uses, their
+types, the model configuration (with upper bounds on every size, so a hostile file cannot ask for
+a 200,000-pixel attention input), semantics of shape (classes, attributes), and finite weights,
+semantics, prototypes and beta. Any failure is a ``CheckpointError`` naming the file and the key.
+The bounds (``MAX_SIZES``) are this project's choice: 4x the paper's 448 px input, far more parts
+and hidden units than any preset (docs/reliability.md)."""
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import zipfile
@@ -15,6 +23,8 @@ import torch
 from .config import atomic_write_bytes
 
 FORMAT_VERSION = 1
+MAX_SIZES = {"attention_size": 2048, "image_size": 2048, "part_size": 2048, "n_parts": 16,
+             "crop_hidden": 16384, "attention_reduction": 4096}
 
 
 class CheckpointError(ValueError):
@@ -30,7 +40,9 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
+    """Read a checkpoint file (or a run folder's best.pt, else last.pt). ``validate=False`` skips
+    the schema check (for low-level tests of the file format only)."""
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -45,13 +57,104 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path}: refused, the file holds objects other than tensors and plain "
-                              f"data (loading it could run code): {str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+                              f"data (loading it could run code): {_first_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - the unpickler fails in many ways on damaged bytes
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                              f"{_first_line(e)}") from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"{path}: not an SGMA checkpoint (no format_version)")
-    if state["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {state['format_version']} is newer than this "
+    version = state["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version} is newer than this "
                               f"program's {FORMAT_VERSION}")
+    if validate:
+        validate_state(state, path)
     return state
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _names(path, state: dict, key: str, required: bool = True) -> list[str] | None:
+    if key not in state:
+        if required:
+            raise CheckpointError(f"{path}: not a usable SGMA checkpoint: the key {key!r} is missing")
+        return None
+    v = state[key]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        raise CheckpointError(f"{path}: {key!r} must be a list of names, got {type(v).__name__}")
+    if len(set(v)) != len(v):
+        raise CheckpointError(f"{path}: {key!r} lists a name twice")
+    return list(v)
+
+
+def _finite_tensor(path, key: str, t) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise CheckpointError(f"{path}: {key!r} must be a tensor, got {type(t).__name__}")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise CheckpointError(f"{path}: {key!r} has NaN or infinite values")
+    return t
+
+
+def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> None:
+    """Raise CheckpointError unless ``state`` has the keys, types, bounded sizes and finite values
+    every reader of a checkpoint relies on (see the module docstring)."""
+    from .config import ConfigError, DataConfig, ModelConfig, from_dict
+    for key in ("config", "model", "semantics"):
+        if key not in state:
+            raise CheckpointError(f"{path}: not a usable SGMA checkpoint: the key {key!r} is missing")
+    cfg = state["config"]
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or not isinstance(cfg.get("data"), dict):
+        raise CheckpointError(f"{path}: 'config' must be a table with 'model' and 'data' tables")
+    try:
+        mcfg = from_dict(ModelConfig, cfg["model"], "model")
+        mcfg.validate()
+        from_dict(DataConfig, cfg["data"], "data")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: the stored configuration is invalid: {e}") from None
+    for key, hi in MAX_SIZES.items():
+        v = getattr(mcfg, key)
+        if not 1 <= v <= hi:
+            raise CheckpointError(f"{path}: config model.{key} = {v} is outside 1..{hi}")
+    classes = _names(path, state, "class_names")
+    attrs = _names(path, state, "attribute_names")
+    train = _names(path, state, "train_classes")
+    if not classes or not attrs or not train:
+        raise CheckpointError(f"{path}: class_names, attribute_names and train_classes must not be empty")
+    for key in ("train_classes", "val_classes", "seen_classes", "unseen_classes"):
+        names = _names(path, state, key, required=False) or []
+        unknown = [n for n in names if n not in set(classes)]
+        if unknown:
+            raise CheckpointError(f"{path}: {key!r} names classes not in class_names: {unknown[:3]}")
+    sem = _finite_tensor(path, "semantics", state["semantics"])
+    if tuple(sem.shape) != (len(classes), len(attrs)):
+        raise CheckpointError(f"{path}: 'semantics' has shape {tuple(sem.shape)}, expected "
+                              f"({len(classes)} classes, {len(attrs)} attributes)")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not weights or not all(isinstance(k, str) for k in weights):
+        raise CheckpointError(f"{path}: 'model' must be a non-empty table of named tensors")
+    for k, t in weights.items():
+        _finite_tensor(path, f"model.{k}", t)
+    if state.get("prototypes") is not None:
+        pr = _finite_tensor(path, "prototypes", state["prototypes"])
+        if pr.dim() != 2 or pr.shape[0] != len(train):
+            raise CheckpointError(f"{path}: 'prototypes' has shape {tuple(pr.shape)}, expected "
+                                  f"({len(train)} training classes, D)")
+    if "beta" in state:
+        b = state["beta"]
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+            raise CheckpointError(f"{path}: 'beta' must be a finite number, got {b!r}")
+    if "best_metric" in state:
+        b = state["best_metric"]
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or math.isnan(b):
+            raise CheckpointError(f"{path}: 'best_metric' must be a number, got {b!r}")
+    pos = state.get("position")
+    if pos is not None and not (isinstance(pos, dict) and all(
+            isinstance(pos.get(k), int) and not isinstance(pos.get(k), bool) and pos.get(k) >= 0
+            for k in ("stage", "epoch", "batch", "global_step"))):
+        raise CheckpointError(f"{path}: 'position' must hold non-negative integers stage, epoch, batch, "
+                              f"global_step")

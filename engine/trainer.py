@@ -42,6 +42,7 @@ from .extract import extract
 from .loader import EpochOrder, ImageSet, make_loader
 from .metrics import mean_class_accuracy, part_precision
 from .metrics_log import MetricsLog
+from .runlock import RunLock, RunLockError
 from .model import SGMA
 from .stages import (fit_cropper, kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets,
                      pseudo_squares)
@@ -122,7 +123,7 @@ class Trainer:
     def run(self) -> Iterator[ev.Event]:
         try:
             yield from self._run()
-        except (TrainingError, CheckpointError) as e:
+        except (TrainingError, CheckpointError, RunLockError) as e:
             yield ev.Failed(str(e))
         except torch.cuda.OutOfMemoryError:
             yield ev.Failed(f"the GPU ran out of memory at batch size {self.cfg.train.batch_size}: "
@@ -131,11 +132,14 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - reported to the user as an event, never swallowed
             yield ev.Failed(f"{type(e).__name__}: {e}", traceback.format_exc())
         finally:
+            if self._lock is not None:
+                self._lock.release()
             if self.world > 1 and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
     # ------------------------------------------------------------------ set-up
     world = 1
+    _lock: Optional[RunLock] = None     # the run-folder lock (engine/runlock.py), held by rank 0
 
     def _setup(self) -> None:
         cfg, tc = self.cfg, self.cfg.train
@@ -150,6 +154,7 @@ class Trainer:
                 torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.rank == 0:
             check_writable(self.run_dir)
+            self._lock = RunLock(self.run_dir).acquire()
             for stale in self.run_dir.glob(".*.pt.*.tmp"):   # a write killed before its os.replace
                 stale.unlink(missing_ok=True)
         if self.device.type == "cuda":
@@ -251,6 +256,8 @@ class Trainer:
             resumed_state = self._load_resume()
             pos = resumed_state["position"]
             self.best = resumed_state["best_metric"]
+            if (self.run_dir / "best.pt").is_file():     # killed after writing best.pt, before last.pt
+                self.best = max(self.best, load_checkpoint(self.run_dir / "best.pt")["best_metric"])
         if self.rank == 0:
             self._write_run_files()
             self.log = MetricsLog(self.run_dir, pos["global_step"] if self.resume else None)
@@ -457,13 +464,11 @@ class Trainer:
         if self.log:
             self.log.epoch(end, opt.param_groups[0]["lr"])
         yield end
-        p = self._save("last", after, opt, sched)
-        if p:
-            yield ev.CheckpointSaved(str(p), "last")
-        if is_best:
-            p = self._save("best", after, opt, sched)
+        # best.pt first: last.pt never records a best score that best.pt does not hold
+        for kind in (("best", "last") if is_best else ("last",)):
+            p = self._save(kind, after, opt, sched)
             if p:
-                yield ev.CheckpointSaved(str(p), "best")
+                yield ev.CheckpointSaved(str(p), kind)
 
     # ------------------------------------------------------------------ persistence
     def _state(self, position: dict, opt, sched) -> dict:

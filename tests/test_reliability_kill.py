@@ -1,6 +1,7 @@
 """Interrupted training (issue 7): a training process killed with SIGKILL mid-epoch resumes from
 its last checkpoint and loses at most one checkpoint interval; a process killed while writing a
-checkpoint leaves the previous one loadable. The child process is tests/kill_worker.py."""
+checkpoint leaves the previous one loadable; a kill between the best.pt and last.pt writes of a
+best epoch leaves a consistent pair (issue 16). The child process is tests/kill_worker.py."""
 from __future__ import annotations
 
 import csv
@@ -106,9 +107,38 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
     proc = subprocess.run([sys.executable, str(HERE / "kill_worker.py"), "save", str(path)],
                           env=_env(), capture_output=True, timeout=TIMEOUT_S)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode(errors="replace")[-2000:]
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, validate=False)          # a bare dict, not an SGMA state
     assert state["which"] == "A" and state["position"]["global_step"] == 2
     # the half-written temporary file of B is left behind, under a name no loader picks up
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "last.pt"]
     assert all(n.startswith(".last.pt.") and n.endswith(".tmp") for n in leftovers), leftovers
-    assert load_checkpoint(tmp_path)["which"] == "A"        # a run folder resolves to last.pt
+    assert load_checkpoint(tmp_path, validate=False)["which"] == "A"        # a run folder resolves to last.pt
+
+
+def _epoch_scores(run_dir: Path) -> list[tuple[str, int, float]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [(r["stage"], int(r["global_step"]), float(r["value"])) for r in csv.DictReader(f)
+                if r["kind"] == "epoch" and r["name"] == "val_zsl_mca"]
+
+
+def test_sigkill_between_best_and_last_keeps_the_pair_consistent(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(HERE / "kill_worker.py"), "pair", str(run_dir)],
+                          env=_env(), capture_output=True, timeout=TIMEOUT_S)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == -signal.SIGKILL, out + proc.stderr.decode(errors="replace")[-2000:]
+    assert out.split() == ["wrote", "last.pt", "wrote", "last.pt", "wrote", "best.pt"], out
+    last = load_checkpoint(run_dir / "last.pt")
+    best = load_checkpoint(run_dir / "best.pt")
+    # last.pt (the k-means epoch) records no best that best.pt does not hold
+    assert last["stage"] == "kmeans" and last["best_metric"] == float("-inf")
+    assert best["stage"] == "pretrain_parts" and best["best_metric"] > float("-inf")
+
+    events = list(Trainer(kill_worker.pair_config(), run_dir, dataset=kill_worker.pair_dataset(),
+                          resume=True).run())
+    assert isinstance(events[-1], ev.Finished) and not events[-1].stopped, events[-1]
+    last, best = load_checkpoint(run_dir / "last.pt"), load_checkpoint(run_dir / "best.pt")
+    eligible = [(step, v) for stage, step, v in _epoch_scores(run_dir) if stage in ("pretrain_parts", "joint")]
+    top_step, top = max(eligible, key=lambda sv: (sv[1], -sv[0]))     # the first epoch with the top score
+    assert best["best_metric"] == pytest.approx(top, abs=1e-5) == last["best_metric"]
+    assert best["step"] == top_step, (best["step"], eligible)

@@ -163,7 +163,7 @@ def test_checkpoint_write_failing_partway_leaves_old_file(tmp_path, monkeypatch)
         save_checkpoint({"value": torch.arange(10_000), "position": {"batch": 2}}, path)
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert load_checkpoint(path)["position"]["batch"] == 1
+    assert load_checkpoint(path, validate=False)["position"]["batch"] == 1
     assert _temp_files(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
