@@ -15,7 +15,12 @@ A user class is a name and a value per attribute of a dataset (attributes not gi
 
 Every problem is a ``ClassFileError`` naming the file and what is wrong: an empty file, a vector
 of the wrong length, unknown attribute names, non-numeric or non-finite values, duplicate class
-names. ``save_classes`` writes atomically (temporary file in the same folder, fsync, os.replace),
+names, values outside float32's range (they would become inf in the model), class or attribute
+names with control characters or line breaks (they could forge output lines or send escape codes
+to a terminal), names longer than ``MAX_NAME_LEN``, class names that clash with the dataset's own
+classes (``reserved``), and a path that is not a regular file or is larger than
+``MAX_FILE_BYTES`` (a device, a FIFO or a huge stream is refused without being read). The two
+limits are this project's choice (docs/reliability.md). ``save_classes`` writes atomically (temporary file in the same folder, fsync, os.replace),
 so an interrupted save leaves the previous file intact. No Qt here: the GUI and the CLI share it.
 """
 from __future__ import annotations
@@ -25,7 +30,9 @@ import io
 import json
 import math
 import os
+import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -35,6 +42,9 @@ import numpy as np
 from .config import atomic_write_bytes
 
 FORMATS = (".toml", ".json", ".csv")
+MAX_NAME_LEN = 200
+MAX_FILE_BYTES = 8 * 1024 * 1024
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ClassFileError(ValueError):
@@ -75,16 +85,31 @@ def _number(path: Path, where: str, value) -> float:
         raise ClassFileError(f"{path}: {where}: {value!r} is not a number") from None
     if not math.isfinite(x):
         raise ClassFileError(f"{path}: {where}: {value!r} is not a finite number")
+    if abs(x) > FLOAT32_MAX:
+        raise ClassFileError(f"{path}: {where}: {value!r} is outside the float32 range (|x| <= {FLOAT32_MAX:.4g})")
     return x
+
+
+def check_name(name: str, where: str, what: str = "class name") -> str:
+    """``name`` stripped; a ClassFileError (prefixed ``where``) for an empty name, one longer than
+    MAX_NAME_LEN, or one with a control, format or line-separator character."""
+    name = str(name).strip()
+    if not name:
+        raise ClassFileError(f"{where}: a {what} is empty")
+    if len(name) > MAX_NAME_LEN:
+        raise ClassFileError(f"{where}: {what} {name[:40]!r}... is {len(name)} characters long (at most {MAX_NAME_LEN})")
+    bad = [ch for ch in name if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")]
+    if bad:
+        raise ClassFileError(f"{where}: {what} {name!r} holds a control character or line break "
+                             f"({', '.join(f'U+{ord(c):04X}' for c in dict.fromkeys(bad))})")
+    return name
 
 
 def _entry(path: Path, name: str, body, attribute_names: Optional[Sequence[str]]) -> UserClass:
     """One class from a mapping attribute -> value or a full vector."""
-    name = str(name).strip()
-    if not name:
-        raise ClassFileError(f"{path}: a class has an empty name")
+    name = check_name(name, str(path))
     if isinstance(body, dict):
-        values = {str(k): _number(path, f"class {name!r}, attribute {k!r}", v) for k, v in body.items()}
+        values = {check_name(k, f"{path}: class {name!r}", "attribute name"): _number(path, f"class {name!r}, attribute {k!r}", v) for k, v in body.items()}
         if attribute_names is not None:
             known = set(attribute_names)
             unknown = [k for k in values if k not in known]
@@ -151,7 +176,7 @@ def _from_csv(path: Path, text: str, attribute_names) -> list[UserClass]:
     header = [h.strip() for h in rows[0]]
     if not header or header[0].lower() != "name":
         raise ClassFileError(f"{path}: line 1: the header must start with 'name', then attribute names")
-    attrs = header[1:]
+    attrs = [check_name(a, f"{path}: line 1", "attribute name") for a in header[1:]]
     if attribute_names is not None:
         known = set(attribute_names)
         unknown = [a for a in attrs if a not in known]
@@ -165,21 +190,35 @@ def _from_csv(path: Path, text: str, attribute_names) -> list[UserClass]:
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise ClassFileError(f"{path}: line {line}: {len(row) - 1} values for {len(attrs)} attributes in the header")
-        name = row[0].strip()
-        if not name:
-            raise ClassFileError(f"{path}: line {line}: a class has an empty name")
+        name = check_name(row[0], f"{path}: line {line}")
         out.append(UserClass(name, {a: _number(path, f"line {line}, attribute {a!r}", v)
                                     for a, v in zip(attrs, row[1:])}))
     return out
 
 
-def load_classes(path: str | os.PathLike, attribute_names: Optional[Sequence[str]] = None) -> list[UserClass]:
+def _read_text(path: Path) -> str:
+    """The file's text, refusing devices, FIFOs and files above MAX_FILE_BYTES before reading."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ClassFileError(f"{path}: not a regular file (a folder, device or pipe is not read)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ClassFileError(f"{path}: the file is {st.st_size} bytes; a class file may have at most {MAX_FILE_BYTES}")
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)       # the file may grow while it is read
+    if len(data) > MAX_FILE_BYTES:
+        raise ClassFileError(f"{path}: the file is larger than {MAX_FILE_BYTES} bytes")
+    return data.decode("utf-8-sig")
+
+
+def load_classes(path: str | os.PathLike, attribute_names: Optional[Sequence[str]] = None,
+                 reserved: Iterable[str] = ()) -> list[UserClass]:
     """Read a class file (.toml, .json or .csv). ``attribute_names`` (the dataset's) validates
-    names and reads vectors; without it only named values are accepted."""
+    names and reads vectors; without it only named values are accepted. A class named like one
+    of ``reserved`` (the dataset's classes; compared case-insensitively) is refused."""
     path = Path(path)
     ext = _format(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = _read_text(path)
     except FileNotFoundError:
         raise ClassFileError(f"class file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -201,9 +240,12 @@ def load_classes(path: str | os.PathLike, attribute_names: Optional[Sequence[str
     if not classes:
         raise ClassFileError(f"{path}: the file holds no class")
     seen: set[str] = set()
+    taken = {str(n).strip().casefold() for n in reserved}
     for c in classes:
         if c.name in seen:
             raise ClassFileError(f"{path}: duplicate class name {c.name!r}")
+        if c.name.casefold() in taken:
+            raise ClassFileError(f"{path}: class {c.name!r} has the name of a dataset class; rename it")
         seen.add(c.name)
     return classes
 
@@ -220,7 +262,7 @@ def _attribute_order(classes: Iterable[UserClass], attribute_names: Optional[Seq
 def dumps_classes(classes: Sequence[UserClass], fmt: str,
                   attribute_names: Optional[Sequence[str]] = None) -> str:
     """The text of a class file in format ``fmt`` (".toml", ".json" or ".csv")."""
-    names = [c.name for c in classes]
+    names = [check_name(c.name, "cannot save the classes") for c in classes]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ClassFileError(f"duplicate class name(s): {', '.join(dup)}")

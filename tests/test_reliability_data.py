@@ -136,7 +136,8 @@ def test_corrupt_image_in_a_user_folder(tmp_path):
     root = make_folder(tmp_path, parts=False)
     bad = root / "images" / "robin" / "robin1.jpg"
     bad.write_bytes(b"\xff\xd8\xff" + b"\x00" * 10)
-    d = load_folder(root)
+    raises(lambda: load_folder(root), "cannot read image", str(bad))     # at load, before any work
+    d = load_folder(root, check_images=False)
     k = next(i for i, it in enumerate(d.items) if it.path == str(bad))
     raises(lambda: d.load_image(k), "cannot read image", str(bad))
 
@@ -207,7 +208,10 @@ def test_one_pixel_image(tmp_path):
     root, base = cub(tmp_path)
     img = first_image(base)
     Image.new("RGB", (1, 1), (10, 20, 30)).save(img)
-    d = load_cub(root)        # its part boxes are clipped to the 1x1 image, not an error
+    # its annotated keypoints now lie far outside the 1x1 image: refused (issue 16)
+    with pytest.raises(DatasetError, match=r"part_locs.txt:2: visible keypoint .* outside the image \(1 x 1 px\)"):
+        load_cub(root)
+    d = load_cub(root, parts=False)     # without part annotations it loads
     im = d.load_image(0)
     assert im.size == (1, 1)
     t = image_to_tensor(im, 96)
@@ -506,3 +510,115 @@ def test_to_rgb_of_16_bit_black_does_not_divide_by_zero():
     im = Image.fromarray(np.zeros((4, 4), np.uint16))
     out = to_rgb(im)
     assert out.mode == "RGB" and out.getpixel((0, 0)) == (0, 0, 0)
+
+
+# ---------------------------------------------------------------- issue 16: names, boxes, overflow
+def _replace_line(path: Path, n: int, text: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[n - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("name", ["../outside", "/tmp", "a/b", "..", ".", "a\\b", "x\x1b[2J", "tab\tname"])
+def test_folder_class_name_that_is_not_a_plain_folder_name_is_refused(tmp_path, name):
+    root = make_folder(tmp_path, parts=False, split=False)
+    (tmp_path / "outside").mkdir()                                # what "../outside" would read
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside" / "stolen.png")
+    cpath = root / "classes.csv"
+    lines = cpath.read_text().splitlines()
+    lines[1] = ",".join([f'"{name}"'] + lines[1].split(",")[1:])
+    cpath.write_text("\n".join(lines) + "\n")
+    raises(lambda: load_folder(root, check_images=False), f"{cpath}:2: class name", "cannot be a folder name")
+
+
+@pytest.mark.parametrize("value", ["1e39", "-3.5e38", "1e300"])
+def test_semantics_that_overflow_float32_are_refused(tmp_path, value):
+    root = make_folder(tmp_path, parts=False)
+    cpath = root / "classes.csv"
+    _replace_line(cpath, 3, f"crow,1,{value},0,3")
+    raises(lambda: load_folder(root), f"{cpath}:3: column 'black' is outside the float32 range")
+    root, base = cub(tmp_path / "c")
+    ap = base / "attributes" / "class_attribute_labels_continuous.txt"
+    first = ap.read_text().splitlines()[0].split()
+    _replace_line(ap, 1, " ".join([value] + first[1:]))
+    raises(lambda: load_cub(root, semantics="dataset"), f"{ap}:1: column 1 is outside the float32 range")
+
+
+def test_att_splits_value_that_overflows_float32_is_refused(tmp_path):
+    root, base = cub(tmp_path)
+    m = scipy.io.loadmat(root / "att_splits.mat")
+    m["original_att"] = m["original_att"].astype(np.float64)
+    m["original_att"][0, 0] = 1e39
+    scipy.io.savemat(root / "att_splits.mat", {k: v for k, v in m.items() if not k.startswith("__")})
+    raises(lambda: load_cub(root), "att_splits.mat", "'original_att' has a value outside the float32 range")
+
+
+@pytest.mark.parametrize("box, problem", [
+    ("-1,2,11,12", "is outside the image (40 x 30 px)"),
+    ("1,2,41,12", "is outside the image (40 x 30 px)"),
+    ("1,2,11,31", "is outside the image (40 x 30 px)"),
+    ("11,2,1,12", "box must have x1 > x0 and y1 > y0"),
+    ("1,12,11,12", "box must have x1 > x0 and y1 > y0"),
+])
+def test_folder_part_box_outside_the_image_or_inverted_is_refused(tmp_path, box, problem):
+    root = make_folder(tmp_path)
+    ppath = root / "parts.csv"
+    _replace_line(ppath, 2, f"robin/robin1.jpg,head,{box}")
+    raises(lambda: load_folder(root), f"{ppath}:2:", problem)
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("1 -5.0 2.0 32.0 24.0", "bounding_boxes.txt:1: bounding box (x -5"),
+    ("1 4.0 2.0 -32.0 24.0", "width and height > 0"),
+    ("1 4.0 2.0 32.0 0.0", "width and height > 0"),
+    ("1 4.0 2.0 60.0 24.0", "lie inside the image (40 x 30 px)"),
+])
+def test_cub_bounding_box_negative_inverted_or_outside_is_refused(tmp_path, line, problem):
+    root, base = cub(tmp_path)
+    _replace_line(base / "bounding_boxes.txt", 1, line)
+    raises(lambda: load_cub(root), problem)
+
+
+def test_cub_box_overshooting_by_rounding_is_accepted_and_clipped(tmp_path):
+    root, base = cub(tmp_path)
+    _replace_line(base / "bounding_boxes.txt", 1, "1 4.0 2.0 37.0 29.0")   # 1 px over: as in real CUB
+    d = load_cub(root)
+    assert all(0 <= b[0] < b[2] <= 40 and 0 <= b[1] < b[3] <= 30 for b in d.items[0].part_boxes.values())
+
+
+@pytest.mark.parametrize("x, y", [(-10.0, 8.0), (10.0, 99.0), (90.0, 8.0)])
+def test_cub_visible_keypoint_outside_the_image_is_refused(tmp_path, x, y):
+    root, base = cub(tmp_path)
+    lp = base / "parts" / "part_locs.txt"
+    n = next(k for k, l in enumerate(lp.read_text().splitlines(), 1) if l.startswith("1 2 "))   # beak of image 1
+    _replace_line(lp, n, f"1 2 {x} {y} 1")
+    raises(lambda: load_cub(root), f"{lp}:{n}: visible keypoint", "outside the image (40 x 30 px)")
+
+
+def test_seen_class_without_images_is_refused(tmp_path):
+    root = make_folder(tmp_path, parts=False)
+    for f in (root / "images" / "crow").iterdir():
+        f.unlink()
+    raises(lambda: load_folder(root), "seen class 'crow' has no images")
+    for f in (root / "images" / "owl").iterdir():           # an unseen class may have none
+        f.unlink()
+    _write(root / "split.csv", ["class,split", "robin,seen", "crow,unseen", "jay,val", "owl,unseen", "wren,seen"])
+    assert "owl" in load_folder(root).class_names
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.floats(-50, 80, allow_nan=False), st.sampled_from([0.0, 40.0, 30.0, 1e39])),
+                min_size=4, max_size=4))
+def test_any_folder_box_loads_inside_the_image_or_is_refused(tmp_path_factory, coords):
+    root = make_folder(tmp_path_factory.mktemp("f"))
+    _replace_line(root / "parts.csv", 2, "robin/robin1.jpg,head," + ",".join(repr(c) for c in coords))
+    try:
+        d = load_folder(root)
+    except DatasetError as e:
+        assert "parts.csv:2:" in str(e)
+        return
+    x0, y0, x1, y1 = next(it for it in d.items if it.image_id == "robin/robin1.jpg").part_boxes["head"]
+    assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 30

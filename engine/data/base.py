@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 Box = tuple[float, float, float, float]
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # larger numbers would become inf in the model
 
 
 class DatasetError(ValueError):

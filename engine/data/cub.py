@@ -19,6 +19,10 @@ Choices:
   and its validation classes are a seeded 20% of the seen classes.
 - ``check_images=False`` loads metadata only (no file checks, no image sizes: part boxes are then
   not clipped to the image).
+- A bounding box with a negative corner or a width/height <= 0, and (when the image size is
+  known) a box or a visible keypoint outside the image by more than ``EDGE_TOLERANCE`` of its
+  larger side (at least 1 px), is a DatasetError naming the file and line. The tolerance is our
+  choice: the official boxes overshoot by up to 1.1% of the side (cub50), and are clipped.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from .xlsa17 import (SPLITS, by_id, class_list_split, find_att_splits, fold_clas
                      read_rows, select_semantics, class_columns)
 
 CUB_FULL_N = 11788
+EDGE_TOLERANCE = 0.05      # of the image's larger side; official boxes overshoot by up to 1.1%
 
 
 def cub_base(root) -> Path:
@@ -74,7 +79,8 @@ def _part_boxes(base, image_ids, sizes):
     need = set(P.HEAD_KEYPOINTS) | set(P.TAIL_KEYPOINTS)
     if not need <= set(part_name.values()):
         raise DatasetError(f"{pp}: part {sorted(need - set(part_name.values()))[0]!r} is missing")
-    boxes = by_id(read_rows(bp, [int, float, float, float, float]), bp)
+    brows = read_rows(bp, [int, float, float, float, float])
+    boxes, bline = by_id(brows, bp), {r[0]: n for n, r in brows}
     wanted = set(image_ids)
     kp: dict[int, dict] = {i: {} for i in image_ids}
     for n, (iid, pid, x, y, vis) in read_rows(lp, [int, int, float, float, int]):
@@ -85,6 +91,9 @@ def _part_boxes(base, image_ids, sizes):
         if iid in wanted:
             if part_name[pid] in kp[iid]:
                 raise DatasetError(f"{lp}:{n}: duplicated part {pid} for image {iid}")
+            if vis and _outside(x, y, sizes.get(iid)):
+                raise DatasetError(f"{lp}:{n}: visible keypoint ({x:g}, {y:g}) of image id {iid} is outside "
+                                   f"the image{_size_text(sizes.get(iid))}")
             kp[iid][part_name[pid]] = (x, y, bool(vis))
     out = {}
     for iid in image_ids:
@@ -93,8 +102,23 @@ def _part_boxes(base, image_ids, sizes):
         if len(kp[iid]) != len(part_name):
             raise DatasetError(f"{lp}: image id {iid} has {len(kp[iid])} of {len(part_name)} parts")
         x, y, w, h = boxes[iid]
+        if not (w > 0 and h > 0) or _outside(x, y, sizes.get(iid)) or _outside(x + w, y + h, sizes.get(iid)):
+            raise DatasetError(f"{bp}:{bline[iid]}: bounding box (x {x:g}, y {y:g}, width {w:g}, height {h:g}) of "
+                               f"image id {iid} must have width and height > 0 and lie inside the "
+                               f"image{_size_text(sizes.get(iid))}")
         out[iid] = P.cub_part_boxes(kp[iid], (x, y, x + w, y + h), sizes.get(iid))
     return out
+
+
+def _outside(x: float, y: float, size) -> bool:
+    t = max(1.0, EDGE_TOLERANCE * max(size)) if size else 1.0
+    if x < -t or y < -t:
+        return True
+    return size is not None and (x > size[0] + t or y > size[1] + t)
+
+
+def _size_text(size) -> str:
+    return f" ({size[0]} x {size[1]} px)" if size else ""
 
 
 def load_cub(root, split: str = "ps", att_splits=None, semantics: str = "att", fold: int = 1,

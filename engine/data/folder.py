@@ -14,15 +14,22 @@ Choices:
   fold. Without split.csv: a seeded 20% of the classes (at least one) are unseen and a seeded 20%
   of the seen classes are val. test_seen is a seeded 20% share of each seen class's images.
 - parts.csv boxes are pixels of the original image, x1/y1 exclusive; an image's part may appear once.
+- Refused, naming the file and line (issue 16): a class name that is not a plain folder name
+  (``/``, ``\\``, ``.``, ``..``, control characters: it would read images outside ``images/``), a
+  number outside float32's range, a box with a negative corner or outside the image, and a seen
+  class without images (its prototype would be NaN). With ``check_images`` every image's header is
+  read at load, so a corrupt file is named before any training or evaluation starts.
 """
 from __future__ import annotations
 
 import csv
+import unicodedata
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from .base import DatasetError, ImageItem, Split, ZSLDataset
+from .base import FLOAT32_MAX, DatasetError, ImageItem, Split, ZSLDataset
 from .xlsa17 import class_list_split, fold_classes, l2_rows
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -55,7 +62,26 @@ def _num(v: str, path, n, col) -> float:
         x = float("nan")
     if not np.isfinite(x):
         raise DatasetError(f"{path}:{n}: column {col!r} is not a number: {v!r}")
+    if abs(x) > FLOAT32_MAX:
+        raise DatasetError(f"{path}:{n}: column {col!r} is outside the float32 range: {v!r}")
     return x
+
+
+def _folder_name(name: str, path, n) -> str:
+    """A class name that is also its image folder's name: one plain path component."""
+    if (name in (".", "..") or any(c in name for c in "/\\") or
+            any(unicodedata.category(c)[0] == "C" for c in name)):
+        raise DatasetError(f"{path}:{n}: class name {name!r} cannot be a folder name under images/ "
+                           f"(no '/', '\\', '.', '..' or control characters)")
+    return name
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DatasetError(f"cannot read image {path}: {e}") from None
 
 
 def load_folder(root, split: str = "file", semantics: str = "att", fold: int = 1, seed: int = 0,
@@ -73,7 +99,7 @@ def load_folder(root, split: str = "file", semantics: str = "att", fold: int = 1
         if r[0] in line_of:
             raise DatasetError(f"{cpath}:{n}: duplicated class {r[0]!r} (first on line {line_of[r[0]]})")
         line_of[r[0]] = n
-        class_names.append(r[0])
+        class_names.append(_folder_name(r[0], cpath, n))
         sem.append([_num(v, cpath, n, a) for v, a in zip(r[1:], attr_names)])
     if not class_names:
         raise DatasetError(f"{cpath}: no classes")
@@ -101,6 +127,7 @@ def load_folder(root, split: str = "file", semantics: str = "att", fold: int = 1
                 items.append(ImageItem(label=cindex[c], path=str(f), image_id=f"{c}/{f.name}"))
     elif check_images:
         raise DatasetError(f"missing folder: {img_dir} (use check_images=False for classes only)")
+    sizes = {it.image_id: _image_size(Path(it.path)) for it in items} if check_images else {}
     labels = np.array([it.label for it in items], dtype=np.int64)
 
     part_names: list[str] = []
@@ -119,6 +146,10 @@ def load_folder(root, split: str = "file", semantics: str = "att", fold: int = 1
             x0, y0, x1, y1 = (_num(v, ppath, n, h) for v, h in zip(r[2:], ph[2:]))
             if not (x1 > x0 and y1 > y0):
                 raise DatasetError(f"{ppath}:{n}: box must have x1 > x0 and y1 > y0")
+            w, h = sizes.get(key, (float("inf"), float("inf")))
+            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+                raise DatasetError(f"{ppath}:{n}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the image "
+                                   + (f"({w} x {h} px)" if key in sizes else "(negative coordinate)"))
             if r[1] in by_image[key].part_boxes:
                 raise DatasetError(f"{ppath}:{n}: part {r[1]!r} given twice for {r[0]!r}")
             by_image[key].part_boxes[r[1]] = (x0, y0, x1, y1)
@@ -154,6 +185,11 @@ def load_folder(root, split: str = "file", semantics: str = "att", fold: int = 1
         seen = sorted(set(range(len(class_names))) - set(unseen))
         train, val = fold_classes(fold, seen, class_names, False, seed)
         name = f"seeded{seed}"
+    if items or check_images:
+        empty = [class_names[c] for c in seen if not (labels == c).any()]
+        if empty:
+            raise DatasetError(f"{img_dir}: seen class {empty[0]!r} has no images (a training class needs "
+                               f"at least one; {len(empty)} such class(es))")
     tv, ts, tu = class_list_split(labels, seen, unseen, seed)
     return ZSLDataset(name="folder", root=str(root), class_names=class_names, attribute_names=attr_names,
                       semantics=sem, items=items,

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .base import DatasetError
+from .base import FLOAT32_MAX, DatasetError
 
 TEST_SEEN_FRAC = 0.2   # share of each seen class's images held out as test_seen in class-list splits
 VAL_CLASS_FRAC = 0.2   # share of seen classes used as validation classes when no fold lists exist
@@ -70,9 +70,11 @@ def _conv(t, v: str, path, n, k):
         x = float(v)
         if not np.isfinite(x) or (t is int and not x.is_integer()):
             raise ValueError
-        return int(x) if t is int else x
     except ValueError:
         raise DatasetError(f"{path}:{n}: column {k} is not a{'n integer' if t is int else ' number'}: {v!r}") from None
+    if abs(x) > FLOAT32_MAX:
+        raise DatasetError(f"{path}:{n}: column {k} is outside the float32 range: {v!r}")
+    return int(x) if t is int else x
 
 
 def by_id(rows: list[tuple[int, tuple]], path: Path) -> dict:
@@ -129,6 +131,8 @@ def _mat_array(m: dict, key: str, path: Path, index: bool = False) -> np.ndarray
         raise DatasetError(f"{path}: '{key}' is not a numeric array") from None
     if not np.isfinite(a).all():
         raise DatasetError(f"{path}: '{key}' has a NaN or infinite value")
+    if (np.abs(a) > FLOAT32_MAX).any():
+        raise DatasetError(f"{path}: '{key}' has a value outside the float32 range")
     if index and (a != np.round(a)).any():
         raise DatasetError(f"{path}: '{key}' has a value that is not an integer index")
     return a.astype(np.int64) if index else a
