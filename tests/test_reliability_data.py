@@ -622,3 +622,18 @@ def test_any_folder_box_loads_inside_the_image_or_is_refused(tmp_path_factory, c
         return
     x0, y0, x1, y1 = next(it for it in d.items if it.image_id == "robin/robin1.jpg").part_boxes["head"]
     assert 0 <= x0 < x1 <= 40 and 0 <= y0 < y1 <= 30
+
+
+def test_every_corrupt_image_is_named_at_load_before_any_work(tmp_path):
+    root = make_folder(tmp_path, parts=False)
+    bad = [root / "images" / "robin" / "robin1.jpg", root / "images" / "owl" / "owl0.png",
+           root / "images" / "wren" / "wren3.jpg"]
+    for p in bad:
+        p.write_bytes(b"not an image")
+    msg = raises(lambda: load_folder(root), f"cannot read image {bad[0]}", "3 unreadable images in all",
+                 str(bad[1]), str(bad[2]))
+    assert "\n" not in msg
+    aroot = make_awa2(tmp_path / "a")
+    first = sorted((aroot / "JPEGImages").rglob("*.jpg"))[0]
+    first.write_bytes(b"")
+    raises(lambda: load_awa2(aroot), f"cannot read image {first}")

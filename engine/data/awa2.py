@@ -29,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import DatasetError, ImageItem, Split, ZSLDataset
+from .base import DatasetError, ImageItem, Split, ZSLDataset, image_header_sizes
 from .xlsa17 import (SPLITS, by_id, class_columns, class_list_split, find_att_splits, fold_classes,
                      listed_classes, loc_split, names_to_indices, read_att_splits, read_class_list,
                      read_matrix, read_rows, select_semantics)
@@ -98,6 +98,8 @@ def load_awa2(root, split: str = "ps", att_splits=None, semantics: str = "att", 
     else:
         listed = []
     items = [ImageItem(label=c, path=p, image_id=Path(p).name) for p, c in listed]
+    if check_images:
+        image_header_sizes([it.path for it in items])     # a corrupt file is named now, not mid-run
     labels = np.array([c for _, c in listed], dtype=np.int64)
 
     xl_path = find_att_splits(att_splits, [root], "AWA2")

@@ -110,6 +110,25 @@ class ZSLDataset:
                 "split": self.split.name, "sha256": h.hexdigest()}
 
 
+def image_header_sizes(paths: Sequence[str]) -> list[tuple[int, int]]:
+    """(width, height) of each image from its header only (no pixel is decoded), so that a
+    missing, empty, corrupt or non-image file is named at load, before training or evaluation
+    starts. All unreadable files are found; the error names the first five and the count.
+    A JPEG truncated after its header passes here and is named when it is read."""
+    sizes, bad = [], []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                sizes.append(im.size)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            bad.append(f"{p} ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            sizes.append((0, 0))
+    if bad:
+        raise DatasetError(f"cannot read image {bad[0]}" + (f"; {len(bad)} unreadable images in all: "
+                           + "; ".join(bad[1:5]) + (" ..." if len(bad) > 5 else "") if len(bad) > 1 else ""))
+    return sizes
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
     """Convert grayscale, palette, CMYK, 16-bit and RGBA images to 8-bit RGB."""
     if im.mode == "RGB":

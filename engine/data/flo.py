@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import DatasetError, ImageItem, Split, ZSLDataset
+from .base import DatasetError, ImageItem, Split, ZSLDataset, image_header_sizes
 from .xlsa17 import (SPLITS, find_att_splits, fold_classes, loc_split, read_att_splits,
                      select_semantics, shared_data_dir)
 
@@ -101,6 +101,8 @@ def load_flo(root, split: str = "ps", att_splits=None, semantics: str = "att", f
     labels = labels_all[numbers - 1] - 1
     items = [ImageItem(label=int(c), path=str(root / "jpg" / f"image_{k:05d}.jpg"), image_id=f"{k:05d}")
              for k, c in zip(numbers, labels)]
+    if check_images:
+        image_header_sizes([it.path for it in items])     # a corrupt file is named now, not mid-run
 
     xl_path = find_att_splits(att_splits, [root], "FLO")
     if xl_path is None:

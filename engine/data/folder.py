@@ -27,9 +27,7 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
-from .base import FLOAT32_MAX, DatasetError, ImageItem, Split, ZSLDataset
+from .base import FLOAT32_MAX, DatasetError, ImageItem, Split, ZSLDataset, image_header_sizes
 from .xlsa17 import class_list_split, fold_classes, l2_rows
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -76,12 +74,6 @@ def _folder_name(name: str, path, n) -> str:
     return name
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DatasetError(f"cannot read image {path}: {e}") from None
 
 
 def load_folder(root, split: str = "file", semantics: str = "att", fold: int = 1, seed: int = 0,
@@ -127,7 +119,8 @@ def load_folder(root, split: str = "file", semantics: str = "att", fold: int = 1
                 items.append(ImageItem(label=cindex[c], path=str(f), image_id=f"{c}/{f.name}"))
     elif check_images:
         raise DatasetError(f"missing folder: {img_dir} (use check_images=False for classes only)")
-    sizes = {it.image_id: _image_size(Path(it.path)) for it in items} if check_images else {}
+    sizes = dict(zip([it.image_id for it in items], image_header_sizes([it.path for it in items]))) \
+        if check_images else {}
     labels = np.array([it.label for it in items], dtype=np.int64)
 
     part_names: list[str] = []
