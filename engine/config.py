@@ -159,6 +159,16 @@ class RunConfig:
         if self.train.channel_grouping not in ("kmeans", "colocation"):
             raise ConfigError(f"train.channel_grouping must be 'kmeans' or 'colocation', "
                               f"got {self.train.channel_grouping!r}")
+        if not self.train.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.train.lr}")
+        stages = {s: getattr(self.train, s) for s in ("warmup", "kmeans", "pretrain_parts", "joint")}
+        for stage, sc in stages.items():
+            if sc.epochs < 0:
+                raise ConfigError(f"train.{stage}.epochs must be >= 0, got {sc.epochs}")
+            if not sc.lr >= 0:
+                raise ConfigError(f"train.{stage}.lr must be > 0, or 0 for train.lr; got {sc.lr}")
+        if not any(sc.enabled and sc.epochs > 0 for sc in stages.values()):
+            raise ConfigError("train: every stage has 0 epochs or is disabled; nothing would be trained")
         for stage in ("warmup", "kmeans", "pretrain_parts", "joint"):
             for key in ("localisation_lr_scale", "cropping_lr_scale"):
                 scale = getattr(getattr(self.train, stage), key)
