@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError
 from .config import ConfigError, RunConfig, atomic_write_bytes, load_toml, preset
 from .data.base import DatasetError
+from .runlock import Interrupted, stop_on_signals
 
 
 class CLIError(Exception):
@@ -21,48 +25,88 @@ class CLIError(Exception):
 
 def _write_json(path: str | None, obj) -> None:
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps(obj, indent=2, default=float).encode())
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, json.dumps(obj, indent=2, default=float).encode())
+        except OSError as e:       # a full disk, a read-only disk
+            raise CLIError(f"cannot write --json {path}: {e.strerror or e}") from None
+
+
+def check_output(path: str | None, flag: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output file (or ``folder``) that cannot be written: one that
+    is a folder (a file), lies under a regular file, or whose first existing folder is not
+    writable. The message names the flag and the path."""
+    if not path:
+        return
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        raise CLIError(f"{flag} {p}: " + ("is a file, not a folder" if folder else "is a folder"))
+    a = p if folder else p.parent
+    while not a.exists() and a != a.parent:
+        a = a.parent
+    if not a.is_dir():
+        raise CLIError(f"{flag} {p}: {a} is a file, not a folder")
+    if not os.access(a, os.W_OK):
+        raise CLIError(f"{flag} {p}: the folder {a} is not writable")
+
+
+def _int_at_least(lo: int):
+    def convert(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = lo - 1
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}")
+        return v
+    return convert
+
+
+def _finite_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
 
 
 def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, quiet: bool = False) -> Path:
-    """Train with a tqdm progress bar; returns the run folder. Raises CLIError on failure."""
+    """Train with a tqdm progress bar; returns the run folder. Raises CLIError on failure.
+    Ctrl-C and SIGTERM act as the stop request: ``last.pt`` is saved at the next step, then
+    ``Interrupted`` is raised (engine/runlock.py)."""
     from tqdm import tqdm
     from . import events as ev
     from .trainer import Trainer
     trainer = Trainer(cfg, out, dataset=dataset, resume=resume)
-    bar = None
-    events = trainer.run()
-    try:
-        for e in events:
-            if isinstance(e, ev.StageStarted):
-                if bar is not None:
-                    bar.close()
-                total = e.epochs * e.steps_per_epoch or None
-                bar = tqdm(total=total, desc=f"stage {e.index} {e.stage}", unit="step", disable=quiet,
-                           dynamic_ncols=True, file=sys.stderr)
-            elif isinstance(e, ev.Step) and bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in e.losses.items()} | {"eta": f"{e.eta_s:.0f}s"})
-            elif isinstance(e, ev.EpochEnd) and bar is not None and e.metrics and not quiet:
-                bar.write(f"  {e.stage} epoch {e.epoch}: " + ", ".join(f"{k}={v:.3f}" for k, v in e.metrics.items())
-                          + (" (best)" if e.best else ""))
-            elif isinstance(e, ev.Log) and not quiet:
-                print(f"  {e.message}", file=sys.stderr)
-            elif isinstance(e, ev.Failed):
-                raise CLIError(e.error)
-            elif isinstance(e, ev.Finished):
-                if e.stopped:
-                    print(f"stopped; resume with --resume --out {e.run_dir}", file=sys.stderr)
-    except KeyboardInterrupt:
-        trainer.request_stop()      # the generator saves a "stop" checkpoint at its next step
-        for e in events:
-            if isinstance(e, ev.CheckpointSaved):
-                print(f"saved {e.path}; resume with --resume", file=sys.stderr)
-        raise
-    finally:
-        if bar is not None:   # a tqdm without a total refuses bool()
-            bar.close()
+    bar, stopped = None, False
+    with stop_on_signals(trainer.request_stop) as got:
+        try:
+            for e in trainer.run():
+                if isinstance(e, ev.StageStarted):
+                    if bar is not None:
+                        bar.close()
+                    total = e.epochs * e.steps_per_epoch or None
+                    bar = tqdm(total=total, desc=f"stage {e.index} {e.stage}", unit="step", disable=quiet,
+                               dynamic_ncols=True, file=sys.stderr)
+                elif isinstance(e, ev.Step) and bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in e.losses.items()} | {"eta": f"{e.eta_s:.0f}s"})
+                elif isinstance(e, ev.EpochEnd) and bar is not None and e.metrics and not quiet:
+                    bar.write(f"  {e.stage} epoch {e.epoch}: " + ", ".join(f"{k}={v:.3f}" for k, v in e.metrics.items())
+                              + (" (best)" if e.best else ""))
+                elif isinstance(e, ev.Log) and not quiet:
+                    print(f"  {e.message}", file=sys.stderr)
+                elif isinstance(e, ev.Failed):
+                    raise CLIError(e.error)
+                elif isinstance(e, ev.Finished):
+                    stopped = e.stopped
+        finally:
+            if bar is not None:   # a tqdm without a total refuses bool()
+                bar.close()
+    if stopped:
+        raise Interrupted(got["signal"] or "stop", out)
     return out
 
 
@@ -71,8 +115,9 @@ def _dataset_for(state: dict, kind: str | None, root: str | None, split: str | N
     from .config import DataConfig, from_dict
     cfg = RunConfig()
     cfg.data = from_dict(DataConfig, state["config"]["data"], "data")
-    if kind:
-        cfg.data.kind = kind
+    if kind and kind != cfg.data.kind:
+        cfg.data = DataConfig(kind=kind, root=root or "")   # the old kind's options, split, semantics do not apply
+    elif kind:
         cfg.data.root = root or ""
     elif root:
         cfg.data.root = root
@@ -89,6 +134,13 @@ def evaluate_checkpoint(path: str, kind=None, root=None, split=None, gamma=None)
     state = load_checkpoint(path)
     model = model_from_checkpoint(state)
     ds = _dataset_for(state, kind, root, split)
+    if list(ds.attribute_names) != list(state["attribute_names"]):
+        other = [n for n in ds.attribute_names if n not in set(state["attribute_names"])]
+        raise CLIError(f"the run was trained on dataset {state['config']['data']['kind']!r} with "
+                       f"{len(state['attribute_names'])} attributes; dataset {ds.name!r}"
+                       f"{f' at {root}' if root else ''} has other attributes ({len(ds.attribute_names)}"
+                       f"{f', e.g. {other[0]!r}' if other else ''}): the model can only score classes "
+                       f"described by the attributes it was trained on")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return evaluate(model.to(device), state, ds, device=device, calibration_gamma=gamma).summary
 
@@ -109,6 +161,7 @@ def summary_lines(s: dict) -> list[str]:
 
 
 def cmd_demo(a) -> int:
+    check_output(a.json, "--json")
     cfg = preset("demo")
     out = Path(a.out or "runs/demo")
     t = time.perf_counter()
@@ -134,12 +187,21 @@ def cmd_train(a) -> int:
         cfg.train.joint.epochs = a.epochs
     cfg.validate()
     out = Path(a.out or f"runs/{cfg.name}")
-    run_training(cfg, out, resume=a.resume)
+    try:
+        run_training(cfg, out, resume=a.resume)
+    except Interrupted as e:
+        again = ["sgma", "train"] + (["--preset", a.preset] if a.preset else ["--config", a.config])
+        for flag, v in (("--dataset", a.dataset), ("--root", a.root), ("--epochs", a.epochs)):
+            again += [flag, str(v)] if v is not None else []
+        print(f"interrupted ({e.signal}): last.pt saved in {out}", file=sys.stderr)
+        print("resume with: " + shlex.join(again + ["--resume", "--out", str(out)]), file=sys.stderr)
+        return 130
     print(f"trained; checkpoints in {out}")
     return 0
 
 
 def cmd_evaluate(a) -> int:
+    check_output(a.json, "--json")
     s = evaluate_checkpoint(a.run, a.dataset, a.root, a.split, a.gamma)
     print("\n".join(summary_lines(s)))
     _write_json(a.json, s)
@@ -151,9 +213,11 @@ def cmd_predict(a) -> int:
     from .classes import load_classes, to_matrix
     from .data.base import to_rgb
     from .predict import Predictor
+    check_output(a.json, "--json")
+    check_output(a.save_maps, "--save-maps", folder=True)
     p = Predictor.from_checkpoint(a.run)
     if a.classes:
-        user = load_classes(a.classes, p.attribute_names)
+        user = load_classes(a.classes, p.attribute_names, reserved=p.class_names)
         p.set_user_classes([c.name for c in user], to_matrix(user, p.attribute_names))
     results = []
     for path in a.images:
@@ -170,13 +234,17 @@ def cmd_predict(a) -> int:
              "boxes": pred.boxes.round(1).tolist(), "squares": pred.squares.round(4).tolist()}
         if a.save_maps:
             from .overlay import save_overlay
-            r["overlay"] = str(save_overlay(img, pred, Path(a.save_maps)))
+            try:
+                r["overlay"] = str(save_overlay(img, pred, Path(a.save_maps)))
+            except OSError as e:
+                raise CLIError(f"cannot write --save-maps {a.save_maps}: {e.strerror or e}") from None
         results.append(r)
     _write_json(a.json, results)
     return 0
 
 
 def cmd_ablation(a) -> int:
+    check_output(a.json, "--json")
     from .ablation import run_ablation
     res = run_ablation(a.which, Path(a.out or f"runs/ablation_{a.which}"), a.preset, quiet=a.quiet)
     _write_json(a.json, res)
@@ -184,6 +252,7 @@ def cmd_ablation(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    check_output(a.json, "--json")
     from .bench import run_bench
     res = run_bench(quick=a.quick)
     print(json.dumps(res, indent=2))
@@ -206,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
     p.add_argument("--root")
     p.add_argument("--out")
-    p.add_argument("--epochs", type=int, help="epochs of the end-to-end stage (stage 3)")
+    p.add_argument("--epochs", type=_int_at_least(0), help="epochs of the end-to-end stage (stage 3)")
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="ZSL, GZSL and part precision of a run or checkpoint")
@@ -214,14 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
     p.add_argument("--root")
     p.add_argument("--split", choices=["ps", "ss"])
-    p.add_argument("--gamma", type=float, help="also report GZSL with calibrated stacking")
+    p.add_argument("--gamma", type=_finite_float, help="also report GZSL with calibrated stacking")
     p.add_argument("--json")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("predict", help="attention maps, part boxes and top classes of images")
     p.add_argument("run")
     p.add_argument("images", nargs="+")
     p.add_argument("--classes", help="TOML/JSON/CSV file of user-defined classes")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=_int_at_least(1), default=5)
     p.add_argument("--save-maps", metavar="DIR", help="write PNG overlays of maps and boxes")
     p.add_argument("--json")
     p.set_defaults(func=cmd_predict)
@@ -246,8 +315,8 @@ def main(argv=None) -> int:
     except (CLIError, ConfigError, DatasetError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:     # Interrupted: last.pt was saved; a second Ctrl-C: at once
+        print(f"interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 130
 
 

@@ -135,3 +135,11 @@ def stop_on_signals(request_stop: Callable[[], None]) -> Iterator[dict]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run ended by Ctrl-C or SIGTERM after saving ``last.pt``; ``signal`` names the signal."""
+
+    def __init__(self, signal_name: str, run_dir):
+        super().__init__(f"{signal_name}: last.pt saved in {run_dir}")
+        self.signal, self.run_dir = signal_name, run_dir
