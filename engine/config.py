@@ -126,6 +126,10 @@ class TrainConfig:
     num_threads: int = 0                   # torch CPU threads; 0 = torch's default
     cudnn_benchmark: bool = True
     pin_memory: bool = True
+    # keep a frozen backbone's outputs per (image, flip) in memory (engine/backbone_cache.py);
+    # read only when model.freeze_backbone is true. The bound is in MiB.
+    feature_cache: bool = True
+    feature_cache_mb: int = 4096
     checkpoint_every_steps: int = 0        # 0 = at every epoch end only
     log_every_steps: int = 1
     max_steps_per_epoch: int = 0           # 0 = the whole epoch

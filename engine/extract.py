@@ -14,7 +14,9 @@ from .loader import EpochOrder, ImageSet, make_loader
 @torch.no_grad()
 def extract(model, dataset: ZSLDataset, indices: Sequence[int], batch_size: int = 32,
             device: str | torch.device = "cpu", keep_maps: bool = False, num_workers: int = 0,
-            images: ImageSet | None = None) -> dict[str, np.ndarray]:
+            images: ImageSet | None = None, cache=None) -> dict[str, np.ndarray]:
+    """``cache``: a ``BackboneCache`` of the model's frozen image CNN (engine/backbone_cache.py);
+    images are read unflipped, so its entries are shared with training's unflipped ones."""
     was_training = model.training
     model.eval()
     sem = torch.as_tensor(dataset.semantics, dtype=torch.float32, device=device)
@@ -22,7 +24,9 @@ def extract(model, dataset: ZSLDataset, indices: Sequence[int], batch_size: int 
     loader = make_loader(images, EpochOrder(len(images), batch_size, 0, shuffle=False), batch_size, num_workers)
     out: dict[str, list] = {"scores": [], "cct": [], "squares": [], "labels": [], "indices": [], "maps": []}
     for x, y, idx in loader:
-        o = model(x.to(device), sem)
+        x = x.to(device)
+        frozen = cache.get(x, idx.tolist(), [False] * len(idx)) if cache is not None else None
+        o = model(x, sem, frozen=frozen)
         out["scores"].append(o.scores.float().cpu().numpy())
         out["cct"].append(o.cct_features.float().cpu().numpy())
         out["squares"].append(o.squares.float().cpu().numpy())

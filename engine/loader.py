@@ -51,10 +51,14 @@ class ImageSet(torch.utils.data.Dataset):
             self._cache[i] = (t * 255).round().to(torch.uint8)
         return t
 
+    def is_flipped(self, i: int) -> bool:
+        """Whether dataset image ``i`` is flipped in the current epoch."""
+        return self.augment and _flip(self.seed, self.epoch, i)
+
     def __getitem__(self, k: int):
         i = self.indices[k]
         x = self._load(i)
-        if self.augment and _flip(self.seed, self.epoch, i):
+        if self.is_flipped(i):
             x = x.flip(-1)
         label = self.dataset.items[i].label
         if self.label_map is not None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import MultiAttention, multi_attention_loss
+from .backbone_cache import FrozenFeatures
 from .backbones import Backbone, build_backbone
 from .config import ModelConfig
 from .cropping import CroppingNet, crop_parts
@@ -83,9 +84,11 @@ class SGMA(nn.Module):
             self.image_net.eval()
         return self
 
-    def attend(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Multi-attention subnet on the attention-size image: (features, maps, channel weights)."""
-        feats = self.image_net(images)
+    def attend(self, images: torch.Tensor, feats: Optional[torch.Tensor] = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Multi-attention subnet on the attention-size image: (features, maps, channel weights).
+        ``feats``: the backbone's features of ``images`` when already known (a frozen-backbone cache)."""
+        feats = self.image_net(images) if feats is None else feats
         maps, a = self.attention(feats)
         return feats, maps, a
 
@@ -95,11 +98,15 @@ class SGMA(nn.Module):
         return torch.cat([centre, torch.full((batch, self.cfg.n_parts, 1), side, device=device)], dim=-1)
 
     def forward(self, images: torch.Tensor, semantics: torch.Tensor,
-                squares: Optional[torch.Tensor] = None, with_parts: bool = True) -> SGMAOutput:
+                squares: Optional[torch.Tensor] = None, with_parts: bool = True,
+                frozen: Optional[FrozenFeatures] = None) -> SGMAOutput:
         """images (B, 3, S, S) in [0, 1] with S = attention_size; semantics (K, A) class rows.
-        ``squares`` overrides the cropping net (pseudo boxes in stage 2, random parts)."""
+        ``squares`` overrides the cropping net (pseudo boxes in stage 2, random parts).
+        ``frozen``: the frozen image CNN's outputs for ``images`` (engine/backbone_cache.py)."""
         cfg = self.cfg
-        _, maps, a = self.attend(images)
+        if frozen is not None and not cfg.freeze_backbone:
+            raise ValueError("cached backbone features need model.freeze_backbone = true")
+        _, maps, a = self.attend(images, None if frozen is None else frozen.attention)
         if squares is None:
             squares = self.random_squares(images.shape[0], images.device) if cfg.random_parts \
                 else self.cropper(maps)
@@ -107,6 +114,10 @@ class SGMA(nn.Module):
         parts = crop_parts(images, squares, cfg.part_size, cfg.boxcar_k) if use_parts else None
         thetas, mapped = [], []
         for name, proj in zip(self.branch_names, self.projections):
+            if name == "image" and frozen is not None:
+                thetas.append(frozen.image_theta)
+                mapped.append(proj(frozen.image_theta))
+                continue
             if name == "image":
                 x = F.interpolate(images, size=(cfg.image_size, cfg.image_size), mode="bilinear",
                                   align_corners=False, antialias=True)
@@ -124,11 +135,14 @@ class SGMA(nn.Module):
             torch.cat(mapped + [torch.zeros_like(mapped[0])] * (len(self.branch_names) - len(mapped)), dim=1)
         return SGMAOutput(maps, a, squares, parts, thetas, mapped, scores, cct)
 
-    def image_scores(self, images: torch.Tensor, semantics: torch.Tensor) -> torch.Tensor:
+    def image_scores(self, images: torch.Tensor, semantics: torch.Tensor,
+                     frozen: Optional[FrozenFeatures] = None) -> torch.Tensor:
         """Compatibility scores of the image branch alone (stage 0 warm-up, Table 4 "Baseline")."""
+        proj = self.warmup_projection or self.projections[0]
+        if frozen is not None:
+            return proj(frozen.image_theta) @ semantics.t()
         x = F.interpolate(images, size=(self.cfg.image_size, self.cfg.image_size), mode="bilinear",
                           align_corners=False, antialias=True)
-        proj = self.warmup_projection or self.projections[0]
         return proj(self.image_net(x).mean(dim=(2, 3))) @ semantics.t()
 
     def losses(self, out: SGMAOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:

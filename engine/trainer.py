@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import events as ev
+from .backbone_cache import BackboneCache
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
 from .config import RunConfig, from_dict, save_toml, to_dict
@@ -61,22 +62,22 @@ class StepModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, stage: str, x, y, sem, pseudo_side: float = 0.25):
+    def forward(self, stage: str, x, y, sem, pseudo_side: float = 0.25, frozen=None):
         m = self.model
         if stage == "warmup":
-            l_cls = F.cross_entropy(m.image_scores(x, sem), y)
+            l_cls = F.cross_entropy(m.image_scores(x, sem, frozen=frozen), y)
             return {"total": l_cls, "cls": l_cls.detach()}
         if stage == "pretrain_parts":
             with torch.no_grad():
-                _, maps, _ = m.attend(x)
+                _, maps, _ = m.attend(x, None if frozen is None else frozen.attention)
             target = pseudo_squares(maps, pseudo_side)
             l_mse = F.mse_loss(m.cropper(maps), target)
-            out = m(x, sem, squares=target)
+            out = m(x, sem, squares=target, frozen=frozen)
             l_cls = embedding_softmax_loss(out.scores, y)
             l_cct = class_center_triplet_loss(out.cct_features, m.centers, y, m.cfg.cct_margin)
             total = l_mse + m.cfg.alpha_cls * l_cls + m.cfg.alpha_cct * l_cct
             return {"total": total, "mse": l_mse.detach(), "cls": l_cls.detach(), "cct": l_cct.detach()}
-        out = m(x, sem)
+        out = m(x, sem, frozen=frozen)
         return m.losses(out, y)
 
 
@@ -199,6 +200,8 @@ class Trainer:
                                augment=tc.augment, seed=tc.seed, cache=cache)
         self.val_images = ImageSet(ds, self.val_idx, cfg.model.attention_size, cache=cache)
         self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
+        self.cache = BackboneCache(self.model.image_net, cfg.model.image_size, tc.feature_cache_mb * 1024 ** 2) \
+            if cfg.model.freeze_backbone and tc.feature_cache else None
         self.log = None            # opened in _run, once a resume has said where the run stands
         self._val_sizes = None
 
@@ -315,7 +318,7 @@ class Trainer:
         self.order.set_epoch(stage_idx, epoch, start_batch)
         loader = make_loader(self.images, self.order, tc.batch_size, tc.num_workers,
                              tc.pin_memory and self.device.type == "cuda")
-        for b, (x, y, _) in enumerate(loader, start=start_batch):
+        for b, (x, y, idx) in enumerate(loader, start=start_batch):
             if tc.max_steps_per_epoch > 0 and b >= tc.max_steps_per_epoch:
                 break
             if self._stop.is_set() or self._pause.is_set():
@@ -324,7 +327,7 @@ class Trainer:
                 if stopped:
                     return True
             t0 = time.perf_counter()
-            losses = self._train_step(name, x, y, opt)
+            losses = self._train_step(name, x, y, opt, idx)
             pos["global_step"] += 1
             self._steps_done_here += 1
             dt = time.perf_counter() - t0
@@ -352,12 +355,19 @@ class Trainer:
                 for t in self.model.state_dict().values():
                     torch.distributed.broadcast(t, 0)
 
-    def _train_step(self, name: str, x, y, opt) -> dict[str, float]:
+    def _frozen(self, x, idx, images: ImageSet):
+        """The frozen backbone's outputs for a batch, from the feature cache (None without one)."""
+        if self.cache is None:
+            return None
+        return self.cache.get(x, idx.tolist(), [images.is_flipped(int(i)) for i in idx])
+
+    def _train_step(self, name: str, x, y, opt, idx=None) -> dict[str, float]:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.cfg.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            losses = self.step_module(name, x, y, self.sem_train, self.cfg.model.part_side_init)
+            frozen = self._frozen(x, idx, self.images) if idx is not None else None
+            losses = self.step_module(name, x, y, self.sem_train, self.cfg.model.part_side_init, frozen)
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(losses["total"]).backward()
         self.scaler.step(opt)
@@ -381,21 +391,25 @@ class Trainer:
         return False
 
     def _sample_pass(self, n: int, seed: int, fn) -> torch.Tensor:
-        """``fn`` over ``n`` seeded-random training images in eval mode without autograd,
-        concatenated: the cached inputs of the stage 1 and stage 2 initialisations."""
+        """``fn(x, frozen)`` over ``n`` seeded-random training images in eval mode without autograd,
+        concatenated: the cached inputs of the stage 1 and stage 2 initialisations. ``frozen`` is
+        the feature cache's entry for the batch, or None without a cache."""
         pick = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         self.model.eval()
         out = []
         with torch.no_grad():
             for s in range(0, n, self.cfg.train.batch_size):
-                x = torch.stack([self.images[k][0] for k in pick[s:s + self.cfg.train.batch_size]])
-                out.append(fn(x.to(self.device)))
+                ks = pick[s:s + self.cfg.train.batch_size]
+                x = torch.stack([self.images[k][0] for k in ks]).to(self.device)
+                frozen = self._frozen(x, torch.tensor([self.images.indices[k] for k in ks]), self.images)
+                out.append(fn(x, frozen))
         return torch.cat(out)
 
     def _kmeans_stage(self, epochs: int) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images, len(self.images))
-        feats = self._sample_pass(n, tc.seed, lambda x: m.image_net(x).float().cpu())
+        feats = self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(x) if fr is None else fr.attention)
+                                  .float().cpu())
         groups, how = np.zeros(0, dtype=np.int64), "co-location"
         if tc.channel_grouping == "colocation":
             groups = colocation_channel_groups(feats, m.cfg.n_parts, tc.seed)
@@ -416,7 +430,8 @@ class Trainer:
     def _fit_cropper(self) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images * 4, len(self.images))
-        maps = self._sample_pass(n, tc.seed + 1, lambda x: m.attend(x)[1].float())
+        maps = self._sample_pass(n, tc.seed + 1,
+                                 lambda x, fr: m.attend(x, None if fr is None else fr.attention)[1].float())
         if tc.cropper_fit_steps == 0:
             with torch.no_grad():
                 mse = F.mse_loss(m.cropper(maps), pseudo_squares(maps, m.cfg.part_side_init))
@@ -433,7 +448,7 @@ class Trainer:
         if not self.val_idx:
             return {}
         out = extract(self.model, self.dataset, self.val_idx, self.cfg.train.batch_size, self.device,
-                      images=self.val_images)
+                      images=self.val_images, cache=self.cache)
         cand = np.asarray(self.val_classes)
         pred = cand[out["scores"][:, cand].argmax(axis=1)]
         metrics = {"val_zsl_mca": float(mean_class_accuracy(out["labels"], pred)),
@@ -511,12 +526,13 @@ class Trainer:
         state = load_checkpoint(path)
         model = model_from_checkpoint(state, self.device)
         bs = self.cfg.train.batch_size
-        out = extract(model, self.dataset, self.train_idx, bs, self.device)
+        out = extract(model, self.dataset, self.train_idx, bs, self.device, cache=self.cache)
         every = class_prototypes(out["cct"], out["labels"], self.train_classes, self.dataset.semantics,
                                  model.cfg.ridge_lambda)
         state["prototypes"] = torch.as_tensor(every[self.train_classes], dtype=torch.float32)
         if self.val_idx:
-            ex_val = extract(model, self.dataset, self.val_idx, bs, self.device, images=self.val_images)
+            ex_val = extract(model, self.dataset, self.val_idx, bs, self.device, images=self.val_images,
+                             cache=self.cache)
             beta, scores = choose_beta(ex_val, every, self.val_classes, model.cfg.beta)
             state["beta"], state["beta_validation"] = beta, scores
         state.pop("format_version", None)

@@ -1,0 +1,90 @@
+"""Feature cache for a frozen backbone (issue 14): compute what cannot change once per run.
+
+When ``model.freeze_backbone`` is set, the image CNN of Figure 1 is a fixed function (its weights
+never train and its batch norm stays in eval mode). Two of its outputs are then pure functions of
+the image and of the flip that augmentation chose:
+
+- the attention-input feature maps ``b`` of Eq. 1-3, (C, h, w) at ``attention_size``;
+- the image branch's pooled feature ``theta_image(x)`` (Eq. 9), (C,) at ``image_size``.
+
+``BackboneCache`` keeps both per (dataset image, flip) in memory, filled lazily from the batches the
+trainer already holds (the first epoch pays, later epochs and validation read). Parts are cropped
+from the image at every step as before, because the squares move; only the frozen outputs are kept.
+
+Size (stated, and bounded by ``max_bytes``): ``4 * C * (h * w + 1)`` bytes per entry, float32 so the
+cached path matches the uncached one to float tolerance. For the ``cpu`` preset (C = 112, 20 x 20
+maps) that is 179 KB per entry: 1,837 cub50_plus training images x 2 flips = 658 MB. Entries past the
+bound are computed each time (nothing is evicted; the first ones stay), and ``stats()`` says how many.
+The cache lives for one run: it is keyed by dataset index and flip only, and a new Trainer (new
+weights, input size or images) starts a new one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_MAX_BYTES = 4 * 1024 ** 3
+
+
+@dataclass(frozen=True)
+class FrozenFeatures:
+    """What the frozen backbone gives for a batch: attention features and the image-branch theta."""
+    attention: torch.Tensor      # (B, C, h, w)
+    image_theta: torch.Tensor    # (B, C)
+
+
+def frozen_features(backbone, images: torch.Tensor, image_size: int) -> FrozenFeatures:
+    """The frozen backbone's two outputs for (B, 3, S, S) images, exactly as SGMA.forward computes
+    them: features at the attention size, and GAP features of the image resized to ``image_size``."""
+    with torch.no_grad():
+        feats = backbone(images)
+        small = F.interpolate(images, size=(image_size, image_size), mode="bilinear",
+                              align_corners=False, antialias=True)
+        theta = backbone(small).mean(dim=(2, 3))
+    return FrozenFeatures(feats, theta)
+
+
+class BackboneCache:
+    """Per (image index, flip) frozen features, held in memory up to ``max_bytes``."""
+
+    def __init__(self, backbone, image_size: int, max_bytes: int = DEFAULT_MAX_BYTES):
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.backbone, self.image_size, self.max_bytes = backbone, image_size, max_bytes
+        self._store: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.bytes = 0
+        self.hits = self.misses = self.refused = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def get(self, images: torch.Tensor, indices, flips) -> FrozenFeatures:
+        """Features for a batch whose rows are dataset images ``indices`` with ``flips`` applied;
+        rows not yet cached are computed from ``images`` (in one backbone call) and kept."""
+        keys = [(int(i), bool(f)) for i, f in zip(indices, flips)]
+        missing = [k for k, key in enumerate(keys) if key not in self._store]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        fresh = {}
+        if missing:
+            was = self.backbone.training
+            self.backbone.eval()
+            got = frozen_features(self.backbone, images[missing], self.image_size)
+            self.backbone.train(was)
+            for j, k in enumerate(missing):
+                pair = (got.attention[j].detach().clone(), got.image_theta[j].detach().clone())
+                fresh[k] = pair
+                size = (pair[0].numel() + pair[1].numel()) * pair[0].element_size()
+                if self.bytes + size <= self.max_bytes:
+                    self._store[keys[k]] = pair
+                    self.bytes += size
+                else:
+                    self.refused += 1
+        rows = [fresh[k] if k in fresh else self._store[key] for k, key in enumerate(keys)]
+        return FrozenFeatures(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]))
+
+    def stats(self) -> dict:
+        return {"entries": len(self._store), "bytes": self.bytes, "hits": self.hits, "misses": self.misses,
+                "over_bound": self.refused, "max_bytes": self.max_bytes}
