@@ -10,6 +10,8 @@ What is measured, all in one process on the same machine:
   bf16 autocast (``train.amp``), channels_last and cudnn.benchmark. The two step functions are
   timed alternately (eager, fast, eager, ...) so that both see the same load on a shared machine;
   medians and best times are reported. Full mode adds ``torch.compile`` of the step module.
+- ``train_img_s_uncached`` / ``train_img_s_cached``: the same joint stage (eager) without and with
+  the frozen-backbone feature cache (engine/backbone_cache.py), timed in turn on the same tensors.
 - ``infer_ms_demo``: median latency of ``Predictor.predict`` on one PIL image with the demo
   model (``resources/demo.pt``, or an untrained demo-config model when absent); full mode adds
   efficientnet_lite0 and VGG19 at 448 px (``pretrained="none"``).
@@ -148,11 +150,12 @@ def median_ms(fn: Callable[[], object], warmup: int, reps: int) -> dict:
 def make_train_step(cfg: ModelConfig, batch: int, sem_dim: int, n_classes: int, device: torch.device,
                     channels_last: bool = False, amp: bool = False, compile: bool = False,
                     stage: str = "joint", seed: int = 0, foreach: Optional[bool] = None,
-                    cudnn_benchmark: Optional[bool] = None):
+                    cudnn_benchmark: Optional[bool] = None, cached: bool = False):
     """A closure running one training step of ``stage`` as ``Trainer._train_step`` does (same
     autocast, channels_last and SGD settings), on fixed synthetic tensors. ``cudnn_benchmark``
-    (CUDA) is set at every call, so step functions timed in turn each keep their own. Returns
-    (step, model)."""
+    (CUDA) is set at every call, so step functions timed in turn each keep their own. With
+    ``cached`` (a frozen backbone) the step reads the backbone's outputs computed once, as the
+    trainer's feature cache gives them from the second epoch on. Returns (step, model)."""
     from .model import SGMA
     from .trainer import StepModule
     g = torch.Generator().manual_seed(seed)
@@ -174,12 +177,17 @@ def make_train_step(cfg: ModelConfig, batch: int, sem_dim: int, n_classes: int, 
     y = torch.randint(0, n_classes, (batch,), generator=g).to(device)
     sem = torch.nn.functional.normalize(torch.rand(n_classes, sem_dim, generator=g), dim=1).to(device)
     use_amp = amp and device.type in ("cuda", "cpu")
+    frozen = None
+    if cached:
+        from .backbone_cache import frozen_features
+        model.image_net.eval()
+        frozen = frozen_features(model.image_net, x, cfg.image_size)
 
     def step() -> torch.Tensor:
         if cudnn_benchmark is not None and device.type == "cuda":
             torch.backends.cudnn.benchmark = cudnn_benchmark
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            losses = sm(stage, x, y, sem, cfg.part_side_init)
+            losses = sm(stage, x, y, sem, cfg.part_side_init, frozen)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()
@@ -400,7 +408,7 @@ def bench_loader(n: int, size: int) -> dict:
 
 def tiny_model_config() -> ModelConfig:
     return ModelConfig(backbone="small_cnn", pretrained="none", attention_size=32, image_size=32,
-                       part_size=16, crop_hidden=16, attention_reduction=4)
+                       part_size=16, crop_hidden=16, attention_reduction=4, freeze_backbone=True)
 
 
 def run_bench(quick: bool = True, tiny: bool = False, device: str = "cpu",
@@ -438,6 +446,15 @@ def run_bench(quick: bool = True, tiny: bool = False, device: str = "cpu",
     res["train_speedup_fast_best"] = tr["fast"]["img_s_best"] / tr["eager"]["img_s_best"]
     if "compiled" in tr and "compiled" in tr["compiled"]:
         res["train_img_s_compiled"] = tr["compiled"]["compiled"]["img_s_median"]
+    if mcfg.freeze_backbone:
+        say("training throughput with and without the frozen-backbone feature cache ...")
+        fns = {name: make_train_step(mcfg, batch, sem_dim, n_cls, dev, cached=name == "cached")[0]
+               for name in ("uncached", "cached")}
+        t = time_alternating(fns, warm, reps, dev, max_s=60.0 if quick else 300.0)
+        res["train_cache"] = {k: summary(v, batch) for k, v in t.items()}
+        res["train_img_s_uncached"] = res["train_cache"]["uncached"]["img_s_median"]
+        res["train_img_s_cached"] = res["train_cache"]["cached"]["img_s_median"]
+        res["train_speedup_cached"] = res["train_img_s_cached"] / res["train_img_s_uncached"]
 
     # inference latency
     say("inference latency (Predictor.predict, one image) ...")

@@ -63,7 +63,8 @@ def make_checkpoint(path: Path, ds, seed: int = 0, prototypes: bool = True):
 def test_run_bench_tiny_structure():
     res = run_bench(quick=True, tiny=True)
     for key in ("train_img_s_eager", "train_img_s_fast", "infer_ms_demo", "rank_10k_ms",
-                "score_200_classes_ms", "peak_mem_mb", "train_speedup_fast"):
+                "score_200_classes_ms", "peak_mem_mb", "train_speedup_fast", "train_img_s_cached",
+                "train_img_s_uncached", "train_speedup_cached"):
         assert isinstance(res[key], float) and math.isfinite(res[key]) and res[key] > 0, key
     m = res["machine"]
     for key in ("platform", "cpu_count", "torch", "cpu"):
@@ -73,6 +74,8 @@ def test_run_bench_tiny_structure():
     assert "gpu_check.sh" in res["commands"]["gpu"]
     assert {"eager", "fast"} <= set(res["train"])
     assert res["train"]["fast_path"][0] == "channels_last"
+    assert set(res["train_cache"]) == {"uncached", "cached"}
+    assert res["train_speedup_cached"] == res["train_img_s_cached"] / res["train_img_s_uncached"]
     import json
     json.dumps(res)                                                   # JSON-ready as the CLI writes it
 
