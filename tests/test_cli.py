@@ -197,3 +197,117 @@ def test_ablation_table4(micro_toml, tmp_path, capsys):
     assert (base["use_parts"], base["alpha_cct"], base["inference"]) == (False, 0.0, "compatibility")
     assert load_checkpoint(out / "parts" / "best.pt")["config"]["model"]["use_image_branch"] is False
     assert load_checkpoint(out / "baseline_random_parts" / "best.pt")["config"]["model"]["random_parts"] is True
+
+
+# ---------------------------------------------------------------- issue 16: flag values and outputs
+def _one_error_line(capsys) -> str:
+    """Exactly one line on stderr starting with "error: " (argparse's own starts with "sgma ..."), no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [l for l in err.splitlines() if "error: " in l]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--preset", "tiny", "--epochs", "-1"], "--epochs"),
+    (["predict", "RUN", "x.png", "--top", "0"], "--top"),
+    (["predict", "RUN", "x.png", "--top", "-3"], "--top"),
+    (["evaluate", "RUN", "--gamma", "nan"], "--gamma"),
+    (["evaluate", "RUN", "--gamma", "inf"], "--gamma"),
+    (["evaluate", "RUN", "--gamma", "abc"], "--gamma"),
+])
+def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, argv, flag):
+    argv = [str(tmp_path / "run") if a == "RUN" else a for a in argv]
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--out", str(tmp_path / "out")] if argv[0] == "train" else argv)
+    assert e.value.code == 2
+    line = _one_error_line(capsys)
+    assert f"argument {flag}:" in line and "could not convert" not in line, line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("toml, field", [
+    ("[train.warmup]\nepochs = -2\n", "train.warmup.epochs must be >= 0"),
+    ("[train]\nlr = 0.0\n", "train.lr must be > 0"),
+    ("[train]\nlr = -0.1\n", "train.lr must be > 0"),
+    ("[train.joint]\nlr = -1.0\n", "train.joint.lr must be > 0, or 0"),
+    ("[train.warmup]\nepochs = 0\n[train.kmeans]\nepochs = 0\n[train.pretrain_parts]\nepochs = 0\n"
+     "[train.joint]\nepochs = 0\n", "every stage has 0 epochs"),
+])
+def test_bad_training_values_in_a_config_exit_2_naming_the_field(tmp_path, capsys, toml, field):
+    p = tmp_path / "c.toml"
+    p.write_text(toml)
+    assert main(["train", "--config", str(p), "--out", str(tmp_path / "run")]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("error: ") and str(p) in line and field in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_epochs_zero_with_every_other_stage_zero_is_refused(tmp_path, capsys):
+    p = tmp_path / "c.toml"
+    p.write_text("[train.warmup]\nepochs = 0\n[train.kmeans]\nepochs = 0\n[train.pretrain_parts]\nepochs = 0\n")
+    assert main(["train", "--config", str(p), "--epochs", "0", "--out", str(tmp_path / "run")]) == 2
+    assert "every stage has 0 epochs" in _one_error_line(capsys)
+
+
+def _bad_outputs(tmp_path):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    return {"folder": (folder, "is a folder"), "under-a-file": (afile / "out.json", "is a file, not a folder")}
+
+
+@pytest.mark.parametrize("case", ["folder", "under-a-file"])
+def test_json_output_that_cannot_be_a_file_exits_2_before_work(trained, tmp_path, capsys, case):
+    path, problem = _bad_outputs(tmp_path)[case]
+    assert main(["evaluate", str(trained / "run"), "--json", str(path)]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("error: --json") and str(path) in line and problem in line, line
+    assert "ZSL" not in capsys.readouterr().out                  # refused before the evaluation ran
+
+
+def test_save_maps_under_a_file_exits_2(trained, bird_png, tmp_path, capsys):
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    for bad, problem in ((afile, "is a file, not a folder"), (afile / "maps", "is a file, not a folder")):
+        assert main(["predict", str(trained / "run"), str(bird_png), "--save-maps", str(bad)]) == 2
+        line = _one_error_line(capsys)
+        assert line.startswith("error: --save-maps") and str(bad) in line and problem in line, line
+
+
+def test_json_write_failure_names_the_path(trained, tmp_path, capsys, monkeypatch):
+    """A full disk (ENOSPC from the write) after the work: exit 2 naming the path, no traceback."""
+    import errno
+    from sgma.engine import cli as cli_mod
+    out = tmp_path / "eval.json"
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(cli_mod, "atomic_write_bytes", full)
+    assert main(["evaluate", str(trained / "run"), "--json", str(out)]) == 2
+    line = _one_error_line(capsys)
+    assert str(out) in line and "No space left on device" in line, line
+
+
+def test_user_class_named_like_a_dataset_class_is_refused(trained, bird_png, tmp_path, capsys):
+    name = make_synthetic(**DATA).class_names[0]
+    p = tmp_path / "c.toml"
+    p.write_text(f'[classes."{name}"]\n"crest::yes" = 1.0\n')
+    assert main(["predict", str(trained / "run"), str(bird_png), "--classes", str(p)]) == 2
+    assert f"class {name!r} has the name of a dataset class" in _one_error_line(capsys)
+
+
+def test_evaluate_on_another_dataset_kind_drops_the_old_options(trained, tmp_path, capsys):
+    """The run was trained on synthetic birds with options (image_size, ...); evaluating it on a
+    CUB folder must not pass those options to the CUB loader, and says plainly that the
+    attributes differ."""
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures_data import make_cub
+    root = make_cub(tmp_path)
+    assert main(["evaluate", str(trained / "run"), "--dataset", "cub", "--root", str(root)]) == 2
+    line = _one_error_line(capsys)
+    assert "unknown option" not in line, line
+    assert "trained on dataset 'synthetic'" in line and "'cub'" in line and "attributes" in line, line
