@@ -83,6 +83,7 @@ class AuditPanel(QWidget):
         self.image_size = (0, 0)
         self.prediction = None
         self._cache: OrderedDict[int, object] = OrderedDict()
+        self._cache_owner = (None, None)     # the (dataset, predictor) the cached predictions belong to
         self._request = 0
 
         self.map_box = QComboBox()
@@ -166,6 +167,17 @@ class AuditPanel(QWidget):
     # ---------------------------------------------------------------- state changes
     def _on_dataset(self) -> None:
         self._cache.clear()
+        self._cache_owner = (self.state.dataset, self.state.predictor)
+
+    def _check_cache_owner(self) -> None:
+        """Predictions are cached per dataset image index: they belong to one (dataset, model).
+        Checked on every show, so the order in which panels hear ``datasetChanged`` (the browser
+        selects image #0 first) cannot bring back the previous dataset's image #0."""
+        owner = (self.state.dataset, self.state.predictor)
+        if self._cache_owner[0] is not owner[0] or self._cache_owner[1] is not owner[1]:
+            self._cache.clear()
+            self._request += 1               # a prediction in flight for the old pair is dropped
+            self._cache_owner = owner
 
     def _on_model(self) -> None:
         self._cache.clear()
@@ -195,6 +207,7 @@ class AuditPanel(QWidget):
         self.index = index
         ds = self.state.dataset
         self.prediction = None
+        self._check_cache_owner()
         if ds is None or index < 0:
             self.image_item.setPixmap(QPixmap())
             self.redraw()
@@ -221,11 +234,11 @@ class AuditPanel(QWidget):
 
     def _predict(self, index: int, img) -> None:
         self._request += 1
-        req, predictor = self._request, self.state.predictor
+        req, predictor, dataset = self._request, self.state.predictor, self.state.dataset
         self.message.setText("predicting…")
 
-        def done(pred, req=req, index=index, predictor=predictor):
-            if predictor is not self.state.predictor:
+        def done(pred, req=req, index=index, predictor=predictor, dataset=dataset):
+            if predictor is not self.state.predictor or dataset is not self.state.dataset:
                 return
             self._cache[index] = pred
             while len(self._cache) > 64:
