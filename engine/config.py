@@ -324,7 +324,8 @@ def preset(name: str) -> RunConfig:
             train=TrainConfig(batch_size=16, lr=0.01, select_from="parts", warmup=StageConfig(epochs=3),
                               kmeans=StageConfig(epochs=2), pretrain_parts=StageConfig(epochs=3),
                               joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.0), kmeans_images=200),
-            data=DataConfig(kind="cub", root="../shared/data/cub50", split="ps"),
+            # no root: the user names the CUB folder (``--root PATH``); presets hold no development path
+            data=DataConfig(kind="cub", root="", split="ps"),
         )
     raise ConfigError(f"unknown preset {name!r}; choose demo, cpu, paper or tiny")
 

@@ -120,3 +120,12 @@ def test_to_dict_is_plain():
     d = C.to_dict(C.RunConfig())
     assert d["model"]["n_parts"] == 2 and d["train"]["joint"]["epochs"] == 30
     assert dataclasses.is_dataclass(C.from_dict(C.RunConfig, d))
+
+
+def test_cpu_preset_names_no_development_path_and_asks_for_a_root():
+    from sgma.engine.data.base import DatasetError
+    from sgma.engine.trainer import dataset_from_config
+    cfg = C.preset("cpu")
+    assert cfg.data.root == ""
+    with pytest.raises(DatasetError, match="needs a root folder: give --root"):
+        dataset_from_config(cfg)

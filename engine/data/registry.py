@@ -65,7 +65,7 @@ def load_dataset(kind: str, root: Optional[str] = None, **options) -> ZSLDataset
     if kind == "synthetic":
         return fn(**options)
     if root is None:
-        raise DatasetError(f"dataset kind {kind!r} needs a root folder")
+        raise DatasetError(f"dataset kind {kind!r} needs a root folder: give --root PATH (or data.root)")
     if "fold" in options and (not isinstance(options["fold"], int) or options["fold"] < 1):
         raise DatasetError(f"fold must be an integer >= 1, got {options['fold']!r}")
     return fn(root, **options)
