@@ -56,8 +56,11 @@ def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str,
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused, the file holds objects other than tensors and plain "
-                              f"data (loading it could run code): {_first_line(e)}") from None
+        reason = _unpickler_reason(e)
+        if "global" in reason.lower():         # a class or function reference: would run code
+            raise CheckpointError(f"{path}: refused, the file holds objects other than tensors and plain "
+                                  f"data (loading it could run code): {reason}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
     except Exception as e:  # noqa: BLE001 - the unpickler fails in many ways on damaged bytes
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
                               f"{_first_line(e)}") from None
@@ -72,6 +75,16 @@ def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str,
     if validate:
         validate_state(state, path)
     return state
+
+
+def _unpickler_reason(e: BaseException) -> str:
+    """The informative line of torch's weights_only error (it wraps it in advice about
+    weights_only=False, which must not be followed for an untrusted file)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or "Unsupported" in ln:
+            return ln[:300]
+    return _first_line(e)
 
 
 def _first_line(e: BaseException) -> str:
