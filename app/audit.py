@@ -8,38 +8,21 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPen, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGraphicsPixmapItem,
                                QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem,
-                               QGraphicsView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider,
+                               QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from . import messages
-from .export import export_png, export_svg
+from .export import Figure, export_png, export_svg
+from .image_view import ImageView
+from .labels import clip_box, place_labels
 from .overlay import (COLORMAPS, MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, ColourBar, map_range,
-                      render_map)
+                      render_map, upsample)
 from .state import AppState
 
 RANGES = {"fixed [0, 1]": "fixed", "per image": "image"}
-
-
-class ImageView(QGraphicsView):
-    """Keeps the whole image in view."""
-
-    def __init__(self, scene: QGraphicsScene):
-        super().__init__(scene)
-        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
-        self.setBackgroundBrush(QColor(40, 40, 44))
-        self.setMinimumSize(240, 240)
-
-    def fit(self) -> None:
-        r = self.scene().sceneRect()
-        if r.width() > 0:
-            self.fitInView(r.adjusted(-4, -4, 4, 4), Qt.AspectRatioMode.KeepAspectRatio)
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self.fit()
 
 
 def best_pairs(pred: np.ndarray, gt: dict[str, tuple], assignment: dict[int, str]) -> list[tuple[str, int, float]]:
@@ -69,6 +52,12 @@ class AuditPanel(QWidget):
         self.state, self.tasks, self.settings = state, tasks, settings
         self.scene = QGraphicsScene(self)
         self.view = ImageView(self.scene)
+        self.view.on_transform = self._layout_labels
+        self.view.hovered.connect(self._on_hover)
+        self.view.left.connect(lambda: self.readout.setText(""))
+        self._shown_map: Optional[np.ndarray] = None        # the drawn map at image size, for the readout
+        self.readout = QLabel()
+        self.readout.setToolTip("the map value under the cursor; wheel zooms, drag pans, double click fits")
         self.colour_bar = ColourBar()
         self.image_item = QGraphicsPixmapItem()
         self.map_item = QGraphicsPixmapItem()
@@ -78,7 +67,8 @@ class AuditPanel(QWidget):
         self.scene.addItem(self.map_item)
         self.pred_items: list[QGraphicsRectItem] = []
         self.gt_items: list[QGraphicsRectItem] = []
-        self.label_items: list[QGraphicsSimpleTextItem] = []
+        self.label_items: list[QGraphicsRectItem] = []     # label plates, constant size on screen
+        self._label_specs: list[tuple] = []                 # (box, colour, dashed, text) per label
         self.index = -1
         self.image_size = (0, 0)
         self.prediction = None
@@ -126,6 +116,7 @@ class AuditPanel(QWidget):
                   self.range_box):
             controls.addWidget(w)
         controls.addStretch(1)
+        controls.addWidget(self.readout)
         controls.addWidget(self.png_button)
         controls.addWidget(self.svg_button)
         layers = QHBoxLayout()
@@ -264,12 +255,11 @@ class AuditPanel(QWidget):
     def _clear_boxes(self) -> None:
         for it in self.pred_items + self.gt_items:
             self.scene.removeItem(it)
-        self.pred_items, self.gt_items, self.label_items = [], [], []
+        self.pred_items, self.gt_items, self.label_items, self._label_specs = [], [], [], []
 
-    def _box(self, box, colour: str, dashed: bool, text: str, corner: int = 0) -> QGraphicsRectItem:
-        """A box with a label. Ground truth (dashed): label under the box. Predicted squares:
-        label inside the top-left corner (``corner`` 0) or the bottom-right one (1), so the labels
-        of two overlapping squares do not cover each other."""
+    def _box(self, box, colour: str, dashed: bool, text: str) -> QGraphicsRectItem:
+        """A box with a label plate (dark, coloured text, a constant size on screen whatever the
+        zoom). Ground truth is dashed. Where the plates go is ``_layout_labels``'s job."""
         x0, y0, x1, y1 = (float(v) for v in box)
         item = QGraphicsRectItem(QRectF(x0, y0, x1 - x0, y1 - y0))
         pen = QPen(QColor(colour), 2.5 if not dashed else 2.0)
@@ -279,11 +269,11 @@ class AuditPanel(QWidget):
         item.setPen(pen)
         item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         item.setZValue(2 if dashed else 3)
-        # the label: a dark plate with coloured text, a constant size on screen whatever the zoom
         plate = QGraphicsRectItem(item)
         plate.setFlag(QGraphicsRectItem.GraphicsItemFlag.ItemIgnoresTransformations)
         plate.setPen(QPen(Qt.PenStyle.NoPen))
         plate.setBrush(QColor(0, 0, 0, 170))
+        plate.setZValue(5)
         label = QGraphicsSimpleTextItem(text, plate)
         font = QFont()
         font.setPixelSize(12)
@@ -291,20 +281,32 @@ class AuditPanel(QWidget):
         label.setFont(font)
         label.setBrush(QColor(colour))
         br = label.boundingRect()
-        w, h = br.width() + 6, br.height() + 2
-        if dashed:                      # anchored at the bottom-left corner, hanging below
-            plate.setPos(x0, y1 + 1)
-            plate.setRect(QRectF(0, 0, w, h))
-        elif corner % 2 == 0:           # anchored top-left, inside
-            plate.setPos(x0 + 1, y0 + 1)
-            plate.setRect(QRectF(0, 0, w, h))
-        else:                           # anchored bottom-right, inside (offsets in screen pixels)
-            plate.setPos(x1 - 1, y1 - 1)
-            plate.setRect(QRectF(-w, -h, w, h))
-        label.setPos(plate.rect().left() + 3, plate.rect().top() + 1)
+        plate.setRect(QRectF(0, 0, br.width() + 6, br.height() + 2))
+        label.setPos(3, 1)
         self.label_items.append(plate)
+        self._label_specs.append(((x0, y0, x1, y1), colour, dashed, text))
         self.scene.addItem(item)
         return item
+
+    def _layout_labels(self) -> None:
+        """Place every label plate inside the image, none over another (``labels.place_labels``),
+        for the view's current scale: called after each redraw, resize and zoom."""
+        if not self.label_items or self.image_size[0] == 0:
+            return
+        s = self.view.scale_factor()
+        sizes = [(pl.rect().width() / s, pl.rect().height() / s) for pl in self.label_items]
+        rects = place_labels([sp[0] for sp in self._label_specs], sizes, [sp[2] for sp in self._label_specs],
+                             (0.0, 0.0, float(self.image_size[0]), float(self.image_size[1])))
+        for pl, r in zip(self.label_items, rects):
+            pl.setPos(r[0], r[1])
+
+    def label_screen_rects(self) -> list[QRectF]:
+        """Where the label plates are on screen (viewport pixels), for tests and hit testing."""
+        out = []
+        for pl in self.label_items:
+            tl = self.view.mapFromScene(pl.scenePos())
+            out.append(QRectF(tl.x(), tl.y(), pl.rect().width(), pl.rect().height()))
+        return out
 
     def redraw(self) -> None:
         self._clear_boxes()
@@ -326,7 +328,8 @@ class AuditPanel(QWidget):
                 text = f"map{m + 1}" + (f" · {name}" if name else "")
                 if m in iou_of_map:
                     text += f"  IoU {iou_of_map[m][1]:.2f}"
-                self.pred_items.append(self._box(box, MAP_COLOURS[m % len(MAP_COLOURS)], False, text, corner=m))
+                box = clip_box(box, *self.image_size)      # squares may reach past the border
+                self.pred_items.append(self._box(box, MAP_COLOURS[m % len(MAP_COLOURS)], False, text))
         for part, m, v in pairs:
             r = self.iou_table.rowCount()
             self.iou_table.insertRow(r)
@@ -346,6 +349,7 @@ class AuditPanel(QWidget):
             self.message.setText("no model loaded: open a checkpoint (File > Open model) or train one")
         self._draw_map()
         self._apply_visibility()
+        self._layout_labels()
 
     def _fill_top(self, pred) -> None:
         user = set(getattr(self.state.predictor, "user_names", []) or [])
@@ -361,12 +365,14 @@ class AuditPanel(QWidget):
         pred = self.prediction
         if pred is None or self.map_box.count() == 0 or self.image_size[0] == 0:
             self.map_item.setPixmap(QPixmap())
+            self._shown_map = None
             return
         k = self.map_box.currentData()
         m = pred.maps.max(axis=0) if k is None or k < 0 else pred.maps[min(k, len(pred.maps) - 1)]
         mode = RANGES[self.range_box.currentText()]
         lo, hi = map_range(m, mode)
         cmap = self.cmap_box.currentText()
+        self._shown_map = upsample(m, self.image_size[0], self.image_size[1])
         img = render_map(m, self.image_size[0], self.image_size[1], cmap, (lo, hi), self.opacity.value() / 100)
         self.map_item.setPixmap(QPixmap.fromImage(img))
         self.colour_bar.set_colormap(cmap, lo, hi)
@@ -381,13 +387,47 @@ class AuditPanel(QWidget):
         for it in self.label_items:
             it.setVisible(self.show_labels.isChecked())
 
+    def value_at(self, x: float, y: float) -> Optional[float]:
+        """The drawn map's value at image pixel (x, y) (bilinear at image size), None outside."""
+        m = self._shown_map
+        if m is None or not (0 <= x < m.shape[1] and 0 <= y < m.shape[0]):
+            return None
+        return float(m[int(y), int(x)])
+
+    def _on_hover(self, x: float, y: float) -> None:
+        if not (0 <= x < self.image_size[0] and 0 <= y < self.image_size[1]):
+            self.readout.setText("")
+            return
+        v = self.value_at(x, y)
+        name = self.map_box.currentText() or "map"
+        self.readout.setText(f"x {int(x)}, y {int(y)}" + (f" · {name} {v:.3f}" if v is not None else ""))
+
     # ---------------------------------------------------------------- export
+    def caption(self) -> str:
+        ds, st = self.state.dataset, self.state
+        it = ds.items[self.index] if ds is not None and self.index >= 0 else None
+        img = f"image #{self.index} {it.image_id} ({ds.class_names[it.label]})" if it is not None else "no image"
+        from pathlib import Path
+        model = Path(st.checkpoint_path).name if st.checkpoint_path else "no model"
+        shown = self.map_box.currentText() if self.show_map.isChecked() and self.prediction is not None else "no map"
+        return f"{img} · model {model} · {shown} · {self.range_box.currentText()} range"
+
+    def figure(self) -> Figure:
+        """What the view shows, as an exportable figure."""
+        qimg = self.image_item.pixmap().toImage()
+        overlay = self.map_item.pixmap().toImage() if self.show_map.isChecked() and \
+            not self.map_item.pixmap().isNull() else None
+        boxes = [sp for sp in self._label_specs                     # truth first, then the squares
+                 if (self.show_gt.isChecked() if sp[2] else self.show_pred.isChecked())]
+        bar = (self.colour_bar.cmap, self.colour_bar.lo, self.colour_bar.hi) if overlay is not None else None
+        return Figure(qimg, overlay, boxes, bar, self.caption(), self.show_labels.isChecked())
+
     def export(self, path: str) -> str:
-        rect = self.scene.sceneRect()
+        fig = self.figure()
         if path.lower().endswith(".svg"):
-            export_svg(self.scene, rect, path)
+            export_svg(fig, path)
         else:
-            export_png(self.scene, rect, path, scale=max(1.0, 512 / max(rect.width(), 1)))
+            export_png(fig, path)
         return path
 
     def _export_dialog(self, fmt: str) -> None:
