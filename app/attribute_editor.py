@@ -1,26 +1,37 @@
 """An editor for one attribute vector: every named attribute of the dataset in a tree grouped by
-the part before "::" (the dataset's ``attribute_groups``), each with an editable value (a spin box
-appears on double click or typing), and a search field."""
+the part before "::" (the dataset's ``attribute_groups``), each with an editable value (a text
+field appears on double click or typing; checked on commit), and a search field."""
 from __future__ import annotations
 
 from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLineEdit, QPushButton,
+from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QPushButton,
                                QStyledItemDelegate, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class _ValueDelegate(QStyledItemDelegate):
+    """A text field per value, checked on commit: a non-number is refused (the old value stays)
+    and said so; a number outside the dataset's range for that attribute is kept with a warning
+    (a user class may mean "more than any bird here"). Messages go to ``AttributeEditor.message``."""
+
+    def __init__(self, editor: "AttributeEditor"):
+        super().__init__(editor.tree)
+        self.owner = editor
+
     def createEditor(self, parent, option, index):
         if index.column() != 1 or index.data(NAME_ROLE) is None:
             return None
-        s = QDoubleSpinBox(parent)
-        s.setRange(-1000.0, 1000.0)
-        s.setDecimals(4)
-        s.setSingleStep(0.1)
-        return s
+        return QLineEdit(parent)
+
+    def setEditorData(self, editor, index):
+        editor.setText(f"{float(index.data(Qt.ItemDataRole.EditRole) or 0.0):g}")
+
+    def setModelData(self, editor, model, index):
+        self.owner.commit_text(index.data(NAME_ROLE), editor.text(),
+                               lambda v: model.setData(index, v, Qt.ItemDataRole.EditRole))
 
 
 def attribute_groups(names: list[str], groups: Optional[dict[str, list[int]]] = None) -> dict[str, list[int]]:
@@ -41,6 +52,7 @@ def attribute_groups(names: list[str], groups: Optional[dict[str, list[int]]] = 
 
 class AttributeEditor(QWidget):
     valuesChanged = Signal()
+    message = Signal(str)          # a refused or out-of-range value, "" when the last one was fine
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -55,7 +67,8 @@ class AttributeEditor(QWidget):
         self.zero_button.clicked.connect(lambda: self.set_values({}))
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Attribute", "Value"])
-        self.tree.setItemDelegate(_ValueDelegate(self.tree))
+        self.ranges: dict[str, tuple[float, float]] = {}
+        self.tree.setItemDelegate(_ValueDelegate(self))
         self.tree.setAlternatingRowColors(True)
         self.tree.itemChanged.connect(self._on_changed)
         row = QHBoxLayout()
@@ -88,6 +101,30 @@ class AttributeEditor(QWidget):
         self.tree.resizeColumnToContents(0)
         self._quiet = False
         self._update_groups()
+
+    def set_ranges(self, ranges: dict[str, tuple[float, float]]) -> None:
+        """Attribute -> (min, max) over the dataset's classes, for the out-of-range warning."""
+        self.ranges = dict(ranges)
+
+    def commit_text(self, name: str, text: str, store) -> bool:
+        """Check ``text`` typed for attribute ``name``; ``store(value)`` when it is a number."""
+        import math
+        try:
+            v = float(text.strip().replace(",", "."))
+            if not math.isfinite(v):
+                raise ValueError
+        except ValueError:
+            old = float(self.items[name].data(1, Qt.ItemDataRole.EditRole) or 0.0)
+            self.message.emit(f"{name}: {text.strip()!r} is not a number; the value stays {old:g}")
+            return False
+        store(v)
+        lo, hi = self.ranges.get(name, (-math.inf, math.inf))
+        if v < lo or v > hi:
+            self.message.emit(f"{name} = {v:g} is outside this dataset's range [{lo:g}, {hi:g}] "
+                              "(kept: scores of such a class are extrapolations)")
+        else:
+            self.message.emit("")
+        return True
 
     def values(self) -> dict[str, float]:
         return {n: float(it.data(1, Qt.ItemDataRole.EditRole) or 0.0) for n, it in self.items.items()}

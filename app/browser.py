@@ -106,7 +106,7 @@ class Browser(QWidget):
             box.currentIndexChanged.connect(self.apply_filters)
         state.datasetChanged.connect(self._on_dataset)
         state.evaluationChanged.connect(self._on_evaluation)
-        state.selectionChanged.connect(self.apply_filters)
+        state.selectionChanged.connect(self._on_selection)
         state.currentChanged.connect(self._show_current)
         self._set_size(self.size_slider.value())
         self._on_evaluation()
@@ -131,6 +131,14 @@ class Browser(QWidget):
         self.apply_filters()
         if len(self.model.rows):
             self.select_row(0)
+
+    def _on_selection(self) -> None:
+        """A new explicit selection (a ranking, best first; a confusion cell) starts at its first
+        image, scrolled to the top, rather than keeping the previous image wherever it now is."""
+        self.apply_filters(keep_current=self.state.selection is None)
+        if self.state.selection is not None and self.model.rowCount():
+            self.select_row(0)
+            self.view.scrollToTop()
 
     def _on_evaluation(self) -> None:
         has = self.state.evaluation is not None
@@ -164,10 +172,10 @@ class Browser(QWidget):
             return sel[mask[sel]]
         return np.nonzero(mask)[0]
 
-    def apply_filters(self) -> None:
+    def apply_filters(self, keep_current: bool = True) -> None:
         if self.state.dataset is None:
             return
-        current = self.state.current
+        current = self.state.current if keep_current else -1
         rows = self.visible_indices()
         self.model.set_rows(rows)
         sel = self.state.selection is not None

@@ -95,6 +95,7 @@ class ClassesPanel(QWidget):
 
         self.editor = AttributeEditor()
         self.editor.valuesChanged.connect(self._on_values)
+        self.editor.message.connect(self._on_editor_message)
         mid = QGroupBox("Attributes of the selected class")
         QVBoxLayout(mid).addWidget(self.editor)
 
@@ -138,6 +139,9 @@ class ClassesPanel(QWidget):
     def _on_dataset(self) -> None:
         ds = self.state.dataset
         self.editor.set_attributes(ds.attribute_names, ds.attribute_groups)
+        sem = np.asarray(ds.semantics, dtype=np.float64)
+        self.editor.set_ranges({a: (float(sem[:, j].min()), float(sem[:, j].max()))
+                                for j, a in enumerate(ds.attribute_names)} if len(sem) else {})
         self.template_box.clear()
         for c, name in enumerate(ds.class_names):
             self.template_box.addItem(f"{name} ({self.state.class_kind(c)})", c)
@@ -146,6 +150,9 @@ class ClassesPanel(QWidget):
             self.classes = []       # another attribute set: the classes no longer mean anything
         self._refresh_list()
         self._push_to_predictor()
+
+    def _on_editor_message(self, text: str) -> None:
+        self.status.setText(text)
 
     @property
     def attribute_names(self) -> list[str]:
@@ -179,9 +186,26 @@ class ClassesPanel(QWidget):
     def delete_current(self) -> None:
         r = self.list.currentRow()
         if 0 <= r < len(self.classes):
+            name = self.classes[r].name
             del self.classes[r]
             self._refresh_list(select=min(r, len(self.classes) - 1))
+            self._forget_results(name)
             self._changed()
+
+    def _forget_results(self, name: str) -> None:
+        """A deleted class leaves the tables: its row of the classification, and the ranking by it
+        (with the grid's ranked selection)."""
+        for row in reversed(range(self.class_table.rowCount())):
+            item = self.class_table.item(row, 1)
+            if item is not None and item.text() in (name, f"{name} (user)"):
+                self.class_table.removeRow(row)
+        for row in range(self.class_table.rowCount()):
+            self.class_table.setItem(row, 0, QTableWidgetItem(str(row + 1)))
+        if self.last_ranking is not None and self.last_ranking[0] == name:
+            self.last_ranking = None
+            self.rank_table.setRowCount(0)
+            if self.state.selection_label.startswith(f"ranked by {name},"):
+                self.state.set_selection(None, "")
 
     def current_class(self) -> Optional[UserClass]:
         r = self.list.currentRow()

@@ -26,15 +26,21 @@ def kind_options(kind: str) -> dict[str, object]:
         return {}
 
 
-def parse_option(text: str, default):
-    """The text of an option field as the type of its default."""
+def parse_option(text: str, default, name: str = "option"):
+    """The text of an option field as the type of its default; ValueError naming the field."""
     text = text.strip()
     if isinstance(default, bool):
         return text.lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{name}: {text!r} is not a whole number (e.g. {default})") from None
     if isinstance(default, float):
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{name}: {text!r} is not a number (e.g. {default})") from None
     if default is None:
         if text == "":
             return None
@@ -74,11 +80,15 @@ class OpenDatasetDialog(QDialog):
         form.addRow(self.help)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #d03030")
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(QLabel("Options"))
         lay.addLayout(self.options_form)
+        lay.addWidget(self.error)
         lay.addWidget(buttons)
         self.kind.currentTextChanged.connect(self._on_kind)
         self.kind.setCurrentText(spec.get("kind", "synthetic"))
@@ -114,11 +124,25 @@ class OpenDatasetDialog(QDialog):
         if d:
             self.root.setText(d)
 
+    def accept(self) -> None:
+        """OK: only with valid options; otherwise the dialog stays open with the input kept, the
+        message under the options and the bad field focused."""
+        try:
+            self.spec()
+        except ValueError as e:
+            self.error.setText(str(e))
+            name = str(e).split(":", 1)[0]
+            if name in self.option_fields:
+                self.option_fields[name][0].setFocus()
+            return
+        self.error.setText("")
+        super().accept()
+
     def spec(self) -> dict:
         """{"kind", "root", "options"}: only options that differ from their defaults."""
         opts = {}
         for name, (w, default) in self.option_fields.items():
-            v = w.isChecked() if isinstance(w, QCheckBox) else parse_option(w.text(), default)
+            v = w.isChecked() if isinstance(w, QCheckBox) else parse_option(w.text(), default, name)
             if v != default:
                 opts[name] = v
         kind = self.kind.currentText()

@@ -42,7 +42,10 @@ def dataset_spec(args: argparse.Namespace) -> Optional[dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"sgma-gui: --option needs KEY=VALUE, got {item!r}")
-        options[key.strip()] = parse_option(value, known.get(key.strip()))
+        try:
+            options[key.strip()] = parse_option(value, known.get(key.strip()), key.strip())
+        except ValueError as e:
+            raise SystemExit(f"sgma-gui: --option {e}") from None
     return {"kind": args.dataset, "root": args.root, "options": options}
 
 

@@ -57,8 +57,19 @@ _warm = False
 
 
 def load_predictor(path: str):
-    """A Predictor for a checkpoint file or run folder (runs in a worker thread)."""
+    """A Predictor for a checkpoint file or run folder (runs in a worker thread). A file that is
+    not a PyTorch file at all (a zip archive or a pickle) is named as such, rather than with the
+    unpickler's byte value."""
     from sgma.engine.predict import Predictor
+    p = Path(path)
+    if p.is_file():
+        with open(p, "rb") as f:
+            head = f.read(64)
+        if head and not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
+            text = head.decode("utf-8", "replace")
+            kind = "a text file" if text.isprintable() or "\n" in text else "of another format"
+            raise ValueError(f"{p}: not a model checkpoint: the file is {kind}. A model is a .pt file "
+                             "written by training (best.pt or last.pt in a run folder), or the run folder")
     return Predictor.from_checkpoint(path)
 
 
