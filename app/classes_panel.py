@@ -394,10 +394,7 @@ class ClassesPanel(QWidget):
             if msg != "cancelled":
                 messages.error(self, "Feature extraction failed", msg, tb)
 
-        from PySide6.QtCore import QStandardPaths
-        cache_dir = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
         self._feature_task = self.tasks.start(ranking.build_cache, st.checkpoint_path, model, ds,
-                                              cache_dir=os.path.join(cache_dir, "features") if cache_dir else None,
                                               on_done=done, on_error=failed,
                                               on_progress=lambda i, n: self.progress.setValue(i))
         self._update_enabled()

@@ -4,12 +4,11 @@ The class-centre feature of an image is the concatenation of its per-branch mapp
 phi_cct(x) = [phi_1(x), ..., phi_n(x)], and the fused compatibility with a class y is
 sum_i phi_i(x) . phi(y) (late fusion), i.e. phi_cct(x) . tile(phi(y), n). The features are
 extracted once per (model, dataset) by ``sgma.engine.features.FeatureCache`` (which also keeps
-them on disk next to the checkpoint); every ranking afterwards is a matrix-vector product. When
+them on disk in the user's cache folder); every ranking afterwards is a matrix-vector product. When
 that engine module is absent, a small in-memory equivalent below is used.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import numpy as np
@@ -17,19 +16,14 @@ import numpy as np
 CHUNK = 64
 
 
-def cache_path_for(checkpoint_path: str, dataset, cache_dir: Optional[str]) -> Optional[str]:
-    """Where the feature cache of a checkpoint goes: next to it (the engine's default), except for
-    the bundled demo model, whose folder belongs to the package: there, ``cache_dir``."""
-    from pathlib import Path
-    from sgma import resources
-    ck = Path(checkpoint_path).resolve()
-    if cache_dir and Path(resources.__file__).parent.resolve() in ck.parents:
-        from sgma.engine.features import default_cache_path
-        return str(Path(cache_dir) / default_cache_path(ck, dataset).name)
-    return None
+def cache_path_for(checkpoint_path: str, dataset) -> str:
+    """Where the feature cache of a checkpoint goes: the engine's default, in the user's cache
+    folder keyed by checkpoint and dataset (never the install folder of the bundled model)."""
+    from sgma.engine.features import default_cache_path
+    return str(default_cache_path(checkpoint_path, dataset))
 
 
-def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None, cache_dir: Optional[str] = None):
+def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None):
     """The feature cache of (model, dataset); runs in a worker thread. ``ctx`` reports progress
     and cancels between chunks."""
     def progress(done, total):
@@ -43,10 +37,7 @@ def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None, cache_
         EngineCache = None
     if EngineCache is not None:
         if checkpoint_path:
-            path = cache_path_for(checkpoint_path, dataset, cache_dir)
-            if path:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            cache = EngineCache.load_or_build(checkpoint_path, model, dataset, progress=progress, cache_path=path)
+            cache = EngineCache.load_or_build(checkpoint_path, model, dataset, progress=progress)
         else:
             cache = EngineCache.build(model, dataset, progress=progress)
     else:

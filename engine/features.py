@@ -10,7 +10,9 @@ so after one pass of the model over a dataset (``engine.extract.extract``) ranki
 a new class is a single matrix-vector product. The cache keeps the fused feature
 f(x) = sum_i phi_i(x) as well, so that product is (N, A) @ (A,) rather than (N, n A) @ (n A,).
 
-The cache is an ``.npz`` next to the checkpoint (``best.features-<dataset sha>.npz``), written
+The cache is an ``.npz`` in the user's cache folder (``default_cache_path``: $XDG_CACHE_HOME/sgma,
+default ~/.cache/sgma, keyed by checkpoint and dataset; never beside the checkpoint, which may be
+in the install folder for the bundled model), written
 atomically (temporary file in the same folder, fsync, ``os.replace``). It is keyed by the
 checkpoint's fingerprint (sha256 of the file, or for files above ``FULL_HASH_LIMIT`` of its size,
 mtime and first and last MiB) and the dataset's ``identity()["sha256"]`` and the image indices;
@@ -97,9 +99,22 @@ def indices_digest(indices: Sequence[int]) -> str:
     return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
 
 
+def user_cache_dir() -> Path:
+    """The user's cache folder for SGMA: ``$XDG_CACHE_HOME/sgma`` (default ``~/.cache/sgma``;
+    on Windows ``%LOCALAPPDATA%/sgma/cache``). Never the install folder, never the run folder."""
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "sgma" / "cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sgma"
+
+
 def default_cache_path(checkpoint_path: str | os.PathLike, dataset: ZSLDataset) -> Path:
-    ck = checkpoint_file(checkpoint_path)
-    return ck.parent / f"{ck.stem}.features-{dataset.identity()['sha256'][:12]}.npz"
+    """``user_cache_dir()/features/<checkpoint>-<dataset>.npz``: named by a hash of the
+    checkpoint's resolved path and the dataset's identity; the checkpoint's content fingerprint
+    is in the cache's key, so a checkpoint rewritten in place rebuilds its cache."""
+    ck = checkpoint_file(checkpoint_path).resolve()
+    where = hashlib.sha256(str(ck).encode()).hexdigest()[:16]
+    return user_cache_dir() / "features" / f"{ck.stem}-{where}-{dataset.identity()['sha256'][:12]}.npz"
 
 
 class FeatureCache:
@@ -203,6 +218,7 @@ class FeatureCache:
         cache = cls.build(model, dataset, indices, batch_size, device, key, state, progress)
         if save:
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 cache.save(path)
             except OSError:
                 pass        # a read-only run folder: the cache still works in memory

@@ -109,8 +109,10 @@ def answers(monkeypatch):
 
 
 @pytest.fixture
-def make_window(qtbot, app_settings, answers, monkeypatch):
-    """Builds windows; the training form's "demo" preset gets the small test model."""
+def make_window(qtbot, app_settings, answers, monkeypatch, tmp_path):
+    """Builds windows; the training form's "demo" preset gets the small test model; the user
+    cache folder (ranking features) is a temporary one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from sgma.app.mainwindow import MainWindow
     from sgma.engine import config
     monkeypatch.setattr(config, "preset", small_preset(config.preset))
