@@ -342,7 +342,7 @@ class AuditPanel(QWidget):
                 " (the model was trained on other attributes: scores are over its own classes)"
             mode = f"combined scores, beta {self.state.predictor.beta:g}" if pred.mode == "combined" \
                 and self.state.predictor is not None else f"{pred.mode} scores"
-            self.message.setText(f"prediction ({mode}){note}; "
+            self.message.setText(f"top classes among all classes, seen and unseen ({mode}){note}; "
                                  + ("parts named by the evaluation" if assignment else
                                     "run an evaluation to name the parts"))
         elif self.state.predictor is None:

@@ -239,7 +239,10 @@ class Browser(QWidget):
         pred = self.state.predicted_class(index)
         if pred is not None and pred >= 0:
             ok = "correct" if pred == c else "wrong"
-            text += f"<br>evaluation: predicted {ds.class_names[pred]} ({ok})"
+            ev = self.state.evaluation
+            mode = ev.summary.get("inference", "combined")
+            among = "ZSL, among unseen classes" if c in set(ds.split.unseen) else "GZSL, among all classes"
+            text += f"<br>evaluation ({among}, {mode} scores): predicted {ds.class_names[pred]} ({ok})"
         self.info.setText(text)
         row = ds.semantics[c]
         groups = ds.attribute_groups or {}

@@ -119,8 +119,8 @@ class EvaluationPanel(QWidget):
         self.parts_table.setToolTip("Found: % of images whose square has IoU > 0.5 with the ground truth; "
                                     "Random: the same for random squares of the same side; IoU: mean IoU")
         self.bars = pg.PlotWidget(title="Per-class ZSL accuracy")
-        self.bars.setYRange(0, 1)
-        self.bars.showGrid(y=True, alpha=0.2)
+        self.bars.setXRange(0, 1)
+        self.bars.showGrid(x=True, alpha=0.2)
         self.bar_item: Optional[pg.BarGraphItem] = None
         self.confusion = ConfusionView()
         self.confusion.cellChosen.connect(self.show_cell)
@@ -245,15 +245,17 @@ class EvaluationPanel(QWidget):
     def _show_bars(self, per_class: dict) -> None:
         if self.bar_item is not None:
             self.bars.removeItem(self.bar_item)
+        # horizontal bars, one row per class, labelled with the class name (readable for 50 classes)
         names = list(per_class)
-        x = np.arange(len(names))
-        self.bar_item = pg.BarGraphItem(x=x, height=[per_class[n] for n in names], width=0.7, brush="#4363d8")
+        y = np.arange(len(names))
+        self.bar_item = pg.BarGraphItem(x0=0, y=y, height=0.7, width=[per_class[n] for n in names], brush="#4363d8")
         self.bars.addItem(self.bar_item)
-        ax = self.bars.getAxis("bottom")
-        ax.setTicks([[(i, str(i + 1)) for i in x]])
-        self.bars.setXRange(-0.6, max(len(names) - 0.4, 0.6))
-        self.bars.setToolTip("\n".join(f"{i + 1}: {short(n, 40)} {100 * per_class[n]:.0f} %"
-                                       for i, n in enumerate(names)))
+        self.bars.getAxis("left").setTicks([[(i, short(n, 28)) for i, n in zip(y, names)]])
+        self.bars.getAxis("bottom").setTicks(None)
+        self.bars.setXRange(0, 1)
+        self.bars.setYRange(-0.6, max(len(names) - 0.4, 0.6))
+        self.bars.getViewBox().invertY(True)            # the first class at the top
+        self.bars.setToolTip("ZSL accuracy per unseen class")
 
     def show_cell(self, row: int, col: int) -> None:
         if self.state.evaluation is None:

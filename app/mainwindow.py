@@ -171,6 +171,8 @@ class MainWindow(QMainWindow):
         for k, name in enumerate(["Part audit", "Training", "Evaluation", "New classes"]):
             self._action(v, name, lambda k=k: self.tabs.setCurrentIndex(k), f"Ctrl+{k + 1}")
         h = mb.addMenu("&Help")
+        self._action(h, "&Keyboard shortcuts", lambda: messages.info(self, "Keyboard shortcuts", self.shortcuts_text()),
+                     "F1")
         self._action(h, "&About", lambda: messages.info(
             self, f"About {APP_NAME}",
             "SGMA Part Explorer: Semantic-Guided Multi-Attention localization for zero-shot learning "
@@ -178,6 +180,19 @@ class MainWindow(QMainWindow):
             "define new classes by their attributes."))
         f.aboutToShow.connect(self._fill_recent)
         self._fill_recent()
+
+    def shortcuts_text(self) -> str:
+        """Every key binding: the menus' actions (read from them, so the list cannot drift) and
+        the audit view's own keys."""
+        lines = []
+        for menu_action in self.menuBar().actions():
+            for a in menu_action.menu().actions():
+                keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts()]
+                if keys:
+                    lines.append(f"{', '.join(keys)}\t{a.text().replace('&', '')}")
+        lines += ["Wheel, + / -\tzoom the audit view", "Drag\tpan the audit view",
+                  "Double click, 0\tfit the image in the audit view"]
+        return "\n".join(lines)
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
         a = QAction(text, self)

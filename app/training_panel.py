@@ -82,6 +82,7 @@ class TrainingPanel(QWidget):
         self.epochs_done = 0
         self.stage_epochs = {}
         self.failed = False
+        self.run_dir_of_curves: Optional[Path] = None
 
         # ---- the form
         self.dataset_label = QLabel("no dataset")
@@ -277,7 +278,9 @@ class TrainingPanel(QWidget):
         self.total_steps = estimate_total_steps(cfg, ds)
         self.epochs_done, self.events, self.n_steps = 0, [], 0
         self.stage_epochs = {s: getattr(cfg.train, s).epochs for s in STAGE_FIELDS}
-        self.curves.clear()
+        if not (resume and self.run_dir_of_curves == run_dir):
+            self.curves.clear()          # a resumed run keeps the curves it drew so far
+        self.run_dir_of_curves = run_dir
         self.progress.setValue(0)
         self._log(f"{'resuming' if resume else 'starting'} run in {run_dir}")
         self.run = TrainingRun(make_trainer, self, threads=self.threads.value())

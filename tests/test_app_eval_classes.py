@@ -50,9 +50,12 @@ def test_evaluation_tables_bars_confusion_and_csv(qtbot, win, small_ds, tmp_path
     assert float(head[3]) == pytest.approx(100 * s["parts"]["random"]["head"], abs=0.051)
     assert int(head[5]) == s["parts"]["n_images"]["head"]
     # per-class accuracy bars: one per unseen class
-    heights = e.bar_item.opts["height"]
+    heights = e.bar_item.opts["width"]                      # horizontal bars: the length is the accuracy
     assert len(heights) == len(small_ds.split.unseen)
     assert list(heights) == pytest.approx(list(s["per_class"].values()))
+    from sgma.app.confusion import short
+    ticks = e.bars.getAxis("left")._tickLevels[0]             # each bar labelled with its class name
+    assert [t[1] for t in ticks] == [short(n, 28) for n in s["per_class"]]
     # the confusion matrix; a click shows that cell's images in the grid
     cm = e.confusion.model_
     n_unseen = len(small_ds.split.unseen)
@@ -81,6 +84,9 @@ def test_evaluation_tables_bars_confusion_and_csv(qtbot, win, small_ds, tmp_path
     assert n_ok + n_bad == len(small_ds.split.test_seen) + len(small_ds.split.test_unseen)
     b.kind_box.setCurrentText("unseen")
     assert b.model.rowCount() == cm.matrix.sum() - np.trace(cm.matrix)
+    # the info panel says which prediction it shows (the audit lists all classes; see its message)
+    b.select_row(0)
+    assert f"evaluation (ZSL, among unseen classes, {s['inference']} scores)" in b.info.text()
     # CSV export
     path = e.export_csv(str(tmp_path / "metrics.csv"))
     with open(path, newline="") as f:

@@ -59,3 +59,22 @@ def test_prediction_in_flight_for_the_old_dataset_is_dropped(qtbot, win, small_d
     qtbot.waitUntil(lambda: a.prediction is not None and not win.tasks.busy, timeout=20000)
     expected = win.state.predictor.predict(other.load_image(3))
     np.testing.assert_allclose(a.prediction.boxes, expected.boxes, atol=1e-3)
+
+
+def test_help_lists_every_shortcut(make_window, answers, small_ds):
+    from PySide6.QtGui import QKeySequence
+    w = make_window(dataset=small_ds)
+    text = w.shortcuts_text()
+    every = [k.toString(QKeySequence.SequenceFormat.NativeText)
+             for m in w.menuBar().actions() for a in m.menu().actions() for k in a.shortcuts()]
+    assert len(every) >= 10
+    for k in every:
+        assert k in text
+    assert "Next image" in text and "zoom" in text and "F1" in text
+    help_menu = [m for m in w.menuBar().actions() if "Help" in m.text()][0].menu()
+    [a for a in help_menu.actions() if "shortcuts" in a.text()][0].trigger()
+    assert answers.of("info")[-1][1:] == ("Keyboard shortcuts", text)
+
+
+def test_info_panel_and_audit_say_which_classes_and_mode(qtbot, win, small_ds):
+    assert "among all classes" in win.audit.message.text() and "beta" in win.audit.message.text()
