@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from typing import Optional
 
 import numpy as np
@@ -58,10 +59,15 @@ def summary_csv(summary: dict) -> str:
     return buf.getvalue()
 
 
-def run_evaluation(model, state, dataset):
-    """The engine's evaluator (runs in a worker thread)."""
+def run_evaluation(model, state, dataset, ctx=None):
+    """The engine's evaluator (runs in a worker thread); ``ctx`` gets the images extracted so
+    far after each batch, and Cancel stops it between batches."""
     from sgma.engine.evaluate import evaluate
-    return evaluate(model, state, dataset)
+
+    def progress(done, total):
+        ctx.check()
+        ctx.progress(done, total)
+    return evaluate(model, state, dataset, progress=progress if ctx is not None else None)
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -105,13 +111,17 @@ class EvaluationPanel(QWidget):
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         self.busy.setVisible(False)
-        self.busy.setMaximumWidth(160)
+        self.busy.setMaximumWidth(220)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel)
         self.status = QLabel()
         self.status.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.run_button)
         top.addWidget(self.export_button)
         top.addWidget(self.busy)
+        top.addWidget(self.cancel_button)
         top.addWidget(self.status, 1)
 
         self.zsl_table = _table(["Inference", "ZSL", "A_U", "A_S", "H"])
@@ -180,11 +190,22 @@ class EvaluationPanel(QWidget):
             return
         predictor, dataset = st.predictor, st.dataset
         self.status.setText(f"evaluating on {dataset.name}…")
+        self.busy.setRange(0, 0)
         self.busy.setVisible(True)
+        self.cancel_button.setVisible(True)
+        started = time.monotonic()
+
+        def progress(n, total):
+            from .training_panel import fmt_duration
+            self.busy.setRange(0, max(total, 1))
+            self.busy.setValue(n)
+            eta = (time.monotonic() - started) / n * (total - n) if n else float("nan")
+            self.status.setText(f"evaluating on {dataset.name}: {n}/{total} images, ETA {fmt_duration(eta)}")
 
         def done(result):
             self.task = None
             self.busy.setVisible(False)
+            self.cancel_button.setVisible(False)
             if predictor is st.predictor and dataset is st.dataset:
                 st.set_evaluation(result)
             else:
@@ -195,14 +216,21 @@ class EvaluationPanel(QWidget):
         def failed(msg, tb):
             self.task = None
             self.busy.setVisible(False)
-            self.status.setText(f"evaluation failed: {msg}")
+            self.cancel_button.setVisible(False)
+            self.status.setText("evaluation cancelled" if msg == "cancelled" else f"evaluation failed: {msg}")
             self._update_enabled()
             if msg != "cancelled":
                 messages.error(self, "Evaluation failed", msg, tb)
 
         self.task = self.tasks.start(run_evaluation, predictor.model, predictor.state, dataset,
-                                     on_done=done, on_error=failed)
+                                     on_done=done, on_error=failed, on_progress=progress)
         self._update_enabled()
+
+    def cancel(self) -> None:
+        """Stop the running evaluation after its current batch; nothing is kept."""
+        if self.task is not None:
+            self.task.cancel()
+            self.status.setText("cancelling the evaluation…")
 
     # ---------------------------------------------------------------- showing
     def show_evaluation(self) -> None:

@@ -96,7 +96,8 @@ def assign_parts(boxes: np.ndarray, gt: dict[str, list], part_names: list[str]) 
 
 
 def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, device="cpu",
-             calibration_gamma: Optional[float] = None, seed: int = 0) -> Evaluation:
+             calibration_gamma: Optional[float] = None, seed: int = 0, progress=None) -> Evaluation:
+    """``progress(done, total)``: images extracted so far, after each batch (it may raise to cancel)."""
     cfg = model.cfg
     train_classes = align_classes(state, dataset)
     sp = dataset.split
@@ -105,9 +106,15 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     train_idx = [i for i in sp.trainval if labels[i] in tc]
     val_idx = [i for i in sp.trainval if labels[i] in set(sp.val_classes) and labels[i] not in tc]
     test_idx = list(sp.test_seen) + list(sp.test_unseen)
-    ex_train = extract(model, dataset, train_idx, batch_size, device)
-    ex_val = extract(model, dataset, val_idx, batch_size, device) if val_idx else None
-    ex_test = extract(model, dataset, test_idx, batch_size, device)
+    done, total = [0], len(train_idx) + len(val_idx) + len(test_idx)
+
+    def tick(n):
+        done[0] += n
+        progress(done[0], total)
+    tick = tick if progress is not None else None
+    ex_train = extract(model, dataset, train_idx, batch_size, device, progress=tick)
+    ex_val = extract(model, dataset, val_idx, batch_size, device, progress=tick) if val_idx else None
+    ex_test = extract(model, dataset, test_idx, batch_size, device, progress=tick)
     protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics, cfg.ridge_lambda)
     compat = torch.as_tensor(ex_test["scores"])
     csim = center_similarity(torch.as_tensor(ex_test["cct"]), torch.as_tensor(protos, dtype=torch.float32))

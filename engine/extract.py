@@ -14,7 +14,7 @@ from .loader import EpochOrder, ImageSet, make_loader
 @torch.no_grad()
 def extract(model, dataset: ZSLDataset, indices: Sequence[int], batch_size: int = 32,
             device: str | torch.device = "cpu", keep_maps: bool = False, num_workers: int = 0,
-            images: ImageSet | None = None, cache=None) -> dict[str, np.ndarray]:
+            images: ImageSet | None = None, cache=None, progress=None) -> dict[str, np.ndarray]:
     """``cache``: a ``BackboneCache`` of the model's frozen image CNN (engine/backbone_cache.py);
     images are read unflipped, so its entries are shared with training's unflipped ones."""
     was_training = model.training
@@ -34,6 +34,8 @@ def extract(model, dataset: ZSLDataset, indices: Sequence[int], batch_size: int 
         out["indices"].append(np.asarray(idx))
         if keep_maps:
             out["maps"].append(o.maps.float().cpu().numpy().astype(np.float16))
+        if progress is not None:        # called with the batch's size; may raise to cancel
+            progress(len(idx))
     model.train(was_training)
     res = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items() if k != "maps"}
     if keep_maps:

@@ -94,3 +94,25 @@ def test_deleted_user_class_leaves_the_tables(qtbot, win, small_ds):
     assert name not in names and len(names) == len(small_ds.class_names)
     assert [c.class_table.item(r, 0).text() for r in range(len(names))] == [str(k + 1) for k in range(len(names))]
     assert c.rank_table.rowCount() == 0 and win.state.selection is None
+
+
+def test_evaluation_progress_and_cancel(qtbot, win, small_ds):
+    e = win.evaluation
+    seen = []
+    e.run()
+    e.task.signals.progress.connect(lambda n, t: seen.append((n, t)))
+    assert not e.cancel_button.isHidden() and not e.busy.isHidden()
+    qtbot.waitUntil(lambda: len(seen) >= 1, timeout=30000)
+    e.cancel()
+    qtbot.waitUntil(lambda: e.task is None, timeout=30000)
+    assert win.state.evaluation is None and e.status.text() == "evaluation cancelled"
+    assert e.cancel_button.isHidden() and e.run_button.isEnabled()
+    n, total = seen[0]
+    sp = small_ds.split
+    assert 0 < n < total <= len(sp.trainval) + len(sp.test_seen) + len(sp.test_unseen)
+    # run to the end: the bar reaches the total, with an ETA on the way
+    seen.clear()
+    e.run()
+    e.task.signals.progress.connect(lambda n, t: seen.append((n, t)))
+    qtbot.waitUntil(lambda: win.state.evaluation is not None, timeout=120000)
+    assert seen and seen[-1][0] == seen[-1][1] and [s[0] for s in seen] == sorted(s[0] for s in seen)
