@@ -105,6 +105,9 @@ class ClassesPanel(QWidget):
         self.rank_button.clicked.connect(self.rank)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_ranking)
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.class_table = _table(["#", "Class", "Kind", "Score"], stretch=1)
@@ -117,7 +120,10 @@ class ClassesPanel(QWidget):
         rl.addWidget(self.classify_button)
         rl.addWidget(self.class_table, 1)
         rl.addWidget(self.rank_button)
-        rl.addWidget(self.progress)
+        prow = QHBoxLayout()
+        prow.addWidget(self.progress, 1)
+        prow.addWidget(self.cancel_button)
+        rl.addLayout(prow)
         rl.addWidget(self.rank_table, 1)
         rl.addWidget(self.status)
 
@@ -372,12 +378,14 @@ class ClassesPanel(QWidget):
             self._rank_with(st.features, c)
             return
         self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
         self.progress.setRange(0, len(ds))
         self.status.setText(f"extracting the features of {len(ds)} images once (later rankings are instant)…")
 
         def done(cache):
             self._feature_task = None
             self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
             if model is not st.predictor.model or ds is not st.dataset:
                 self._update_enabled()
                 return
@@ -390,7 +398,10 @@ class ClassesPanel(QWidget):
         def failed(msg, tb):
             self._feature_task = None
             self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
             self._update_enabled()
+            if msg == "cancelled":
+                self.status.setText("ranking cancelled: the features were not extracted")
             if msg != "cancelled":
                 messages.error(self, "Feature extraction failed", msg, tb)
 
@@ -398,6 +409,12 @@ class ClassesPanel(QWidget):
                                               on_done=done, on_error=failed,
                                               on_progress=lambda i, n: self.progress.setValue(i))
         self._update_enabled()
+
+    def cancel_ranking(self) -> None:
+        """Stop the first ranking's feature extraction between chunks."""
+        if self._feature_task is not None:
+            self._feature_task.cancel()
+            self.status.setText("cancelling…")
 
     def _rank_with(self, cache, c: UserClass) -> None:
         ds = self.state.dataset

@@ -116,3 +116,20 @@ def test_evaluation_progress_and_cancel(qtbot, win, small_ds):
     e.task.signals.progress.connect(lambda n, t: seen.append((n, t)))
     qtbot.waitUntil(lambda: win.state.evaluation is not None, timeout=120000)
     assert seen and seen[-1][0] == seen[-1][1] and [s[0] for s in seen] == sorted(s[0] for s in seen)
+
+
+def test_first_ranking_can_be_cancelled(qtbot, win, small_ds):
+    import threading
+    c = win.classes
+    c.add_from_class(int(small_ds.split.unseen[0]))
+    gate = threading.Event()
+    for _ in range(2):                          # hold both pool threads: the extraction waits
+        win.tasks.start(gate.wait, 30)
+    c.rank()
+    assert not c.cancel_button.isHidden() and not c.rank_button.isEnabled()
+    c.cancel_ranking()
+    gate.set()
+    qtbot.waitUntil(lambda: c._feature_task is None, timeout=30000)
+    assert c.status.text() == "ranking cancelled: the features were not extracted"
+    assert win.state.features is None and c.last_ranking is None and c.cancel_button.isHidden()
+    assert c.rank_button.isEnabled()
