@@ -280,7 +280,41 @@ class MainWindow(QMainWindow):
 
         self.tasks.start(load_predictor, path, on_done=done, on_error=failed)
 
+    def _show_closing_progress(self) -> None:
+        """While the run stops and saves before quitting: a busy bar with the time waited and
+        *Don't quit*, which keeps the window open (the run still stops and saves its checkpoint:
+        a stop cannot be taken back)."""
+        from PySide6.QtWidgets import QProgressDialog
+        import time
+        dlg = QProgressDialog("Stopping the training and saving a checkpoint before quitting…",
+                              "Don't quit", 0, 0, self)
+        dlg.setWindowTitle("Quitting")
+        dlg.setMinimumDuration(0)
+        dlg.setAutoClose(False)
+        dlg.setAutoReset(False)
+        started = time.monotonic()
+        timer = QTimer(dlg)
+        timer.timeout.connect(lambda: dlg.setLabelText(
+            "Stopping the training and saving a checkpoint before quitting… "
+            f"({time.monotonic() - started:.0f} s; {self.training.progress_label.text()})"))
+        timer.start(500)
+        dlg.canceled.connect(self._cancel_quit)
+        self.closing_dialog = dlg
+        dlg.show()
+
+    def _cancel_quit(self) -> None:
+        self._close_after_training = False
+        self.state.status.emit("not quitting; the training still stops and saves its checkpoint")
+        dlg, self.closing_dialog = getattr(self, "closing_dialog", None), None
+        if dlg is not None:
+            dlg.hide()
+            dlg.deleteLater()
+
     def _on_training_finished(self, run_dir: str, stopped: bool, failed: bool) -> None:
+        dlg, self.closing_dialog = getattr(self, "closing_dialog", None), None
+        if dlg is not None:
+            dlg.hide()
+            dlg.deleteLater()
         if self._close_after_training:
             QTimer.singleShot(0, self.close)
             return
@@ -301,6 +335,7 @@ class MainWindow(QMainWindow):
             self._close_after_training = True
             self.training.stop()
             self.state.status.emit("stopping the training and saving a checkpoint before quitting…")
+            self._show_closing_progress()
             event.ignore()
             return
         self.save_settings()

@@ -153,10 +153,32 @@ def test_closing_while_training_asks_stops_and_saves(qtbot, make_window, small_d
     answers.reply = True                  # "yes": stop, save, then close
     w.close()
     assert len(answers.of("ask")) == 2
+    assert w.closing_dialog is not None and w.closing_dialog.isVisible()     # a busy bar while it stops
+    assert w.closing_dialog.maximum() == 0
     qtbot.waitUntil(lambda: w._closed, timeout=120000)
+    assert w.closing_dialog is None
     assert not w.isVisible() and not t.is_running()
     saved = [e for e in events_of(w, "CheckpointSaved") if e.kind == "stop"]
     assert saved and (run_dir / "last.pt").is_file()
+
+
+def test_closing_while_training_can_be_called_off(qtbot, make_window, small_ds, tmp_path, answers):
+    w = make_window(dataset=small_ds)
+    t = w.training
+    fill_form(w, tmp_path, epochs=(20, 0, 0, 0), steps=0)
+    assert t.start(str(tmp_path / "runs" / "calloff"))
+    qtbot.waitUntil(lambda: t.n_steps >= 1, timeout=60000)
+    answers.reply = True
+    w.close()
+    from PySide6.QtWidgets import QPushButton
+    button = w.closing_dialog.findChild(QPushButton)
+    assert button.text() == "Don't quit"
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert w.closing_dialog is None and not w._close_after_training
+    qtbot.waitUntil(lambda: not t.is_running(), timeout=120000)
+    qtbot.wait(200)
+    assert w.isVisible() and not w._closed       # the run stopped and saved; the window stays
+    assert (tmp_path / "runs" / "calloff" / "last.pt").is_file()
 
 
 def test_bad_form_values_are_reported(qtbot, make_window, small_ds, tmp_path, answers):
