@@ -91,6 +91,11 @@ class AuditPanel(QWidget):
         self.show_pred = QCheckBox("Predicted parts")
         self.show_gt = QCheckBox("Ground truth")
         self.show_labels = QCheckBox("Labels")
+        self.show_random = QCheckBox("Random baseline")
+        self.show_random.setToolTip("a random square of the same side per map (seeded by the image), "
+                                    "with its IoU: what the evaluation's random baseline measures")
+        self.show_random.toggled.connect(lambda _on: self.redraw())
+        self.random_boxes: list[tuple[float, float, float, float]] = []
         for cb, key in ((self.show_map, "map"), (self.show_pred, "pred"), (self.show_gt, "gt"),
                         (self.show_labels, "labels")):
             cb.setChecked(settings.get(f"audit/show_{key}", True))
@@ -120,7 +125,7 @@ class AuditPanel(QWidget):
         controls.addWidget(self.png_button)
         controls.addWidget(self.svg_button)
         layers = QHBoxLayout()
-        for w in (self.show_map, self.show_pred, self.show_gt, self.show_labels):
+        for w in (self.show_map, self.show_pred, self.show_gt, self.show_labels, self.show_random):
             layers.addWidget(w)
         layers.addWidget(QLabel("Opacity"))
         layers.addWidget(self.opacity, 1)
@@ -330,11 +335,15 @@ class AuditPanel(QWidget):
                     text += f"  IoU {iou_of_map[m][1]:.2f}"
                 box = clip_box(box, *self.image_size)      # squares may reach past the border
                 self.pred_items.append(self._box(box, MAP_COLOURS[m % len(MAP_COLOURS)], False, text))
-        for part, m, v in pairs:
+        rows = [(part, f"map{m + 1}" + (f" ({assignment[m]})" if m in assignment else " (best match)"), v)
+                for part, m, v in pairs]
+        self.random_boxes = []
+        if pred is not None and self.show_random.isChecked():
+            rows += self._draw_random(pred.boxes, gt, pairs)
+        for row in rows:
             r = self.iou_table.rowCount()
             self.iou_table.insertRow(r)
-            label = f"map{m + 1}" + (f" ({assignment[m]})" if m in assignment else " (best match)")
-            for c, text in enumerate([part, label, f"{v:.3f}"]):
+            for c, text in enumerate([row[0], row[1], f"{row[2]:.3f}"]):
                 self.iou_table.setItem(r, c, QTableWidgetItem(text))
         if pred is not None:
             self._fill_top(pred)
@@ -350,6 +359,32 @@ class AuditPanel(QWidget):
         self._draw_map()
         self._apply_visibility()
         self._layout_labels()
+
+    def random_squares(self, boxes) -> list[tuple[float, float, float, float]]:
+        """One square per predicted square, of the same width and height, placed uniformly inside
+        the image; the generator is seeded by the image index, so a redraw keeps them."""
+        w, h = self.image_size
+        rng = np.random.default_rng(self.index)
+        out = []
+        for b in boxes:
+            bw, bh = min(float(b[2] - b[0]), w), min(float(b[3] - b[1]), h)
+            x0, y0 = rng.uniform(0, max(w - bw, 0)), rng.uniform(0, max(h - bh, 0))
+            out.append((x0, y0, x0 + bw, y0 + bh))
+        return out
+
+    def _draw_random(self, boxes, gt, pairs) -> list[tuple[str, str, float]]:
+        from sgma.engine.metrics import iou
+        self.random_boxes = self.random_squares(boxes)
+        rows = []
+        part_of = {m: part for part, m, _v in pairs}
+        for m, rb in enumerate(self.random_boxes):
+            part = part_of.get(m)
+            v = iou(np.asarray(rb), gt[part]) if part is not None else None
+            text = f"random{m + 1}" + (f"  IoU {v:.2f}" if v is not None else "")
+            self.pred_items.append(self._box(rb, "#bbbbbb", False, text))
+            if v is not None:
+                rows.append((part, f"random square (side of map{m + 1})", v))
+        return rows
 
     def _fill_top(self, pred) -> None:
         user = set(getattr(self.state.predictor, "user_names", []) or [])

@@ -152,3 +152,36 @@ def test_exported_figure_has_colour_bar_caption_and_normal_permissions(win, smal
     text = open(svg, encoding="utf-8").read()
     assert "(truth)" in text and "IoU" in text and f"image #{a.index}" in text
     assert sorted(os.listdir(tmp_path)) == ["view.png", "view.svg"]
+
+
+def test_random_baseline_toggle(win, small_ds):
+    from sgma.engine.metrics import iou
+    a = win.audit
+    assert not a.show_random.isChecked() and len(a.pred_items) == 2
+    a.show_random.setChecked(True)
+    assert len(a.pred_items) == 4 and len(a.random_boxes) == 2
+    w, h = a.image_size
+    for rb, pb in zip(a.random_boxes, a.prediction.boxes):
+        assert 0 <= rb[0] and 0 <= rb[1] and rb[2] <= w + 1e-6 and rb[3] <= h + 1e-6     # inside the image
+        assert rb[2] - rb[0] == pytest.approx(min(pb[2] - pb[0], w))                   # same side
+    rows = {a.iou_table.item(r, 1).text(): (a.iou_table.item(r, 0).text(), float(a.iou_table.item(r, 2).text()))
+            for r in range(a.iou_table.rowCount())}
+    rand = {k: v for k, v in rows.items() if k.startswith("random")}
+    assert len(rand) == 2
+    gt = small_ds.items[a.index].part_boxes
+    for k, (part, v) in rand.items():
+        m = int(k.rsplit("map", 1)[1].rstrip(")")) - 1
+        assert v == pytest.approx(iou(np.asarray(a.random_boxes[m]), gt[part]), abs=1e-3)
+    before = list(a.random_boxes)
+    a.redraw()
+    assert a.random_boxes == before                      # seeded by the image: stable
+    assert_labels_apart_and_inside_n(a, 6)
+    a.show_random.setChecked(False)
+    assert len(a.pred_items) == 2 and a.iou_table.rowCount() == 2
+
+
+def assert_labels_apart_and_inside_n(a, n):
+    rects = a.label_screen_rects()
+    assert len(rects) == n
+    for r1, r2 in itertools.combinations(rects, 2):
+        assert not r1.intersects(r2), (r1, r2)
