@@ -27,6 +27,11 @@ from typing import Any, Optional
 import tomli_w
 
 
+# stage 1: the paper's k-means over peak positions, co-location (engine/colocation.py), or NMF
+# factors of the features (stages.nmf_channel_targets)
+CHANNEL_GROUPINGS = ("kmeans", "colocation", "nmf")
+
+
 class ConfigError(ValueError):
     """A configuration file or value is invalid; the message names the field."""
 
@@ -108,6 +113,7 @@ class TrainConfig:
     kmeans_images: int = 256
     # stage 1: "kmeans" (the paper, after MA-CNN: k-means over per-channel peak coordinates) or
     # "colocation" (groups of channels that peak strongly at the same place; engine/colocation.py)
+    # or "nmf" (deep feature factorisation; stages.nmf_channel_targets)
     channel_grouping: str = "kmeans"
     # stage 2: Adam steps fitting the cropping net to the pseudo squares before the part epochs
     # (0 = keep its start, the soft-argmax of the map, which is already near those squares)
@@ -160,8 +166,8 @@ class RunConfig:
             raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
         if self.train.cropper_fit_steps < 0:
             raise ConfigError(f"train.cropper_fit_steps must be >= 0, got {self.train.cropper_fit_steps}")
-        if self.train.channel_grouping not in ("kmeans", "colocation"):
-            raise ConfigError(f"train.channel_grouping must be 'kmeans' or 'colocation', "
+        if self.train.channel_grouping not in CHANNEL_GROUPINGS:
+            raise ConfigError(f"train.channel_grouping must be one of {', '.join(CHANNEL_GROUPINGS)}, "
                               f"got {self.train.channel_grouping!r}")
         if not self.train.lr > 0:
             raise ConfigError(f"train.lr must be > 0, got {self.train.lr}")

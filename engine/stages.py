@@ -109,3 +109,44 @@ def fit_cropper(cropper, maps: torch.Tensor, side: float, iters: int = 100, lr: 
         opt.step()
         losses.append(float(loss.detach()))
     return losses
+
+
+def _factor_shape(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per factor, over images: share of mass on the map's outer ring, and mean distance of the
+    mass from the map's peak in map sides. (N, k, h, w) -> ((k,), (k,))."""
+    n, k, h, w = maps.shape
+    mass = maps / (maps.sum(axis=(2, 3), keepdims=True) + 1e-9)
+    ring = np.ones((h, w), bool)
+    ring[1:-1, 1:-1] = False
+    border = (mass * ring).sum(axis=(2, 3)).mean(axis=0)
+    peak = maps.reshape(n, k, -1).argmax(axis=2)
+    py, px = peak // w, peak % w
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = np.hypot(yy[None, None] - py[..., None, None], xx[None, None] - px[..., None, None]) / max(h, w)
+    return border, (mass * d).sum(axis=(2, 3)).mean(axis=0)
+
+
+def nmf_channel_targets(features: torch.Tensor, n_parts: int, seed: int = 0, k: int = 4,
+                        max_border: float = 0.35, max_pixels: int = 40000) -> tuple[torch.Tensor, list[int]]:
+    """Stage 1 by deep feature factorisation (``channel_grouping = "nmf"``, docs/choices.md): NMF
+    with ``k`` factors over the pixels of the features clipped at 0 (rows: pixels of all images,
+    columns: channels). A factor is a part candidate when under ``max_border`` of its mass lies on
+    the map's outer ring (not background); the parts are the ``n_parts`` most compact candidates
+    (smallest mean distance of the mass from its peak), then the most compact of the rest. The
+    soft targets of a_i are each part's channel loadings over their maximum, (n, C) in [0, 1].
+    No part annotation is read. Returns (targets, chosen factor indices)."""
+    from sklearn.decomposition import NMF
+    x = features.float().clamp(min=0).numpy()
+    n, c, h, w = x.shape
+    pix = x.transpose(0, 2, 3, 1).reshape(-1, c)
+    rng = np.random.default_rng(seed)
+    if len(pix) > max_pixels:
+        pix = pix[rng.choice(len(pix), max_pixels, replace=False)]
+    k = max(k, n_parts)
+    comps = NMF(n_components=k, init="nndsvda", max_iter=300, random_state=seed).fit(pix).components_
+    unit = comps / (np.linalg.norm(comps, axis=1, keepdims=True) + 1e-9)
+    border, spread = _factor_shape(np.einsum("nchw,kc->nkhw", x, unit))
+    order = sorted(range(k), key=lambda j: (border[j] >= max_border, spread[j]))
+    chosen = order[:n_parts]
+    targets = comps[chosen] / (comps[chosen].max(axis=1, keepdims=True) + 1e-9)
+    return torch.as_tensor(targets, dtype=torch.float32), [int(j) for j in chosen]

@@ -45,8 +45,8 @@ from .metrics import mean_class_accuracy, part_precision
 from .metrics_log import MetricsLog
 from .runlock import RunLock, RunLockError
 from .model import SGMA
-from .stages import (fit_cropper, kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets,
-                     pseudo_squares)
+from .stages import (fit_cropper, kmeans_channel_groups, nmf_channel_targets, pretrain_channel_weights,
+                     pseudo_label_targets, pseudo_squares)
 
 STAGES = ("warmup", "kmeans", "pretrain_parts", "joint")
 
@@ -410,7 +410,11 @@ class Trainer:
         n = min(tc.kmeans_images, len(self.images))
         feats = self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(x) if fr is None else fr.attention)
                                   .float().cpu())
-        groups, how = np.zeros(0, dtype=np.int64), "co-location"
+        groups, how, targets = np.zeros(0, dtype=np.int64), "co-location", None
+        if tc.channel_grouping == "nmf":
+            targets, factors = nmf_channel_targets(feats, m.cfg.n_parts, tc.seed)
+            groups = np.where(targets.max(dim=0).values.numpy() >= 0.5, targets.argmax(dim=0).numpy(), -1)
+            how = f"NMF (factors {factors} of 4; channels with loading >= 0.5 of the part's largest)"
         if tc.channel_grouping == "colocation":
             groups = colocation_channel_groups(feats, m.cfg.n_parts, tc.seed)
             if len(groups) == 0:
@@ -419,7 +423,8 @@ class Trainer:
         if len(groups) == 0:
             groups, how = kmeans_channel_groups(feats, m.cfg.n_parts, tc.seed), "k-means"
         self.kmeans_groups = groups.tolist()
-        targets = pseudo_label_targets(groups, m.cfg.n_parts)
+        if targets is None:
+            targets = pseudo_label_targets(groups, m.cfg.n_parts)
         att = m.attention.cpu()
         losses = pretrain_channel_weights(att, feats, targets, epochs, seed=tc.seed)
         m.attention.to(self.device)
