@@ -7,7 +7,10 @@ confusion matrix.
   H = 2 A_U A_S / (A_U + A_S). Calibrated stacking (seen scores lowered by gamma) is optional and
   reported under its own key, never as the default.
 - Class-centre prototypes: the mean phi_cct of the training images of each class the model was
-  trained on; every other class (unseen, validation) gets W Phi_cct from ridge regression (Eq. 12).
+  trained on, as the trainer stored them in the checkpoint (``prototypes``; computed from the
+  dataset's training images only for older checkpoints without them); every other class (unseen,
+  validation) gets W Phi_cct from ridge regression (Eq. 12). So a folder of test images alone
+  evaluates.
 - Parts: a part is found when its predicted square has IoU > 0.5 with the ground-truth box.
   Which attention map is "head" and which "tail" is decided on validation images (the best
   assignment by mean IoU; training images when there are none) and recorded; the random baseline
@@ -53,6 +56,14 @@ def class_prototypes(cct_train: np.ndarray, labels_train: np.ndarray, train_clas
                      semantics: np.ndarray, ridge_lambda: float) -> np.ndarray:
     """Phi_cct for every class: seen-class means where trained, Eq. 12 for the rest."""
     proto_seen = np.stack([cct_train[labels_train == c].mean(axis=0) for c in train_classes])
+    return prototypes_from_seen(proto_seen, train_classes, semantics, ridge_lambda)
+
+
+def prototypes_from_seen(proto_seen: np.ndarray, train_classes: list[int], semantics: np.ndarray,
+                         ridge_lambda: float) -> np.ndarray:
+    """Phi_cct for every class from the training classes' prototypes (section 3.4): those as given,
+    every other class W Phi^s_cct with W from the ridge regression of Eq. 12."""
+    proto_seen = np.asarray(proto_seen, dtype=np.float64)
     sem = torch.as_tensor(semantics, dtype=torch.float64)
     W = ridge_combination(sem, sem[train_classes], ridge_lambda).numpy()     # (K, S)
     protos = W @ proto_seen
@@ -106,16 +117,26 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     train_idx = [i for i in sp.trainval if labels[i] in tc]
     val_idx = [i for i in sp.trainval if labels[i] in set(sp.val_classes) and labels[i] not in tc]
     test_idx = list(sp.test_seen) + list(sp.test_unseen)
-    done, total = [0], len(train_idx) + len(val_idx) + len(test_idx)
+    stored = state.get("prototypes")     # the trainer's, from the training images (Trainer._store_prototypes)
+    if stored is None and not train_idx:
+        raise CheckpointError("the checkpoint stores no class prototypes and the dataset holds no training "
+                              "images of its classes: the class-centre branch (Eq. 12-13) has nothing to "
+                              "start from; evaluate a best.pt written by this version's trainer")
+    done, total = [0], (0 if stored is not None else len(train_idx)) + len(val_idx) + len(test_idx)
 
     def tick(n):
         done[0] += n
         progress(done[0], total)
     tick = tick if progress is not None else None
-    ex_train = extract(model, dataset, train_idx, batch_size, device, progress=tick)
+    ex_train = None if stored is not None else extract(model, dataset, train_idx, batch_size, device, progress=tick)
     ex_val = extract(model, dataset, val_idx, batch_size, device, progress=tick) if val_idx else None
     ex_test = extract(model, dataset, test_idx, batch_size, device, progress=tick)
-    protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics, cfg.ridge_lambda)
+    if stored is not None:
+        protos = prototypes_from_seen(np.asarray(stored, dtype=np.float64), train_classes, dataset.semantics,
+                                      cfg.ridge_lambda)
+    else:
+        protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics,
+                                  cfg.ridge_lambda)
     compat = torch.as_tensor(ex_test["scores"])
     csim = center_similarity(torch.as_tensor(ex_test["cct"]), torch.as_tensor(protos, dtype=torch.float32))
     stored_beta = float(state.get("beta", cfg.beta))     # chosen on validation classes at training time
@@ -154,7 +175,11 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
                "n_images": int(len(y)), "dataset": dataset.name,
                "split": sp.name}
     if dataset.part_names and cfg.use_parts:
-        summary["parts"] = _parts(dataset, ex_val if ex_val is not None else ex_train, ex_test, seed)
+        assign_on, where = ((ex_val, "validation-class images") if ex_val is not None else
+                            (ex_train, "training images") if ex_train is not None and len(ex_train["labels"]) else
+                            (ex_test, "the test images themselves (the folder has no validation or training images)"))
+        summary["parts"] = _parts(dataset, assign_on, ex_test, seed)
+        summary["parts"]["assigned_on"] = where
     return Evaluation(summary, predictions)
 
 

@@ -1,0 +1,63 @@
+"""The evaluator scores a folder of test images alone: the class-centre branch (Eq. 12-13) starts
+from the seen-class prototypes stored in the checkpoint, not from training images of the folder."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sgma.engine import events as ev
+from sgma.engine.checkpoint import CheckpointError, load_checkpoint
+from sgma.engine.data.synthetic import make_synthetic
+from sgma.engine.evaluate import class_prototypes, evaluate, prototypes_from_seen
+from sgma.engine.trainer import Trainer, model_from_checkpoint
+
+from test_trainer import tiny_config
+
+
+def test_prototypes_from_seen_by_hand():
+    # 3 classes, 2 attributes; classes 0 and 1 trained. Class 2's semantics = class 0's + class 1's,
+    # so with a tiny ridge lambda W ~ [1, 1] and its prototype ~ the sum of the two seen ones.
+    sem = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    seen = np.array([[2.0, 0.0, 1.0], [0.0, 4.0, 1.0]])
+    p = prototypes_from_seen(seen, [0, 1], sem, ridge_lambda=1e-9)
+    assert p[:2] == pytest.approx(seen)
+    assert p[2] == pytest.approx([2.0, 4.0, 2.0], abs=1e-6)
+    # the mean path gives the same matrix from per-image features
+    cct = np.array([[1.0, 0.0, 1.0], [3.0, 0.0, 1.0], [0.0, 4.0, 1.0]])
+    assert class_prototypes(cct, np.array([0, 0, 1]), [0, 1], sem, 1e-9) == pytest.approx(p)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    ds = make_synthetic(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
+    out = tmp_path_factory.mktemp("run")
+    for e in Trainer(tiny_config(), out, dataset=ds).run():
+        assert not isinstance(e, ev.Failed), e
+    return ds, load_checkpoint(out / "best.pt")
+
+
+def test_test_only_folder_evaluates_like_the_full_dataset(trained):
+    ds, state = trained
+    model = model_from_checkpoint(state)
+    full = evaluate(model, state, ds).summary
+    sp = dataclasses.replace(ds.split, trainval=[], val_classes=[], train_classes=[])
+    test_only = dataclasses.replace(ds, split=sp)
+    got = evaluate(model, state, test_only).summary
+    assert got["beta"] == state["beta"]                  # no validation classes: the stored beta
+    for mode in ("compatibility", "center"):             # beta-free modes: identical
+        assert got["modes"][mode]["zsl"]["mca"] == pytest.approx(full["modes"][mode]["zsl"]["mca"])
+        assert got["modes"][mode]["gzsl"]["h"] == pytest.approx(full["modes"][mode]["gzsl"]["h"])
+    assert got["parts"]["assigned_on"].startswith("the test images")
+
+
+def test_without_stored_prototypes_and_training_images_the_error_says_why(trained):
+    ds, state = trained
+    state = dict(state)
+    state.pop("prototypes")
+    sp = dataclasses.replace(ds.split, trainval=[], val_classes=[], train_classes=[])
+    with pytest.raises(CheckpointError, match="stores no class prototypes"):
+        evaluate(model_from_checkpoint(state), state, dataclasses.replace(ds, split=sp))
