@@ -156,7 +156,9 @@ def summary_lines(s: dict) -> list[str]:
         for name in ("head", "tail"):
             if name in p:
                 lines.append(f"part {name}: precision (IoU > 0.5) {p[name]:.3f}, random {p['random'][name]:.3f}, "
-                             f"mean IoU {p['mean_iou'][name]:.3f} ({p['assignment'][name]})")
+                             f"mean IoU {p['mean_iou'][name]:.3f} ({p['assignment'][name]}); pointing "
+                             f"{p.get('pointing', {}).get(name, float('nan')):.3f}, ceiling of the square rule "
+                             f"{p.get('ceiling', {}).get(name, float('nan')):.3f}")
     return lines
 
 

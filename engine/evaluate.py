@@ -130,7 +130,8 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     tick = tick if progress is not None else None
     ex_train = None if stored is not None else extract(model, dataset, train_idx, batch_size, device, progress=tick)
     ex_val = extract(model, dataset, val_idx, batch_size, device, progress=tick) if val_idx else None
-    ex_test = extract(model, dataset, test_idx, batch_size, device, progress=tick)
+    ex_test = extract(model, dataset, test_idx, batch_size, device, progress=tick,
+                      keep_maps=bool(dataset.part_names and cfg.use_parts))
     if stored is not None:
         protos = prototypes_from_seen(np.asarray(stored, dtype=np.float64), train_classes, dataset.semantics,
                                       cfg.ridge_lambda)
@@ -213,6 +214,28 @@ def _gzsl(y, pred, is_unseen) -> dict:
     return {"unseen": a_u, "seen": a_s, "h": float(M.gzsl_harmonic(a_u, a_s))}
 
 
+def peak_inside(maps: np.ndarray, boxes: list, sizes: np.ndarray) -> np.ndarray:
+    """Pointing: whether each map's peak cell centre, scaled to its image's (width, height), lies
+    in the part's box. maps (N, h, w), boxes N x (x0, y0, x1, y1) pixels, sizes (N, 2)."""
+    n, h, w = maps.shape
+    peak = maps.reshape(n, -1).argmax(axis=1)
+    x = (peak % w + 0.5) / w * sizes[:, 0]
+    y = (peak // w + 0.5) / h * sizes[:, 1]
+    b = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
+    return (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+
+
+def centred_square_iou(boxes: list, sizes: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """The ceiling of a square rule: IoU of a square of side ``side`` (fraction of each image's
+    side, as the model's squares; width and height scale with the image's axes) centred on each
+    ground-truth box. The best any centre can do with that side."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    hw, hh = np.asarray(side) * sizes[:, 0] / 2, np.asarray(side) * sizes[:, 1] / 2
+    sq = np.stack([cx - hw, cy - hh, cx + hw, cy + hh], axis=1)
+    return M.iou_pairs(sq, b)
+
+
 def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int) -> dict:
     names = list(dataset.part_names)
 
@@ -225,7 +248,7 @@ def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int) -> di
     boxes = squares_to_pixel_boxes(ex_test["squares"], sizes)
     gt = gt_of(ex_test)
     rng = np.random.default_rng(seed)
-    out, rand, mean_iou = {}, {}, {}
+    out, rand, mean_iou, pointing, ceiling = {}, {}, {}, {}, {}
     for p, m in assignment.items():
         have = [k for k, g in enumerate(gt[p]) if g is not None]
         if not have:
@@ -235,6 +258,9 @@ def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int) -> di
         mean_iou[p] = float(np.mean(ious))
         side = ex_test["squares"][have, m, 2]
         rand[p] = float(M.random_square_precision([gt[p][k] for k in have], sizes[have], float(side.mean()), rng))
-    return {**out, "random": rand, "mean_iou": mean_iou,
+        if "maps" in ex_test and len(ex_test["maps"]):
+            pointing[p] = float(np.mean(peak_inside(ex_test["maps"][have, m], [gt[p][k] for k in have], sizes[have])))
+        ceiling[p] = float(np.mean(centred_square_iou([gt[p][k] for k in have], sizes[have], side) > 0.5))
+    return {**out, "random": rand, "mean_iou": mean_iou, "pointing": pointing, "ceiling": ceiling,
             "assignment": {p: f"map{m + 1}" for p, m in assignment.items()},
             "n_images": {p: int(sum(g is not None for g in gt[p])) for p in names}}

@@ -11,7 +11,7 @@ import torch
 from sgma.engine import events as ev
 from sgma.engine.checkpoint import CheckpointError, load_checkpoint
 from sgma.engine.data.synthetic import make_synthetic
-from sgma.engine.evaluate import class_prototypes, evaluate, prototypes_from_seen
+from sgma.engine.evaluate import centred_square_iou, class_prototypes, evaluate, peak_inside, prototypes_from_seen
 from sgma.engine.trainer import Trainer, model_from_checkpoint
 
 from test_trainer import tiny_config
@@ -61,3 +61,29 @@ def test_without_stored_prototypes_and_training_images_the_error_says_why(traine
     sp = dataclasses.replace(ds.split, trainval=[], val_classes=[], train_classes=[])
     with pytest.raises(CheckpointError, match="stores no class prototypes"):
         evaluate(model_from_checkpoint(state), state, dataclasses.replace(ds, split=sp))
+
+
+def test_peak_inside_by_hand():
+    maps = np.zeros((2, 4, 4))
+    maps[0, 1, 2] = 1.0      # cell centre (2.5, 1.5) of 4 -> pixels (25, 15) of a 40 x 40 image
+    maps[1, 3, 0] = 1.0      # (0.5, 3.5) / 4 * (40, 20) -> (5, 17.5)
+    sizes = np.array([[40.0, 40.0], [40.0, 20.0]])
+    got = peak_inside(maps, [(20, 10, 30, 20), (10, 10, 20, 20)], sizes)
+    assert got.tolist() == [True, False]
+
+
+def test_centred_square_iou_by_hand():
+    # a 10 x 10 box in a 100 x 100 image; a square of side 0.1 on it: IoU 1; of side 0.2: 100 / 400
+    sizes = np.array([[100.0, 100.0], [100.0, 100.0]])
+    got = centred_square_iou([(40, 40, 50, 50), (40, 40, 50, 50)], sizes, np.array([0.1, 0.2]))
+    assert got == pytest.approx([1.0, 0.25])
+
+
+def test_evaluation_json_has_pointing_and_ceiling(trained):
+    ds, state = trained
+    parts = evaluate(model_from_checkpoint(state), state, ds).summary["parts"]
+    for key in ("pointing", "ceiling"):
+        assert set(parts[key]) == {"head", "tail"}
+        assert all(0.0 <= v <= 1.0 for v in parts[key].values())
+    # the ceiling of a centred square is at least what the model's squares reach
+    assert all(parts["ceiling"][p] >= parts[p] for p in ("head", "tail"))
