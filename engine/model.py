@@ -148,7 +148,8 @@ class SGMA(nn.Module):
     def losses(self, out: SGMAOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term of Eq. 11 for a batch whose ``labels`` index the training classes."""
         cfg = self.cfg
-        l_ma = multi_attention_loss(out.maps, cfg.compact_sigma * self.map_size[0], cfg.lambda_div, cfg.div_margin)
+        lam = cfg.lambda_div / (out.maps.shape[2] * out.maps.shape[3]) if cfg.div_normalise else cfg.lambda_div
+        l_ma = multi_attention_loss(out.maps, cfg.compact_sigma * self.map_size[0], lam, cfg.div_margin)
         l_cls = embedding_softmax_loss(out.scores, labels)
         l_cct = class_center_triplet_loss(out.cct_features, self.centers, labels, cfg.cct_margin)
         ma_term = l_ma if cfg.use_ma_loss else l_ma.detach() * 0

@@ -36,7 +36,7 @@ from . import events as ev
 from .backbone_cache import BackboneCache
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .config import RunConfig, from_dict, save_toml, to_dict
+from .config import ModelConfig, RunConfig, from_dict, save_toml, to_dict
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .extract import extract
@@ -548,8 +548,9 @@ class Trainer:
         state = load_checkpoint(path)
         mine = to_dict(self.cfg)
         theirs = state["config"]
-        diff = [f"model.{k}: {theirs.get('model', {}).get(k)!r} in the checkpoint, {v!r} now"
-                for k, v in mine["model"].items() if theirs.get("model", {}).get(k) != v]
+        known = to_dict(ModelConfig())      # a key newer than the checkpoint holds its default there
+        diff = [f"model.{k}: {theirs.get('model', {}).get(k, known[k])!r} in the checkpoint, {v!r} now"
+                for k, v in mine["model"].items() if theirs.get("model", {}).get(k, known[k]) != v]
         if diff:
             raise CheckpointError(f"{path}: cannot resume, the checkpoint was trained with a different "
                                   f"model configuration: {'; '.join(diff[:5])}")
