@@ -137,3 +137,12 @@ def make_window(qtbot, app_settings, answers, monkeypatch, tmp_path):
         w.tasks.cancel_all()
         w.tasks.wait(60000)
         w.browser.model.shutdown()
+
+
+@pytest.fixture
+def win(qtbot, make_window, small_ds, trained_run):
+    """A window with the trained small model and its first prediction shown."""
+    w = make_window(dataset=small_ds, checkpoint=str(trained_run / "best.pt"))
+    assert w.state.predictor is not None
+    qtbot.waitUntil(lambda: w.audit.prediction is not None, timeout=20000)
+    return w

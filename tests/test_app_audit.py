@@ -12,15 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_fixtures import answers, app_settings, make_window, small_ds, trained_run  # noqa: F401
-
-
-@pytest.fixture
-def win(qtbot, make_window, small_ds, trained_run):
-    w = make_window(dataset=small_ds, checkpoint=str(trained_run / "best.pt"))
-    assert w.state.predictor is not None
-    qtbot.waitUntil(lambda: w.audit.prediction is not None, timeout=20000)
-    return w
+from app_fixtures import answers, app_settings, make_window, small_ds, trained_run, win  # noqa: F401
 
 
 def map_pixels(audit) -> np.ndarray:

@@ -8,15 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 
-from app_fixtures import SMALL, answers, app_settings, make_window, small_ds, trained_run  # noqa: F401
-
-
-@pytest.fixture
-def win(qtbot, make_window, small_ds, trained_run):
-    w = make_window(dataset=small_ds, checkpoint=str(trained_run / "best.pt"))
-    assert w.state.predictor is not None
-    qtbot.waitUntil(lambda: w.audit.prediction is not None, timeout=20000)
-    return w
+from app_fixtures import SMALL, answers, app_settings, make_window, small_ds, trained_run, win  # noqa: F401
 
 
 def test_dataset_switch_shows_the_new_datasets_prediction(qtbot, win, small_ds):
