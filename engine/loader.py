@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.base import ZSLDataset
+from .data.base import DatasetError, ZSLDataset
 
 
 def image_to_tensor(img: Image.Image, size: int) -> torch.Tensor:
@@ -50,6 +50,17 @@ class ImageSet(torch.utils.data.Dataset):
         if self._cache is not None:
             self._cache[i] = (t * 255).round().to(torch.uint8)
         return t
+
+    def preload(self) -> list[str]:
+        """Decode every image into the in-memory cache now (needs ``cache=True``), so an unreadable
+        file is named before training starts; returns the errors, one per bad file."""
+        bad = []
+        for i in self.indices:
+            try:
+                self._load(i)
+            except DatasetError as e:
+                bad.append(str(e))
+        return bad
 
     def is_flipped(self, i: int) -> bool:
         """Whether dataset image ``i`` is flipped in the current epoch."""

@@ -199,6 +199,11 @@ class Trainer:
         self.images = ImageSet(ds, self.train_idx, cfg.model.attention_size, self.label_map,
                                augment=tc.augment, seed=tc.seed, cache=cache)
         self.val_images = ImageSet(ds, self.val_idx, cfg.model.attention_size, cache=cache)
+        if cache and self.rank == 0:     # decode once, up front: a bad file is named before any work
+            bad = self.images.preload() + self.val_images.preload()
+            if bad:
+                raise TrainingError(f"{len(bad)} of {len(self.train_idx) + len(self.val_idx)} images cannot be "
+                                    f"read: " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
         self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
         self.cache = BackboneCache(self.model.image_net, cfg.model.image_size, tc.feature_cache_mb * 1024 ** 2) \
             if cfg.model.freeze_backbone and tc.feature_cache else None
