@@ -26,6 +26,12 @@ from sgma.engine.predict import Predictor
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Feature caches go to a temporary folder, never the user's ~/.cache/sgma."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 def tiny_cfg() -> ModelConfig:
     return ModelConfig(backbone="small_cnn", pretrained="none", attention_size=48, image_size=32, part_size=24,
                        crop_hidden=16, attention_reduction=4)
