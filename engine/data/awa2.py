@@ -117,7 +117,7 @@ def load_awa2(root, split: str = "ps", att_splits=None, semantics: str = "att", 
 
     if split == "ps":
         if xl is None:
-            raise DatasetError(f"split 'ps' needs att_splits.mat: none in {root} or shared xlsa17/AWA2")
+            raise DatasetError(f"split 'ps' needs att_splits.mat: none in {root} or $SGMA_SHARED_DATA/xlsa17/AWA2")
         lists = listed_classes(xl.folder, class_names, subset=False)
         if len(items) == AWA2_FULL_N:
             seen, unseen = lists if lists else (None, None)

@@ -189,7 +189,7 @@ def load_cub(root, split: str = "ps", att_splits=None, semantics: str = "att", f
     pos_to_item[np.array(ids) - 1] = np.arange(len(ids))
     if split == "ps":
         if xl is None:
-            raise DatasetError(f"split 'ps' needs att_splits.mat: none in {root}, {base} or shared xlsa17/CUB")
+            raise DatasetError(f"split 'ps' needs att_splits.mat: none in {root}, {base} or $SGMA_SHARED_DATA/xlsa17/CUB")
         lists = listed_classes(xl.folder, class_names, subset)
         seen, unseen = lists if lists else (None, None)
         seen, unseen, tv, ts, tu = loc_split(xl, pos_to_item, labels, class_names, seen, unseen, seed)

@@ -106,7 +106,7 @@ def load_flo(root, split: str = "ps", att_splits=None, semantics: str = "att", f
 
     xl_path = find_att_splits(att_splits, [root], "FLO")
     if xl_path is None:
-        raise DatasetError(f"FLO needs att_splits.mat (its semantics): none in {root} or shared xlsa17/FLO")
+        raise DatasetError(f"FLO needs att_splits.mat (its semantics): none in {root} or $SGMA_SHARED_DATA/xlsa17/FLO")
     xl = read_att_splits(xl_path)
     if xl.att.shape[0] != N_CLASSES:
         raise DatasetError(f"{xl_path}: att has {xl.att.shape[0]} classes, expected {N_CLASSES}")

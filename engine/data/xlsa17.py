@@ -35,10 +35,11 @@ SPLITS = ("ps", "ss")
 
 
 def shared_data_dir() -> Optional[Path]:
-    """$SGMA_SHARED_DATA, else ``<repo>/../shared/data``; None when it is not a folder."""
+    """The folder named by ``$SGMA_SHARED_DATA`` (holding ``xlsa17/<DATASET>/att_splits.mat`` and
+    metadata); None when unset or not a folder. No default: a user's data is where they say."""
     env = os.environ.get("SGMA_SHARED_DATA")
-    p = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    return p.resolve() if p.is_dir() else None
+    p = Path(env) if env else None
+    return p.resolve() if p is not None and p.is_dir() else None
 
 
 # ----------------------------------------------------------------------------- strict text reading
