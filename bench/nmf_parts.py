@@ -24,7 +24,9 @@ import torch
 
 from sgma.engine.backbones import _efficientnet_lite0_net
 from sgma.engine.data.registry import load_dataset
+from sgma.engine.evaluate import image_sizes, peak_inside
 from sgma.engine.loader import ImageSet
+from sgma.engine.stages import factor_shape
 
 
 class Taps(torch.nn.Module):
@@ -64,37 +66,25 @@ def extract(taps, ds, ids, size):
 
 
 def factor_maps(feats: np.ndarray, comps: np.ndarray) -> np.ndarray:
-    """Project (N, C, h, w) features on NMF components (k, C) by non-negative least squares-ish
-    (the transform of sklearn's NMF): (N, k, h, w)."""
-    n, c, h, w = feats.shape
+    """Each factor's map: the features projected on its unit-norm channel loadings, as
+    ``stages.nmf_channel_targets`` scores them. (N, C, h, w), (k, C) -> (N, k, h, w)."""
     return np.einsum("nchw,kc->nkhw", feats, comps)
 
 
 def signals(maps: np.ndarray) -> dict[str, np.ndarray]:
-    n, k, h, w = maps.shape
-    mass = maps / (maps.sum(axis=(2, 3), keepdims=True) + 1e-9)
-    ring = np.ones((h, w), bool)
-    ring[1:-1, 1:-1] = False
-    border = (mass * ring).sum(axis=(2, 3)).mean(axis=0)
-    flat = maps.reshape(n, k, -1)
-    peak = flat.argmax(axis=2)
-    py, px = peak // w, peak % w
-    yy, xx = np.mgrid[0:h, 0:w]
-    d = np.sqrt((yy[None, None] - py[..., None, None]) ** 2 + (xx[None, None] - px[..., None, None]) ** 2) / max(h, w)
-    spread = (mass * d).sum(axis=(2, 3)).mean(axis=0)
-    pk = flat.max(axis=2)
+    """Border share and spread (``stages.factor_shape``, the stage-1 rule's signals) and presence."""
+    border, spread = factor_shape(maps)
+    pk = maps.reshape(*maps.shape[:2], -1).max(axis=2)
     presence = (pk >= 0.5 * np.median(pk, axis=0, keepdims=True)).mean(axis=0)
-    return {"border": border, "spread": spread, "presence": presence, "py": py, "px": px}
+    return {"border": border, "spread": spread, "presence": presence}
 
 
-def pointing(py, px, h, w, boxes, sizes) -> float:
-    hits = []
-    for (y, x, b, (W, H)) in zip(py, px, boxes, sizes):
-        if b is None:
-            continue
-        cx, cy = (x + 0.5) / w * W, (y + 0.5) / h * H
-        hits.append(b[0] <= cx <= b[2] and b[1] <= cy <= b[3])
-    return float(np.mean(hits)) if hits else float("nan")
+def pointing(maps: np.ndarray, boxes, sizes: np.ndarray) -> float:
+    """Share of images with a box whose map peak lies in it (``evaluate.peak_inside``)."""
+    have = [k for k, b in enumerate(boxes) if b is not None]
+    if not have:
+        return float("nan")
+    return float(peak_inside(maps[have], [boxes[k] for k in have], sizes[have]).mean())
 
 
 def main() -> None:
@@ -118,8 +108,7 @@ def main() -> None:
     t0 = time.time()
     f_fit, f_val = extract(taps, ds, fit_ids, args.size), extract(taps, ds, val_ids, args.size)
     print(f"features of {len(fit_ids)} + {len(val_ids)} images in {time.time() - t0:.0f} s")
-    from PIL import Image
-    sizes = [Image.open(ds.items[i].path).size for i in val_ids]
+    sizes = image_sizes(ds, val_ids)
     gt = {p: [ds.items[i].part_boxes.get(p) for i in val_ids] for p in ("head", "tail")}
     for layer in f_fit:
         X = f_fit[layer]
@@ -136,8 +125,8 @@ def main() -> None:
             head_j = min(cand, key=lambda j: sg["spread"][j]) if cand else -1
             print(f"\n{layer} ({c} ch, {h}x{w}) k={k}: unsupervised head candidate = factor {head_j}")
             for j in range(k):
-                ph = pointing(sg["py"][:, j], sg["px"][:, j], h, w, gt["head"], sizes)
-                pt = pointing(sg["py"][:, j], sg["px"][:, j], h, w, gt["tail"], sizes)
+                ph = pointing(maps[:, j], gt["head"], sizes)
+                pt = pointing(maps[:, j], gt["tail"], sizes)
                 print(f"  factor {j}: border {sg['border'][j]:.2f} spread {sg['spread'][j]:.3f} "
                       f"presence {sg['presence'][j]:.2f} | pointing head {ph:.3f} tail {pt:.3f}")
 

@@ -13,7 +13,8 @@ confusion matrix.
   evaluates.
 - Parts: a part is found when its predicted square has IoU > 0.5 with the ground-truth box.
   Which attention map is "head" and which "tail" is decided on validation images (the best
-  assignment by mean IoU; training images when there are none) and recorded; the random baseline
+  assignment by mean IoU; training images when there are none; the test images themselves when the
+  folder holds neither) and recorded with where it was decided; the random baseline
   draws squares of the same side uniformly inside the image.
 """
 from __future__ import annotations
@@ -122,19 +123,21 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
         raise CheckpointError("the checkpoint stores no class prototypes and the dataset holds no training "
                               "images of its classes: the class-centre branch (Eq. 12-13) has nothing to "
                               "start from; evaluate a best.pt written by this version's trainer")
-    done, total = [0], (0 if stored is not None else len(train_idx)) + len(val_idx) + len(test_idx)
+    with_parts = bool(dataset.part_names and cfg.use_parts)
+    # training images are read for the prototypes of an old checkpoint, or to assign maps to parts
+    # when there are no validation images
+    read_train = bool(train_idx) and (stored is None or (with_parts and not val_idx))
+    done, total = [0], (len(train_idx) if read_train else 0) + len(val_idx) + len(test_idx)
 
     def tick(n):
         done[0] += n
         progress(done[0], total)
     tick = tick if progress is not None else None
-    ex_train = None if stored is not None else extract(model, dataset, train_idx, batch_size, device, progress=tick)
+    ex_train = extract(model, dataset, train_idx, batch_size, device, progress=tick) if read_train else None
     ex_val = extract(model, dataset, val_idx, batch_size, device, progress=tick) if val_idx else None
-    ex_test = extract(model, dataset, test_idx, batch_size, device, progress=tick,
-                      keep_maps=bool(dataset.part_names and cfg.use_parts))
+    ex_test = extract(model, dataset, test_idx, batch_size, device, progress=tick, keep_maps=with_parts)
     if stored is not None:
-        protos = prototypes_from_seen(np.asarray(stored, dtype=np.float64), train_classes, dataset.semantics,
-                                      cfg.ridge_lambda)
+        protos = prototypes_from_seen(np.asarray(stored), train_classes, dataset.semantics, cfg.ridge_lambda)
     else:
         protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics,
                                   cfg.ridge_lambda)
@@ -175,9 +178,9 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
                "inference": cfg.inference, "beta": beta, "beta_validation": beta_scores,
                "n_images": int(len(y)), "dataset": dataset.name,
                "split": sp.name}
-    if dataset.part_names and cfg.use_parts:
+    if with_parts:
         assign_on, where = ((ex_val, "validation-class images") if ex_val is not None else
-                            (ex_train, "training images") if ex_train is not None and len(ex_train["labels"]) else
+                            (ex_train, "training images") if ex_train is not None else
                             (ex_test, "the test images themselves (the folder has no validation or training images)"))
         summary["parts"] = _parts(dataset, assign_on, ex_test, seed)
         summary["parts"]["assigned_on"] = where

@@ -111,7 +111,7 @@ def fit_cropper(cropper, maps: torch.Tensor, side: float, iters: int = 100, lr: 
     return losses
 
 
-def _factor_shape(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def factor_shape(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per factor, over images: share of mass on the map's outer ring, and mean distance of the
     mass from the map's peak in map sides. (N, k, h, w) -> ((k,), (k,))."""
     n, k, h, w = maps.shape
@@ -126,7 +126,10 @@ def _factor_shape(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return border, (mass * d).sum(axis=(2, 3)).mean(axis=0)
 
 
-def nmf_channel_targets(features: torch.Tensor, n_parts: int, seed: int = 0, k: int = 4,
+NMF_FACTORS = 4     # stage 1 "nmf": factors fitted (docs/choices.md)
+
+
+def nmf_channel_targets(features: torch.Tensor, n_parts: int, seed: int = 0, k: int = NMF_FACTORS,
                         max_border: float = 0.35, max_pixels: int = 40000) -> tuple[torch.Tensor, list[int]]:
     """Stage 1 by deep feature factorisation (``channel_grouping = "nmf"``, docs/choices.md): NMF
     with ``k`` factors over the pixels of the features clipped at 0 (rows: pixels of all images,
@@ -145,7 +148,7 @@ def nmf_channel_targets(features: torch.Tensor, n_parts: int, seed: int = 0, k: 
     k = max(k, n_parts)
     comps = NMF(n_components=k, init="nndsvda", max_iter=300, random_state=seed).fit(pix).components_
     unit = comps / (np.linalg.norm(comps, axis=1, keepdims=True) + 1e-9)
-    border, spread = _factor_shape(np.einsum("nchw,kc->nkhw", x, unit))
+    border, spread = factor_shape(np.einsum("nchw,kc->nkhw", x, unit))
     order = sorted(range(k), key=lambda j: (border[j] >= max_border, spread[j]))
     chosen = order[:n_parts]
     targets = comps[chosen] / (comps[chosen].max(axis=1, keepdims=True) + 1e-9)

@@ -45,8 +45,8 @@ from .metrics import mean_class_accuracy, part_precision
 from .metrics_log import MetricsLog
 from .runlock import RunLock, RunLockError
 from .model import SGMA
-from .stages import (fit_cropper, kmeans_channel_groups, nmf_channel_targets, pretrain_channel_weights,
-                     pseudo_label_targets, pseudo_squares)
+from .stages import (NMF_FACTORS, fit_cropper, kmeans_channel_groups, nmf_channel_targets,
+                     pretrain_channel_weights, pseudo_label_targets, pseudo_squares)
 
 STAGES = ("warmup", "kmeans", "pretrain_parts", "joint")
 
@@ -419,7 +419,7 @@ class Trainer:
         if tc.channel_grouping == "nmf":
             targets, factors = nmf_channel_targets(feats, m.cfg.n_parts, tc.seed)
             groups = np.where(targets.max(dim=0).values.numpy() >= 0.5, targets.argmax(dim=0).numpy(), -1)
-            how = f"NMF (factors {factors} of 4; channels with loading >= 0.5 of the part's largest)"
+            how = f"NMF (factors {factors} of {NMF_FACTORS}; channels with loading >= 0.5 of the part's largest)"
         if tc.channel_grouping == "colocation":
             groups = colocation_channel_groups(feats, m.cfg.n_parts, tc.seed)
             if len(groups) == 0:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sgma.engine import config as C
-from sgma.engine.stages import _factor_shape, nmf_channel_targets
+from sgma.engine.stages import factor_shape, nmf_channel_targets
 
 
 def planted(n=40, h=12, w=12, seed=0):
@@ -28,11 +28,11 @@ def planted(n=40, h=12, w=12, seed=0):
     return torch.from_numpy(f + 0.01 * rng.random(f.shape).astype(np.float32))
 
 
-def test_factor_shape_by_hand():
+def testfactor_shape_by_hand():
     maps = np.zeros((1, 2, 4, 4))
     maps[0, 0, 1, 1] = 1.0                       # one interior cell: no border mass, spread 0
     maps[0, 1, 0, 0] = maps[0, 1, 0, 3] = 1.0    # two corners: all on the border, half at distance 3/4
-    border, spread = _factor_shape(maps)
+    border, spread = factor_shape(maps)
     assert border == pytest.approx([0.0, 1.0])
     assert spread == pytest.approx([0.0, 0.5 * 3 / 4])
 
