@@ -87,3 +87,10 @@ def test_evaluation_json_has_pointing_and_ceiling(trained):
         assert all(0.0 <= v <= 1.0 for v in parts[key].values())
     # the ceiling of a centred square is at least what the model's squares reach
     assert all(parts["ceiling"][p] >= parts[p] for p in ("head", "tail"))
+
+
+def test_without_validation_images_maps_are_assigned_on_training_images(trained):
+    ds, state = trained
+    sp = dataclasses.replace(ds.split, val_classes=[])
+    parts = evaluate(model_from_checkpoint(state), state, dataclasses.replace(ds, split=sp)).summary["parts"]
+    assert parts["assigned_on"] == "training images"
