@@ -2,7 +2,11 @@
 accuracy per epoch, with exponential-moving-average smoothing. Points are stored as they arrive
 and drawn at most ``fps`` times a second, so a fast stream of steps never floods the GUI. The
 plots have no grid: pyqtgraph's grid costs ~20 ms a paint, long enough to stall the window while
-the training thread competes for the GIL."""
+the training thread competes for the GIL. Each plot is redrawn only when its own data changed (the
+accuracy plot once an epoch), and the step axis grows in steps of a nice number, so its ticks
+are not laid out again at every redraw (the loss axis likewise moves only when the data leave
+it): under a busy training thread a full repaint of both
+plots stretched from 14 ms to over 50 ms."""
 from __future__ import annotations
 
 from typing import Optional
@@ -64,7 +68,16 @@ class Curves(QWidget):
         self.acc_line = self.acc_plot.plot([], [], pen=pg.mkPen("#4363d8", width=2), symbol="o", symbolSize=6)
         for k in TERMS:
             self._line(k)
-        self._dirty = False
+        # draw a point once now: the first symbol drawn builds pyqtgraph's symbol atlas (~15 ms),
+        # which would otherwise happen at the first epoch's end, in the middle of training
+        self.acc_line.setData([0.0], [0.0])
+        self.acc_plot.grab()
+        self.acc_line.setData([], [])
+        self.acc_plot.setXRange(0, 10, padding=0.02)
+        self._dirty = False          # the loss lines changed
+        self._acc_dirty = False      # the accuracy line changed
+        self._x_max = 0.0
+        self._y_range: Optional[tuple[float, float]] = None
         self._timer = QTimer(self)
         self._timer.setInterval(int(1000 / fps))
         self._timer.timeout.connect(self.redraw)
@@ -79,7 +92,9 @@ class Curves(QWidget):
                 self.loss_plot.removeItem(self.lines.pop(k))
         for line in self.lines.values():
             line.setData([], [])
-        self._dirty = True
+        self._dirty = self._acc_dirty = True
+        self._x_max = 0.0
+        self._y_range = None
         self.redraw()
 
     def _line(self, k: str) -> pg.PlotDataItem:
@@ -96,7 +111,7 @@ class Curves(QWidget):
     def add_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if "val_zsl_mca" in metrics:
             self.accuracy.append((epoch, float(metrics["val_zsl_mca"])))
-            self._dirty = True
+            self._acc_dirty = True
 
     def n_points(self) -> int:
         return sum(len(v) for v in self.steps.values())
@@ -107,16 +122,56 @@ class Curves(QWidget):
         self._dirty = True
         self.redraw()
 
+    def _fit_y(self, lo: float, hi: float) -> None:
+        new = _y_range_for(lo, hi, self._y_range)
+        if new is not None:
+            self._y_range = new
+            self.loss_plot.setYRange(*new, padding=0)
+
     def redraw(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
-        alpha = self.smoothing.value() / 100
-        for k, pts in self.steps.items():
-            a = np.asarray(pts, dtype=np.float64)
-            self._line(k).setData(a[:, 0], ema(a[:, 1], alpha))
-        if self.accuracy:
-            a = np.asarray(self.accuracy, dtype=np.float64)
-            self.acc_line.setData(a[:, 0], a[:, 1])
-        else:
-            self.acc_line.setData([], [])
+        if self._dirty:
+            self._dirty = False
+            alpha = self.smoothing.value() / 100
+            last, lo, hi = 0.0, np.inf, -np.inf
+            for k, pts in self.steps.items():
+                a = np.asarray(pts, dtype=np.float64)
+                y = ema(a[:, 1], alpha)
+                self._line(k).setData(a[:, 0], y)
+                last = max(last, float(a[-1, 0]))
+                finite = y[np.isfinite(y)]
+                if len(finite):
+                    lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+            if last > self._x_max or last < self._x_max / 4:
+                self._x_max = nice_ceiling(last)
+                self.loss_plot.setXRange(0, self._x_max, padding=0.02)
+            if np.isfinite(lo):
+                self._fit_y(lo, hi)
+        if self._acc_dirty:
+            self._acc_dirty = False
+            if self.accuracy:
+                a = np.asarray(self.accuracy, dtype=np.float64)
+                self.acc_line.setData(a[:, 0], a[:, 1])
+                self.acc_plot.setXRange(0, nice_ceiling(a[-1, 0]), padding=0.02)
+            else:
+                self.acc_line.setData([], [])
+
+
+def _y_range_for(lo: float, hi: float, current: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+    """The loss axis's new range, or None to keep ``current``: it changes only when the data
+    leave it or fill less than a third of it, and then leaves 20 % headroom on each side."""
+    span = max(hi - lo, 1e-6)
+    if current is not None:
+        c_lo, c_hi = current
+        if c_lo <= lo and hi <= c_hi and span >= (c_hi - c_lo) / 3:
+            return None
+    return lo - 0.2 * span, hi + 0.2 * span
+
+
+def nice_ceiling(x: float) -> float:
+    """The smallest of 1, 2 or 5 times a power of ten that is at least ``x`` (10 at least)."""
+    x = max(float(x), 10.0)
+    p = 10.0 ** np.floor(np.log10(x))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * p >= x:
+            return m * p
+    return 10.0 * p
