@@ -29,8 +29,9 @@ import torch
 from . import metrics as M
 from .checkpoint import CheckpointError
 from .cropping import squares_to_boxes
-from .data.base import ZSLDataset
+from .data.base import DatasetError, ZSLDataset
 from .extract import extract
+from .image_check import describe, find_unreadable
 from .inference import MODES, center_similarity, mode_scores, ridge_combination
 
 
@@ -108,8 +109,12 @@ def assign_parts(boxes: np.ndarray, gt: dict[str, list], part_names: list[str]) 
 
 
 def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, device="cpu",
-             calibration_gamma: Optional[float] = None, seed: int = 0, progress=None) -> Evaluation:
-    """``progress(done, total)``: images extracted so far, after each batch (it may raise to cancel)."""
+             calibration_gamma: Optional[float] = None, seed: int = 0, progress=None,
+             skip_unreadable: bool = False) -> Evaluation:
+    """``progress(done, total)``: images extracted so far, after each batch (it may raise to cancel).
+    Every image is checked before the first is extracted (engine/image_check.py): an unreadable
+    one raises a DatasetError naming the files, or with ``skip_unreadable`` is left out and listed
+    in the summary's ``skipped_images``."""
     cfg = model.cfg
     train_classes = align_classes(state, dataset)
     sp = dataset.split
@@ -118,6 +123,13 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     train_idx = [i for i in sp.trainval if labels[i] in tc]
     val_idx = [i for i in sp.trainval if labels[i] in set(sp.val_classes) and labels[i] not in tc]
     test_idx = list(sp.test_seen) + list(sp.test_unseen)
+    bad = find_unreadable(dataset, train_idx + val_idx + test_idx)
+    if bad and not skip_unreadable:
+        raise DatasetError(f"{describe(bad)}; nothing was evaluated (sgma evaluate --skip-unreadable "
+                           "leaves them out)")
+    if bad:
+        drop = {i for i, _, _ in bad}
+        train_idx, val_idx, test_idx = ([i for i in ids if i not in drop] for ids in (train_idx, val_idx, test_idx))
     stored = state.get("prototypes")     # the trainer's, from the training images (Trainer._store_prototypes)
     if stored is None and not train_idx:
         raise CheckpointError("the checkpoint stores no class prototypes and the dataset holds no training "
@@ -178,6 +190,8 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
                "inference": cfg.inference, "beta": beta, "beta_validation": beta_scores,
                "n_images": int(len(y)), "dataset": dataset.name,
                "split": sp.name}
+    if bad:
+        summary["skipped_images"] = [{"path": path, "reason": reason} for _, path, reason in bad]
     if with_parts:
         assign_on, where = ((ex_val, "validation-class images") if ex_val is not None else
                             (ex_train, "training images") if ex_train is not None else

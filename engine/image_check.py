@@ -1,0 +1,54 @@
+"""Find unreadable images before long work starts (issue 16): a truncated JPEG passes the
+loaders' header check and would otherwise fail minutes into an evaluation.
+
+Each on-disk image is decoded (JPEG in PIL's draft mode, which may decode at a reduced scale):
+the whole compressed stream is read, so a cut file fails here. About 2.5 ms per CUB image on
+the 2-core development machine, seconds for a whole test split. Procedural images (synthetic
+data) have no file and are not checked.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from PIL import Image
+
+from .data.base import ZSLDataset
+
+
+def image_problem(path: str) -> Optional[str]:
+    """Why the image at ``path`` cannot be decoded, or None when it can."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            im.draft("RGB", (max(1, w // 8), max(1, h // 8)))
+            im.load()
+    except FileNotFoundError:
+        return "file is missing"
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+def find_unreadable(dataset: ZSLDataset, indices: Sequence[int],
+                    progress: Optional[Callable[[int], None]] = None) -> list[tuple[int, str, str]]:
+    """(index, path, reason) for every image among ``indices`` that cannot be decoded.
+    ``progress(n)`` is called with the number of images checked since the last call."""
+    bad = []
+    for k, i in enumerate(indices):
+        path = dataset.items[i].path
+        if path is not None:
+            reason = image_problem(path)
+            if reason is not None:
+                bad.append((int(i), path, reason))
+        if progress is not None and (k + 1) % 64 == 0:
+            progress(64)
+    if progress is not None and len(indices) % 64:
+        progress(len(indices) % 64)
+    return bad
+
+
+def describe(bad: list[tuple[int, str, str]], limit: int = 5) -> str:
+    """One line naming the first ``limit`` bad files and how many more there are."""
+    shown = "; ".join(f"{path} ({reason})" for _, path, reason in bad[:limit])
+    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"{len(bad)} image(s) cannot be read: {shown}{more}"
