@@ -1,5 +1,6 @@
 """The dataset browser: filters, the thumbnail grid with a size slider, and the selected image's
-class and attributes."""
+class and attributes. After an evaluation the tiles carry the per-image part IoU and whether the
+prediction was right (``thumbnails.TileDelegate``), and the grid sorts and filters by them."""
 from __future__ import annotations
 
 from typing import Optional
@@ -11,9 +12,36 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxL
                                QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from .state import SPLITS, AppState
-from .thumbnails import INDEX_ROLE, ThumbnailModel
+from .thumbnails import INDEX_ROLE, IOU_FOUND, ThumbnailModel, TileDelegate
 
 ALL = "All"
+DATASET_ORDER = "dataset order"
+
+
+def sort_keys(part_names) -> list[tuple[str, tuple]]:
+    """The grid's orders, (label, key): the one list the sort box shows."""
+    return ([(DATASET_ORDER, ("order",))] + [(f"worst {p} IoU first", ("iou", p)) for p in part_names]
+            + [("wrong first", ("wrong",)), ("by class", ("class",))])
+
+
+def sort_rows(rows: np.ndarray, key: tuple, ious: dict, correct: Optional[np.ndarray], labels: np.ndarray,
+              class_names: list[str]) -> np.ndarray:
+    """``rows`` (dataset indices) in the order ``key`` asks for; stable, so ties keep the order
+    they came in (a ranking's, the dataset's). Images with no value for the key (no box of that
+    part, not evaluated) come last."""
+    rows = np.asarray(rows, dtype=np.int64)
+    kind = key[0]
+    if kind == "iou" and key[1] in ious:
+        v = ious[key[1]][rows]
+        value = np.where(np.isnan(v), np.inf, v)
+    elif kind == "wrong" and correct is not None:
+        value = np.choose(correct[rows] + 1, [2, 0, 1])        # wrong, right, not evaluated
+    elif kind == "class":
+        rank_of = np.argsort(np.argsort(np.asarray(class_names, dtype=object), kind="stable"), kind="stable")
+        value = rank_of[labels[rows]]
+    else:
+        return rows
+    return rows[np.argsort(value, kind="stable")]
 
 
 class Browser(QWidget):
@@ -36,6 +64,11 @@ class Browser(QWidget):
         self.result_box.addItems([ALL, "correct", "incorrect"])
         self.result_box.setToolTip("after an evaluation: unseen test images judged by their ZSL "
                                    "prediction, seen test images by their GZSL prediction")
+        self.sort_box = QComboBox()
+        self.sort_box.setToolTip("worst IoU first and wrong first need an evaluation")
+        self.parts_box = QComboBox()
+        self.parts_box.setToolTip(f"after an evaluation: found means IoU > {IOU_FOUND} between the "
+                                  "part's ground-truth box and the square of the map assigned to it")
         self.selection_label = QLabel()
         self.clear_selection = QPushButton("Show all")
         self.clear_selection.clicked.connect(lambda: self.state.set_selection(None, ""))
@@ -48,7 +81,12 @@ class Browser(QWidget):
         row.addWidget(QLabel("Split"))
         row.addWidget(self.split_box)
         filters.addRow("Classes", row)
-        filters.addRow("Result", self.result_box)
+        row = QHBoxLayout()
+        row.addWidget(self.result_box)
+        row.addWidget(QLabel("Parts"))
+        row.addWidget(self.parts_box)
+        filters.addRow("Result", row)
+        filters.addRow("Sort", self.sort_box)
         sel = QHBoxLayout()
         sel.addWidget(self.selection_label, 1)
         sel.addWidget(self.clear_selection)
@@ -63,6 +101,7 @@ class Browser(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.view.setModel(self.model)
+        self.view.setItemDelegate(TileDelegate(self.view))
         self.view.selectionModel().currentChanged.connect(self._on_current)
 
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
@@ -102,8 +141,9 @@ class Browser(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
 
-        for box in (self.class_box, self.kind_box, self.split_box, self.result_box):
+        for box in (self.class_box, self.kind_box, self.split_box, self.result_box, self.parts_box):
             box.currentIndexChanged.connect(self.apply_filters)
+        self.sort_box.currentIndexChanged.connect(self._on_sort)
         state.datasetChanged.connect(self._on_dataset)
         state.evaluationChanged.connect(self._on_evaluation)
         state.selectionChanged.connect(self._on_selection)
@@ -127,6 +167,7 @@ class Browser(QWidget):
             box.setCurrentIndex(0)
         for box in (self.class_box, self.kind_box, self.split_box, self.result_box):
             box.blockSignals(False)
+        self._fill_part_boxes(ds.part_names)
         self.model.set_dataset(ds)
         self.apply_filters()
         if len(self.model.rows):
@@ -140,12 +181,50 @@ class Browser(QWidget):
             self.select_row(0)
             self.view.scrollToTop()
 
-    def _on_evaluation(self) -> None:
-        has = self.state.evaluation is not None
+    def _on_sort(self) -> None:
+        """A new order starts at its first image (the worst, for a localisation sort), scrolled
+        to the top."""
+        self.apply_filters(keep_current=False)
+        if self.model.rowCount():
+            self.view.scrollToTop()
+
+    def _fill_part_boxes(self, part_names) -> None:
+        for box in (self.sort_box, self.parts_box):
+            box.blockSignals(True)
+            box.clear()
+        for label, key in sort_keys(part_names):
+            self.sort_box.addItem(label, key)
+        self.parts_box.addItem(ALL, None)
+        for p in part_names:
+            self.parts_box.addItem(f"{p} found", (p, True))
+            self.parts_box.addItem(f"{p} missed", (p, False))
+        for box in (self.sort_box, self.parts_box):
+            box.blockSignals(False)
+        self._update_eval_enabled()
+
+    def _update_eval_enabled(self) -> None:
+        """What needs an evaluation (correctness) or one with part ground truth (IoU) is enabled
+        only then; a sort by either falls back to the dataset order."""
+        has, ious = self.state.evaluation is not None, self.state.image_ious()
         self.result_box.setEnabled(has)
-        if not has and self.result_box.currentIndex():
-            self.result_box.setCurrentIndex(0)
-        elif has:
+        self.parts_box.setEnabled(bool(ious))
+        m = self.sort_box.model()
+        for r in range(self.sort_box.count()):
+            kind = self.sort_box.itemData(r)[0]
+            ok = (kind != "iou" or self.sort_box.itemData(r)[1] in ious) and (kind != "wrong" or has)
+            m.item(r).setEnabled(ok)
+        cur = self.sort_box.currentIndex()
+        for box, reset in ((self.result_box, not has), (self.parts_box, not ious),
+                           (self.sort_box, cur > 0 and not m.item(cur).isEnabled())):
+            if reset and box.currentIndex() > 0:
+                box.blockSignals(True)
+                box.setCurrentIndex(0)
+                box.blockSignals(False)
+
+    def _on_evaluation(self) -> None:
+        self._update_eval_enabled()
+        self.model.set_badges(self.state.image_ious(), self.state.correctness())
+        if self.state.dataset is not None:
             self.apply_filters()
 
     def visible_indices(self) -> np.ndarray:
@@ -167,10 +246,18 @@ class Browser(QWidget):
         corr = self.state.correctness()
         if corr is not None and self.result_box.currentIndex() > 0:
             mask &= corr == (1 if self.result_box.currentText() == "correct" else 0)
+        ious = self.state.image_ious()
+        want = self.parts_box.currentData()
+        if want is not None and want[0] in ious:
+            v = ious[want[0]]
+            mask &= ~np.isnan(v) & ((v > IOU_FOUND) == want[1])
         if self.state.selection is not None:
             sel = self.state.selection
-            return sel[mask[sel]]
-        return np.nonzero(mask)[0]
+            rows = sel[mask[sel]]
+        else:
+            rows = np.nonzero(mask)[0]
+        key = self.sort_box.currentData() or ("order",)
+        return sort_rows(rows, key, ious, corr, self._labels, ds.class_names)
 
     def apply_filters(self, keep_current: bool = True) -> None:
         if self.state.dataset is None:
@@ -209,7 +296,7 @@ class Browser(QWidget):
         row = self.model.row_of(index)
         if row < 0:     # hidden by the filters: show everything, then select it
             self.state.set_selection(None, "")
-            for box in (self.class_box, self.kind_box, self.split_box, self.result_box):
+            for box in (self.class_box, self.kind_box, self.split_box, self.result_box, self.parts_box):
                 box.setCurrentIndex(0)
             row = self.model.row_of(index)
         self.select_row(row)

@@ -30,6 +30,7 @@ class AppState(QObject):
         self.selection: Optional[np.ndarray] = None       # dataset indices, in display order
         self.selection_label = ""
         self.features = None                               # see ranking.build_cache, built on demand
+        self._ious = None                                  # (evaluation, dataset, image_ious()) cached
 
     # ------------------------------------------------------------------ setters
     def set_dataset(self, dataset, spec: dict) -> None:
@@ -99,6 +100,25 @@ class AppState(QObject):
         unseen = np.isin(idx, np.asarray(self.dataset.split.test_unseen, dtype=np.int64))
         pred = np.where(unseen, np.asarray(p["zsl"]), np.asarray(p["gzsl"]))
         out[idx] = (pred == labels[idx]).astype(np.int8)
+        return out
+
+    def image_ious(self) -> dict[str, np.ndarray]:
+        """Per dataset image after an evaluation with part ground truth: part -> IoU of the square
+        of the map the evaluation assigned to that part (``Evaluation.part_iou``, the engine's),
+        NaN for images without that box or not evaluated."""
+        ev = self.evaluation
+        if ev is None or self.dataset is None or not getattr(ev, "part_iou", None):
+            return {}
+        if self._ious is not None and self._ious[0] is ev and self._ious[1] is self.dataset:
+            return self._ious[2]
+        p = next(iter(ev.predictions.values()))
+        idx = np.asarray(p["indices"], dtype=np.int64)
+        out = {}
+        for part, v in ev.part_iou.items():
+            full = np.full(len(self.dataset), np.nan)
+            full[idx] = np.asarray(v, dtype=np.float64)
+            out[part] = full
+        self._ious = (ev, self.dataset, out)
         return out
 
     def predicted_class(self, index: int) -> Optional[int]:

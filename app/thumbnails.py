@@ -1,5 +1,9 @@
 """The thumbnail grid's list model: tens of thousands of images, only the visible ones loaded.
 
+After an evaluation each tile carries badges (``BADGE_ROLE``, painted by ``TileDelegate``): per
+part the IoU of the map assigned to it, green when found (IoU > 0.5, the paper's Table 1 rule),
+red when missed, and a corner mark for a correct or wrong prediction.
+
 The view asks ``data(DecorationRole)`` only for the items it paints (uniform item sizes, batched
 layout). A miss queues the image in a loader thread (newest request first, the queue bounded so a
 fast scroll forgets what went off screen) and answers a placeholder; the loaded QImage comes
@@ -9,16 +13,35 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QSize, Qt, QThread, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPixmap
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRectF, QSize, Qt, QThread, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import QStyledItemDelegate
 
 MAX_QUEUE = 256
 CACHE_BYTES = 96 * 1024 * 1024
 INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
+BADGE_ROLE = Qt.ItemDataRole.UserRole + 2      # Badges of the tile, None before an evaluation
+IOU_FOUND = 0.5                                # a part is found when IoU > 0.5 (Table 1)
+FOUND_COLOUR, MISSED_COLOUR = "#1f9d55", "#d64545"
+
+
+@dataclass(frozen=True)
+class Badges:
+    """``parts``: (part, IoU, found) for the parts this image has a box of; ``correct``: True /
+    False for the evaluation's prediction, None when it was not evaluated."""
+    parts: tuple
+    correct: Optional[bool]
+
+    def text(self) -> str:
+        words = [f"{p} IoU {v:.2f} ({'found' if ok else 'missed'})" for p, v, ok in self.parts]
+        if self.correct is not None:
+            words.append("prediction correct" if self.correct else "prediction wrong")
+        return ", ".join(words)
 
 
 def load_thumbnail(dataset, index: int, size: int) -> QImage:
@@ -109,6 +132,8 @@ class ThumbnailModel(QAbstractListModel):
         self._dirty: set[int] = set()
         self.n_requests = 0
         self.labels: Optional[list[str]] = None            # tooltips
+        self.ious: dict[str, np.ndarray] = {}              # part -> IoU per dataset image (NaN: none)
+        self.correct: Optional[np.ndarray] = None          # per dataset image: 1, 0, -1 not evaluated
         self.loader = ThumbnailLoader(self)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.start()
@@ -130,7 +155,21 @@ class ThumbnailModel(QAbstractListModel):
         n = len(dataset) if dataset is not None else 0
         self.rows = np.arange(n, dtype=np.int64)
         self._row_of = np.arange(n, dtype=np.int64)
+        self.ious, self.correct = {}, None
         self.endResetModel()
+
+    def set_badges(self, ious: dict[str, np.ndarray], correct: Optional[np.ndarray]) -> None:
+        """The evaluation's per-image part IoUs and correctness (``AppState.image_ious`` and
+        ``correctness``); empty / None clear the badges."""
+        self.ious, self.correct = dict(ious or {}), correct
+        if len(self.rows):
+            self.dataChanged.emit(self.index(0), self.index(len(self.rows) - 1),
+                                  [BADGE_ROLE, Qt.ItemDataRole.ToolTipRole])
+
+    def badges(self, i: int) -> Optional[Badges]:
+        parts = tuple((p, float(v[i]), bool(v[i] > IOU_FOUND)) for p, v in self.ious.items() if not np.isnan(v[i]))
+        c = None if self.correct is None or self.correct[i] < 0 else bool(self.correct[i])
+        return Badges(parts, c) if parts or c is not None else None
 
     def set_rows(self, rows: np.ndarray) -> None:
         self.beginResetModel()
@@ -179,9 +218,12 @@ class ThumbnailModel(QAbstractListModel):
             return self._placeholder
         if role == INDEX_ROLE:
             return i
+        if role == BADGE_ROLE:
+            return self.badges(i)
         if role == Qt.ItemDataRole.ToolTipRole and self.dataset is not None:
             it = self.dataset.items[i]
-            return f"#{i} {it.image_id}\n{self.dataset.class_names[it.label]}"
+            b = self.badges(i)
+            return f"#{i} {it.image_id}\n{self.dataset.class_names[it.label]}" + (f"\n{b.text()}" if b else "")
         if role == Qt.ItemDataRole.SizeHintRole:
             return QSize(self.size + 8, self.size + 8)
         return None
@@ -220,3 +262,37 @@ class ThumbnailModel(QAbstractListModel):
         pm = QPixmap(self.size, self.size)
         pm.fill(QColor(70, 70, 74))
         return pm
+
+
+class TileDelegate(QStyledItemDelegate):
+    """Paints a tile as usual, then its badges over the thumbnail: one plate per part at the
+    bottom (the part's initial and its IoU; green found, red missed) and a corner mark
+    (a green tick for a correct prediction, a red cross for a wrong one)."""
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        super().paint(painter, option, index)
+        b = index.data(BADGE_ROLE)
+        if not b:
+            return
+        r = QRectF(option.rect).adjusted(4, 4, -4, -4)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = QFont()
+        font.setPixelSize(max(8, min(12, int(r.height() / 7))))
+        font.setBold(True)
+        painter.setFont(font)
+        h = font.pixelSize() + 3
+        w = r.width() / max(len(b.parts), 1)
+        for k, (part, v, ok) in enumerate(b.parts):
+            plate = QRectF(r.left() + k * w, r.bottom() - h, w - 1, h)
+            painter.fillRect(plate, QColor(FOUND_COLOUR if ok else MISSED_COLOUR))
+            painter.setPen(QColor("white"))
+            painter.drawText(plate, Qt.AlignmentFlag.AlignCenter, f"{part[:1].upper()} {v:.2f}")
+        if b.correct is not None:
+            mark = QRectF(r.right() - h, r.top(), h, h)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(FOUND_COLOUR if b.correct else MISSED_COLOUR))
+            painter.drawEllipse(mark)
+            painter.setPen(QColor("white"))
+            painter.drawText(mark, Qt.AlignmentFlag.AlignCenter, "\u2713" if b.correct else "\u2717")
+        painter.restore()

@@ -39,6 +39,9 @@ from .inference import MODES, center_similarity, mode_scores, ridge_combination
 class Evaluation:
     summary: dict                                   # the evaluation JSON
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # image index -> class, per mode
+    # per test image (aligned with each mode's predictions["indices"]): part -> IoU of the square of
+    # the map assigned to that part with its ground-truth box, NaN where the image has no such box
+    part_iou: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def align_classes(state: dict, dataset: ZSLDataset) -> list[int]:
@@ -196,8 +199,10 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
         assign_on, where = ((ex_val, "validation-class images") if ex_val is not None else
                             (ex_train, "training images") if ex_train is not None else
                             (ex_test, "the test images themselves (the folder has no validation or training images)"))
-        summary["parts"] = _parts(dataset, assign_on, ex_test, seed)
+        part_iou: dict[str, np.ndarray] = {}
+        summary["parts"] = _parts(dataset, assign_on, ex_test, seed, per_image=part_iou)
         summary["parts"]["assigned_on"] = where
+        return Evaluation(summary, predictions, part_iou)
     return Evaluation(summary, predictions)
 
 
@@ -253,7 +258,15 @@ def centred_square_iou(boxes: list, sizes: np.ndarray, side: np.ndarray) -> np.n
     return M.iou_pairs(sq, b)
 
 
-def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int) -> dict:
+def image_part_ious(boxes: np.ndarray, gt: dict[str, list], assignment: dict[str, int]) -> dict[str, np.ndarray]:
+    """Per image, the IoU of each part's square with its ground-truth box: boxes (N, n, 4) pixel
+    squares of the n maps, gt part -> N boxes (None where absent), assignment part -> map index.
+    NaN where an image has no box of that part. A part is found where the IoU is > 0.5 (Table 1)."""
+    return {p: _ious(boxes[:, m], gt[p]) for p, m in assignment.items()}
+
+
+def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int,
+           per_image: Optional[dict] = None) -> dict:
     names = list(dataset.part_names)
 
     def gt_of(ex):
@@ -264,6 +277,8 @@ def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int) -> di
     sizes = image_sizes(dataset, ex_test["indices"])
     boxes = squares_to_pixel_boxes(ex_test["squares"], sizes)
     gt = gt_of(ex_test)
+    if per_image is not None:
+        per_image.update(image_part_ious(boxes, gt, assignment))
     rng = np.random.default_rng(seed)
     out, rand, mean_iou, pointing, ceiling = {}, {}, {}, {}, {}
     for p, m in assignment.items():
