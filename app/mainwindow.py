@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
         self.tasks.start(preload_engine, on_done=lambda _r: setattr(self, "engine_ready", True),
                          on_error=lambda _m, _tb: setattr(self, "engine_ready", True))
         self.loading_dataset = False
+        self.part_atlas = None               # View > Part atlas, made on first use
         self._close_after_training = False
         self._closed = False
 
@@ -170,6 +171,8 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         for k, name in enumerate(["Part audit", "Training", "Evaluation", "New classes"]):
             self._action(v, name, lambda k=k: self.tabs.setCurrentIndex(k), f"Ctrl+{k + 1}")
+        v.addSeparator()
+        self.atlas_action = self._action(v, "Part &atlas…", self.show_part_atlas, "Ctrl+Shift+A")
         h = mb.addMenu("&Help")
         self._action(h, "&Keyboard shortcuts", lambda: messages.info(self, "Keyboard shortcuts", self.shortcuts_text()),
                      "F1")
@@ -180,6 +183,16 @@ class MainWindow(QMainWindow):
             "define new classes by their attributes."))
         f.aboutToShow.connect(self._fill_recent)
         self._fill_recent()
+
+    def show_part_atlas(self):
+        """The part atlas dialog (one per window, not modal: the browser follows its clicks)."""
+        if self.part_atlas is None:
+            from .dialog_part_atlas import PartAtlasDialog
+            self.part_atlas = PartAtlasDialog(self.state, self.tasks, self.browser.visible_indices, self)
+            self.part_atlas.showImage.connect(self.browser.select_index)
+        self.part_atlas.show()
+        self.part_atlas.raise_()
+        return self.part_atlas
 
     def shortcuts_text(self) -> str:
         """Every key binding: the menus' actions (read from them, so the list cannot drift) and
