@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
                          on_error=lambda _m, _tb: setattr(self, "engine_ready", True))
         self.loading_dataset = False
         self.part_atlas = None               # View > Part atlas, made on first use
+        self.compare = None                  # View > Compare models, made on first use
         self._close_after_training = False
         self._closed = False
 
@@ -173,6 +174,7 @@ class MainWindow(QMainWindow):
             self._action(v, name, lambda k=k: self.tabs.setCurrentIndex(k), f"Ctrl+{k + 1}")
         v.addSeparator()
         self.atlas_action = self._action(v, "Part &atlas…", self.show_part_atlas, "Ctrl+Shift+A")
+        self.compare_action = self._action(v, "&Compare models…", self.show_compare, "Ctrl+Shift+M")
         h = mb.addMenu("&Help")
         self._action(h, "&Keyboard shortcuts", lambda: messages.info(self, "Keyboard shortcuts", self.shortcuts_text()),
                      "F1")
@@ -193,6 +195,15 @@ class MainWindow(QMainWindow):
         self.part_atlas.show()
         self.part_atlas.raise_()
         return self.part_atlas
+
+    def show_compare(self):
+        """The compare-two-checkpoints dialog (one per window, not modal: it follows the browser)."""
+        if self.compare is None:
+            from .dialog_compare import CompareDialog
+            self.compare = CompareDialog(self.state, self.tasks, self)
+        self.compare.show()
+        self.compare.raise_()
+        return self.compare
 
     def shortcuts_text(self) -> str:
         """Every key binding: the menus' actions (read from them, so the list cannot drift) and
