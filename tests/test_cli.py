@@ -184,7 +184,8 @@ def test_ablation_table4(micro_toml, tmp_path, capsys):
     out = tmp_path / "t4"
     assert main(["ablation", "table4", "--preset", str(micro_toml), "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
-    rows = ["Baseline", "Parts", "Baseline+Parts", "Baseline+Random Parts", "Embedding Softmax",
+    full = "Full model (L_CLS + L_CCT + L_MA, combined)"
+    rows = ["Baseline", "Parts", "Baseline+Parts", "Baseline+Random Parts", full, "Embedding Softmax",
             "Class-Center Triplet", "Combined"]
     assert all(r in text for r in rows)
     res = json.loads((out / "results.json").read_text())["results"]
@@ -197,6 +198,13 @@ def test_ablation_table4(micro_toml, tmp_path, capsys):
     assert (base["use_parts"], base["alpha_cct"], base["inference"]) == (False, 0.0, "compatibility")
     assert load_checkpoint(out / "parts" / "best.pt")["config"]["model"]["use_image_branch"] is False
     assert load_checkpoint(out / "baseline_random_parts" / "best.pt")["config"]["model"]["random_parts"] is True
+    # the upper rows differ only in their inputs: one loss (L_CLS) and one inference for all four
+    for key in ("baseline", "parts", "baseline_parts", "baseline_random_parts"):
+        m = load_checkpoint(out / key / "best.pt")["config"]["model"]
+        assert (m["alpha_cct"], m["inference"]) == (0.0, "compatibility"), key
+    assert [res[r]["inference"] for r in rows[:4]] == ["compatibility"] * 4
+    m = load_checkpoint(out / "full_model" / "best.pt")["config"]["model"]
+    assert m["alpha_cct"] > 0 and m["inference"] == "combined" and m["use_parts"] and m["use_ma_loss"]
 
 
 # ---------------------------------------------------------------- issue 16: flag values and outputs
