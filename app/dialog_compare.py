@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QGraphicsPixmapI
 from . import messages
 from .audit import best_pairs
 from .image_view import ImageView
-from .labels import clip_box
+from .labels import clip_box, place_labels
 from .overlay import MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, map_range, render_map
 from .state import AppState
 
@@ -57,6 +57,9 @@ class ModelColumn(QWidget):
         self.scene.addItem(self.image_item)
         self.scene.addItem(self.map_item)
         self.box_items: list[QGraphicsRectItem] = []
+        self._plates: list[tuple[QGraphicsRectItem, tuple, bool]] = []    # (plate, box, truth)
+        self.image_size = (0, 0)
+        self.view.on_transform = self._layout_labels
         self.pred_items: list[QGraphicsRectItem] = []
         self.iou_table = _table(["Part", "Square", "IoU"])
         self.top_table = _table(["Class", "Score"])
@@ -79,12 +82,13 @@ class ModelColumn(QWidget):
         self.image_item.setPixmap(QPixmap.fromImage(
             QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()))
         self.scene.setSceneRect(QRectF(0, 0, img.width, img.height))
+        self.image_size = img.size
         self.view.fit()
 
     def clear(self, message: str = "") -> None:
         for it in self.box_items:
             self.scene.removeItem(it)
-        self.box_items, self.pred_items, self.prediction = [], [], None
+        self.box_items, self.pred_items, self._plates, self.prediction = [], [], [], None
         self.map_item.setPixmap(QPixmap())
         _fill(self.iou_table, [])
         _fill(self.top_table, [])
@@ -100,17 +104,36 @@ class ModelColumn(QWidget):
         item.setPen(pen)
         item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         item.setZValue(2)
-        label = QGraphicsSimpleTextItem(text, item)
-        label.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        plate = QGraphicsRectItem(item)              # a dark plate, a constant size on screen
+        plate.setFlag(QGraphicsRectItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        plate.setPen(QPen(Qt.PenStyle.NoPen))
+        plate.setBrush(QColor(0, 0, 0, 170))
+        label = QGraphicsSimpleTextItem(text, plate)
         font = QFont()
         font.setPixelSize(11)
         font.setBold(True)
         label.setFont(font)
         label.setBrush(QColor(colour))
-        label.setPos(x0, y1 if dashed else y0)
+        br = label.boundingRect()
+        plate.setRect(QRectF(0, 0, br.width() + 4, br.height()))
+        label.setPos(2, 0)
+        self._plates.append((plate, (x0, y0, x1, y1), dashed))
         self.scene.addItem(item)
         self.box_items.append(item)
         return item
+
+    def _layout_labels(self) -> None:
+        """Label plates inside the image and off each other (``labels.place_labels``, as the
+        audit's), for the view's current scale; on every draw, resize and zoom."""
+        if not self._plates or self.image_size[0] == 0:
+            return
+        s = self.view.scale_factor()
+        rects = place_labels([b for _p, b, _t in self._plates],
+                             [(p.rect().width() / s, p.rect().height() / s) for p, _b, _t in self._plates],
+                             [t for _p, _b, t in self._plates],
+                             (0.0, 0.0, float(self.image_size[0]), float(self.image_size[1])))
+        for (plate, _b, _t), r in zip(self._plates, rects):
+            plate.setPos(r[0], r[1])           # the box items sit at the scene origin
 
     def draw(self, pred, gt: dict, assignment: dict[int, str], image_size, map_choice: int, note: str) -> None:
         """Draw one prediction (``engine.predict.Prediction``) of the current image."""
@@ -127,6 +150,7 @@ class ModelColumn(QWidget):
             self.pred_items.append(self._rect(clip_box(box, w, h), MAP_COLOURS[m % len(MAP_COLOURS)], False, text))
         m = pred.maps.max(axis=0) if map_choice < 0 else pred.maps[min(map_choice, len(pred.maps) - 1)]
         self.map_item.setPixmap(QPixmap.fromImage(render_map(m, w, h, "inferno", map_range(m, "fixed"), 0.5)))
+        self._layout_labels()
         _fill(self.iou_table, [[part, f"map{m + 1}" + (f" ({assignment[m]})" if m in assignment else " (best match)"),
                                 f"{v:.3f}"] for part, m, v in pairs])
         _fill(self.top_table, [[name, f"{score:.3f}"] for name, score in pred.top(TOP_K)])

@@ -4,8 +4,9 @@
 
 It opens the built-in synthetic dataset, runs a short training from the Training panel (for its
 curves), then audits an unseen image, evaluates, defines a user class, classifies and ranks with
-it, and saves ``audit.png``, ``training.png``, ``evaluation.png``, ``classes.png`` and
-``open_dataset.png``. The model audited and evaluated is ``--checkpoint`` when given, else the
+it, and saves ``audit.png``, ``training.png``, ``evaluation.png``, ``classes.png``,
+``open_dataset.png``, ``localisation.png`` (the grid, worst head IoU first), ``atlas.png`` (the part atlas) and ``compare.png`` (the audited model against
+the short run's, when they differ). The model audited and evaluated is ``--checkpoint`` when given, else the
 bundled demo model when the package has one, else the model the short training produced.
 Runs offscreen when there is no display.
 """
@@ -33,6 +34,36 @@ def settle(app, seconds: float = 0.5) -> None:
     while time.monotonic() < end:
         app.processEvents()
         time.sleep(0.01)
+
+
+def shoot_localisation(w, shoot) -> None:
+    """The browser after an evaluation, sorted worst head IoU first (the tiles' IoU badges)."""
+    b = w.browser
+    b.sort_box.setCurrentText(f"worst {w.state.dataset.part_names[0]} IoU first")
+    shoot(b, "localisation.png")
+    b.sort_box.setCurrentIndex(0)
+
+
+def shoot_atlas_and_compare(app, w, shoot, second_checkpoint=None) -> None:
+    """The part atlas (top 6 crops per map) and, given a second checkpoint, the comparison of the
+    window's model with it on the selected image."""
+    atlas = w.show_part_atlas()
+    atlas.resize(900, 330)
+    atlas.k_box.setValue(6)
+    atlas.run()
+    wait_until(app, lambda: atlas.task is None and atlas.atlas is not None, 3600, "the part atlas")
+    shoot(atlas, "atlas.png")
+    atlas.close()
+    if second_checkpoint is None or str(second_checkpoint) == str(w.state.checkpoint_path):
+        return
+    cmp = w.show_compare()
+    cmp.resize(1000, 620)
+    cmp.load_model_b(str(second_checkpoint))
+    wait_until(app, lambda: cmp.predictor_b is not None, 300, "model B")
+    wait_until(app, lambda: cmp.a.prediction is not None and cmp.b.prediction is not None, 300,
+               "both predictions")
+    shoot(cmp, "compare.png")
+    cmp.close()
 
 
 def main(argv=None) -> int:
@@ -97,6 +128,8 @@ def main(argv=None) -> int:
     w.evaluation.confusion.clicked.emit(cm.index(0, 0))
     shoot(w, "evaluation.png")
     w.state.set_selection(None, "")
+    if w.state.dataset.part_names:
+        shoot_localisation(w, shoot)
 
     # ---- part audit of an unseen test image (parts named by the evaluation)
     ds = w.state.dataset
@@ -108,6 +141,7 @@ def main(argv=None) -> int:
     w.audit.range_box.setCurrentText("per image")
     shoot(w, "audit.png")
     w.audit.export(str(tmp / "audit.svg"))
+    shoot_atlas_and_compare(app, w, shoot, done[0][0] if done[0][0] else None)
 
     # ---- a user class: an unseen class with another tail colour; classify and rank
     c = w.classes

@@ -72,6 +72,16 @@ def test_both_columns_show_their_own_model(qtbot, win, small_ds, trained_run, tm
             assert float(col.iou_table.item(r, 2).text()) == pytest.approx(iou(ref.boxes[m], gt[part]), abs=1e-3)
         assert col.iou_table.rowCount() == len(gt)
         assert not col.map_item.pixmap().isNull()
+        # labels inside the image and off each other (plates placed as in the audit), at the
+        # view's scale: a plate keeps its size on screen
+        sc = col.view.scale_factor()
+        plates = [(pl.pos().x(), pl.pos().y(), pl.rect().width() / sc, pl.rect().height() / sc)
+                  for pl, _b, _t in col._plates]
+        assert len(plates) == len(gt) + len(ref.boxes)
+        for k, (x, y, pw, ph) in enumerate(plates):
+            assert x >= -1e-6 and y >= -1e-6 and x + pw <= size[0] + 1e-3 and y + ph <= size[1] + 1e-3
+            for (x2, y2, w2, h2) in plates[k + 1:]:
+                assert x + pw <= x2 + 1e-6 or x2 + w2 <= x + 1e-6 or y + ph <= y2 + 1e-6 or y2 + h2 <= y + 1e-6
     assert dlg.a.top_table.item(0, 0).text() != dlg.b.top_table.item(0, 0).text()
     assert not np.allclose(rects(dlg.a), rects(dlg.b), atol=0.5)
     # the columns follow the browser
