@@ -30,6 +30,9 @@ import tomli_w
 # stage 1: the paper's k-means over peak positions, co-location (engine/colocation.py), or NMF
 # factors of the features (stages.nmf_channel_targets)
 CHANNEL_GROUPINGS = ("kmeans", "colocation", "nmf")
+# where a part square is centred: "net" = the cropping net's (t_x, t_y) of Eq. 7; "peak_centroid" =
+# the centre of mass of the map's 3 x 3 cells around its peak (engine/cropping.py peak_centroid)
+CROP_CENTRES = ("net", "peak_centroid")
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,7 @@ class ModelConfig:
     part_side_init: float = 0.25
     part_side_min: float = 0.1
     part_side_max: float = 0.6
+    crop_centre: str = "net"               # CROP_CENTRES; the side always comes from the cropping net
     alpha_cls: float = 1.0
     alpha_cct: float = 1.0
     use_ma_loss: bool = True               # False = Table 1 "w/o MA"
@@ -82,6 +86,8 @@ class ModelConfig:
         for name in ("attention_size", "image_size", "part_size"):
             if getattr(self, name) < 16:
                 raise ConfigError(f"model.{name} must be >= 16, got {getattr(self, name)}")
+        if self.crop_centre not in CROP_CENTRES:
+            raise ConfigError(f"model.crop_centre must be one of {', '.join(CROP_CENTRES)}, got {self.crop_centre!r}")
         if not self.crop_temperature > 0:
             raise ConfigError(f"model.crop_temperature must be > 0, got {self.crop_temperature}")
         if not 0 < self.part_side_min <= self.part_side_init <= self.part_side_max <= 1:

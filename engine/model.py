@@ -24,7 +24,7 @@ from .attention import MultiAttention, multi_attention_loss
 from .backbone_cache import FrozenFeatures
 from .backbones import Backbone, build_backbone
 from .config import ModelConfig
-from .cropping import CroppingNet, crop_parts
+from .cropping import CroppingNet, crop_parts, peak_centroid
 from .embedding import (SemanticProjection, class_center_triplet_loss, embedding_softmax_loss,
                         fused_compatibility, sgma_objective)
 
@@ -110,6 +110,8 @@ class SGMA(nn.Module):
         if squares is None:
             squares = self.random_squares(images.shape[0], images.device) if cfg.random_parts \
                 else self.cropper(maps)
+            if cfg.crop_centre == "peak_centroid" and not cfg.random_parts:
+                squares = torch.cat([peak_centroid(maps).to(squares.dtype), squares[..., 2:]], dim=-1)
         use_parts = with_parts and cfg.use_parts
         parts = crop_parts(images, squares, cfg.part_size, cfg.boxcar_k) if use_parts else None
         thetas, mapped = [], []
