@@ -2,7 +2,8 @@
 
 With no arguments it opens the built-in synthetic dataset and the bundled demo model (when the
 package ships ``resources/demo.pt``). ``--dataset KIND --root PATH --checkpoint FILE`` opens those
-instead. ``--screenshot FILE`` saves a picture of the window once it is ready and quits.
+instead; without ``--checkpoint`` the model bundled for that kind opens (``resources/cub.pt`` for
+``--dataset cub``; engine/bundled.py lists them). ``--screenshot FILE`` saves a picture of the window once it is ready and quits.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
                    help="a dataset option (repeatable), e.g. --option split=ss")
     p.add_argument("--checkpoint", metavar="FILE", help="a model checkpoint (.pt) or a run folder")
-    p.add_argument("--no-demo", action="store_true", help="do not load the bundled demo model")
+    p.add_argument("--no-demo", action="store_true", help="do not load the bundled model of the dataset kind")
     p.add_argument("--tab", choices=["audit", "training", "evaluation", "classes"], help="the panel to show")
     p.add_argument("--settings", metavar="FILE", help="an INI file for the settings instead of the user's")
     p.add_argument("--screenshot", metavar="FILE", help="save a screenshot of the window, then quit")

@@ -23,11 +23,15 @@ APP_NAME = "SGMA Part Explorer"
 TABS = ("audit", "training", "evaluation", "classes")
 
 
+def bundled_model(kind: str) -> Optional[Path]:
+    """The model the package ships for dataset ``kind`` (engine/bundled.py), if any."""
+    from sgma.engine.bundled import bundled_checkpoint
+    return bundled_checkpoint(kind)
+
+
 def demo_checkpoint() -> Optional[Path]:
-    """The bundled demo model, when the package ships one."""
-    from sgma import resources
-    p = Path(resources.__file__).parent / "demo.pt"
-    return p if p.is_file() else None
+    """The bundled demo model (synthetic birds), when the package ships one."""
+    return bundled_model("synthetic")
 
 
 def preload_engine() -> None:
@@ -146,7 +150,9 @@ class MainWindow(QMainWindow):
         else:
             from sgma.engine.data.synthetic import make_synthetic
             self.state.set_dataset(make_synthetic(), {"kind": "synthetic", "root": None, "options": {}})
-        ckpt = checkpoint or (demo_checkpoint() if load_demo else None)
+        kind = dataset.name if dataset is not None else (dataset_spec or {}).get("kind", "synthetic")
+        bundled = (demo_checkpoint() if kind == "synthetic" else bundled_model(kind)) if load_demo else None
+        ckpt = checkpoint or bundled
         if ckpt is not None:
             self.load_model(str(ckpt))
         else:

@@ -1,0 +1,55 @@
+"""engine/bundled.py: one model per dataset kind, slimmed of what only resuming needs, and the
+app opening the bundled model of the kind it opens (issue 13)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+import torch
+
+from sgma.engine.bundled import BUNDLED, TRAINING_ONLY, bundled_checkpoint, slim_state, write_bundle
+from sgma.engine.checkpoint import load_checkpoint
+
+from app_fixtures import answers, app_settings, make_window, small_ds, trained_run  # noqa: F401
+from fixtures_data import need_shared
+
+
+def test_a_bundle_drops_only_what_resuming_needs_and_predicts_the_same(trained_run, tmp_path):
+    full = load_checkpoint(trained_run / "best.pt")
+    assert all(k in full for k in ("optimizer", "rng"))
+    dst = write_bundle(trained_run, tmp_path / "b.pt")
+    slim = load_checkpoint(dst)                       # the schema check passes
+    assert not any(k in slim for k in TRAINING_ONLY) and slim["bundled"] is True
+    assert set(full) - set(slim) <= set(TRAINING_ONLY)
+    for k, t in full["model"].items():
+        assert torch.equal(t, slim["model"][k]), k
+    assert os.path.getsize(dst) < os.path.getsize(trained_run / "best.pt")
+    assert slim_state({"optimizer": 1, "model": 2}) == {"model": 2, "bundled": True}
+
+
+def test_unknown_kinds_have_no_bundle():
+    assert bundled_checkpoint("awa2") is None and bundled_checkpoint("no-such-kind") is None
+    assert set(BUNDLED) >= {"synthetic", "cub"}
+
+
+def test_the_shipped_cub_model_is_a_real_bird_model_under_20_mb():
+    p = bundled_checkpoint("cub")
+    if p is None:
+        pytest.skip("resources/cub.pt is not bundled")
+    assert os.path.getsize(p) <= 20 * 1024 * 1024
+    st = load_checkpoint(p)
+    assert st["config"]["data"]["kind"] == "cub" and len(st["attribute_names"]) == 312
+    assert st.get("prototypes") is not None                   # evaluates without training images
+
+
+def test_the_app_opens_cub_with_the_bundled_cub_model(qtbot, make_window, answers):
+    p = bundled_checkpoint("cub")
+    if p is None:
+        pytest.skip("resources/cub.pt is not bundled")
+    root = need_shared("cub50")
+    w = make_window(dataset_spec={"kind": "cub", "root": str(root), "options": {}}, load_demo=True)
+    qtbot.waitUntil(lambda: w.state.predictor is not None or bool(answers.of("error")), timeout=120000)
+    assert not answers.of("error"), answers.of("error")
+    assert w.state.checkpoint_path == str(p)
