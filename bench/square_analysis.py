@@ -5,7 +5,11 @@ report here; nothing in this script chooses a setting.
 
     SGMA_SHARED_DATA=../shared/data python bench/square_analysis.py RUN/best.pt CUB_ROOT [N_IMAGES]
 """
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np, torch
 from scipy import ndimage
 from sgma.engine.checkpoint import load_checkpoint
