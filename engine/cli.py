@@ -126,7 +126,8 @@ def _dataset_for(state: dict, kind: str | None, root: str | None, split: str | N
     return dataset_from_config(cfg)
 
 
-def evaluate_checkpoint(path: str, kind=None, root=None, split=None, gamma=None) -> dict:
+def evaluate_checkpoint(path: str, kind=None, root=None, split=None, gamma=None,
+                        skip_unreadable: bool = False) -> dict:
     import torch
     from .checkpoint import load_checkpoint
     from .evaluate import evaluate
@@ -142,7 +143,8 @@ def evaluate_checkpoint(path: str, kind=None, root=None, split=None, gamma=None)
                        f"{f', e.g. {other[0]!r}' if other else ''}): the model can only score classes "
                        f"described by the attributes it was trained on")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return evaluate(model.to(device), state, ds, device=device, calibration_gamma=gamma).summary
+    return evaluate(model.to(device), state, ds, device=device, calibration_gamma=gamma,
+                    skip_unreadable=skip_unreadable).summary
 
 
 def summary_lines(s: dict) -> list[str]:
@@ -159,6 +161,9 @@ def summary_lines(s: dict) -> list[str]:
                              f"mean IoU {p['mean_iou'][name]:.3f} ({p['assignment'][name]}); pointing "
                              f"{p.get('pointing', {}).get(name, float('nan')):.3f}, ceiling of the square rule "
                              f"{p.get('ceiling', {}).get(name, float('nan')):.3f}")
+    if s.get("skipped_images"):
+        lines.append(f"left out {len(s['skipped_images'])} unreadable image(s), listed in the JSON: "
+                     f"{s['skipped_images'][0]['path']}{' ...' if len(s['skipped_images']) > 1 else ''}")
     return lines
 
 
@@ -204,7 +209,19 @@ def cmd_train(a) -> int:
 
 def cmd_evaluate(a) -> int:
     check_output(a.json, "--json")
-    s = evaluate_checkpoint(a.run, a.dataset, a.root, a.split, a.gamma)
+    run = a.run
+    if run is None:            # the model bundled for the dataset kind (engine/bundled.py)
+        from .bundled import BUNDLED, bundled_checkpoint
+        if not a.dataset:
+            raise CLIError("name a run or checkpoint, or --dataset KIND to evaluate the model bundled "
+                           f"for that kind ({', '.join(BUNDLED)})")
+        found = bundled_checkpoint(a.dataset)
+        if found is None:
+            raise CLIError(f"no model is bundled for dataset kind {a.dataset!r} (bundled: "
+                           f"{', '.join(k for k in BUNDLED if bundled_checkpoint(k))}); name a run or checkpoint")
+        run = str(found)
+        print(f"model: {run} (bundled for {a.dataset})")
+    s = evaluate_checkpoint(run, a.dataset, a.root, a.split, a.gamma, a.skip_unreadable)
     print("\n".join(summary_lines(s)))
     _write_json(a.json, s)
     return 0
@@ -281,11 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="ZSL, GZSL and part precision of a run or checkpoint")
-    p.add_argument("run")
+    p.add_argument("run", nargs="?", help="run folder or checkpoint; without it, the model bundled "
+                   "for --dataset")
     p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
     p.add_argument("--root")
     p.add_argument("--split", choices=["ps", "ss"])
     p.add_argument("--gamma", type=_finite_float, help="also report GZSL with calibrated stacking")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="leave out images that cannot be decoded (listed in the JSON) instead of stopping")
     p.add_argument("--json")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("predict", help="attention maps, part boxes and top classes of images")

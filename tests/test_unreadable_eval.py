@@ -73,3 +73,32 @@ def test_evaluation_names_an_unreadable_test_image_before_extracting(trained, mo
         assert summary["n_images"] == full_n - 1
     finally:
         victim.write_bytes(original)
+
+
+def test_cli_stops_on_an_unreadable_image_or_skips_it_with_the_flag(trained, tmp_path, capsys):
+    from sgma.engine.cli import main
+    root, run = trained
+    ds = load_dataset("folder", str(root))
+    victim = Path(ds.items[ds.split.test_seen[0]].path)
+    original = victim.read_bytes()
+    try:
+        _cut_jpeg(victim)
+        argv = ["evaluate", str(run), "--dataset", "folder", "--root", str(root)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and str(victim) in err
+        out_json = tmp_path / "e.json"
+        assert main(argv + ["--skip-unreadable", "--json", str(out_json)]) == 0
+        assert "left out 1 unreadable image" in capsys.readouterr().out
+        import json
+        assert json.loads(out_json.read_text())["skipped_images"][0]["path"] == str(victim)
+    finally:
+        victim.write_bytes(original)
+
+
+def test_cli_evaluate_without_a_run_needs_a_kind_with_a_bundled_model(capsys):
+    from sgma.engine.cli import main
+    assert main(["evaluate"]) == 2
+    assert "--dataset KIND" in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", "awa2", "--root", "/nowhere"]) == 2
+    assert "no model is bundled for dataset kind 'awa2'" in capsys.readouterr().err
