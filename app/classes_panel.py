@@ -14,7 +14,8 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QGroupBox, Q
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
-from sgma.engine.classes import ClassFileError, UserClass, load_classes, parse_vector, save_classes, to_matrix
+from sgma.engine.classes import (ClassFileError, UserClass, check_name, load_classes, parse_vector, save_classes,
+                                 to_matrix)
 
 from . import messages
 from .attribute_editor import AttributeEditor
@@ -243,11 +244,20 @@ class ClassesPanel(QWidget):
         new = item.text().strip()
         if not 0 <= r < len(self.classes):
             return
-        if not new or any(c.name == new for k, c in enumerate(self.classes) if k != r):
+        problem = None
+        try:
+            check_name(new, "rename", "the name")
+        except ClassFileError as e:
+            problem = str(e).removeprefix("rename: ")
+        if problem is None and (not new or any(c.name == new for k, c in enumerate(self.classes) if k != r)):
+            problem = f"the name {new!r} is empty or taken"
+        if problem is None and new.casefold() in {n.casefold() for n in self._dataset_class_names()}:
+            problem = f"the name {new!r} is a dataset class: a user class needs its own name"
+        if problem is not None:
             self.list.blockSignals(True)
             item.setText(self.classes[r].name)
             self.list.blockSignals(False)
-            self.status.setText(f"the name {new!r} is empty or taken")
+            self.status.setText(problem)
             return
         self.classes[r].name = new
         self._changed()
@@ -289,16 +299,27 @@ class ClassesPanel(QWidget):
                                 "train or load a model for this dataset to classify")
 
     # ---------------------------------------------------------------- files
+    def _dataset_class_names(self) -> list[str]:
+        ds = self.state.dataset
+        return list(ds.class_names) if ds is not None else []
+
     def load(self, path: str, replace: bool = True) -> bool:
+        """Read a class file; a class named like a dataset class, or (when merging) like a class
+        already in the list, is refused with its name and nothing is read (issue 16)."""
         try:
-            loaded = load_classes(path, self.attribute_names)
+            loaded = load_classes(path, self.attribute_names, reserved=self._dataset_class_names())
+            if not replace:
+                have = {c.name.casefold() for c in self.classes}
+                clash = [c.name for c in loaded if c.name.casefold() in have]
+                if clash:
+                    raise ClassFileError(f"{path}: class {clash[0]!r} is already in the list; rename it "
+                                         f"in the file or delete the listed one")
         except ClassFileError as e:
             messages.error(self, "Cannot read the class file", str(e))
             return False
         if replace:
             self.classes, self.path = [], path
         for c in loaded:
-            c.name = self._unique(c.name)
             c.values = {a: v for a, v in c.values.items() if v != 0}
             self.classes.append(c)
         self._refresh_list(select=0 if replace else len(self.classes) - 1)
