@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import SGMAError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -26,7 +28,7 @@ WEIGHT_FILES = {
 }
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(SGMAError, FileNotFoundError):
     """ImageNet weights were asked for but are not on this machine."""
 
 

@@ -21,13 +21,14 @@ from typing import Any
 import torch
 
 from .config import atomic_write_bytes
+from .errors import SGMAError
 
 FORMAT_VERSION = 1
 MAX_SIZES = {"attention_size": 2048, "image_size": 2048, "part_size": 2048, "n_parts": 16,
              "crop_hidden": 16384, "attention_reduction": 4096}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SGMAError, ValueError):
     """A checkpoint is unreadable, hostile, or does not fit what it is loaded into."""
 
 

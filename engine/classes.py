@@ -40,6 +40,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from .config import atomic_write_bytes
+from .errors import SGMAError
 
 FORMATS = (".toml", ".json", ".csv")
 MAX_NAME_LEN = 200
@@ -47,7 +48,7 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class ClassFileError(ValueError):
+class ClassFileError(SGMAError, ValueError):
     """A class file cannot be read or does not fit the dataset; the message names the file."""
 
 

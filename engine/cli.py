@@ -1,7 +1,8 @@
 """The ``sgma`` command: demo, train, evaluate, predict, ablation, bench.
 
-Every user error (missing file, bad dataset line, bad config, refused checkpoint) ends the
-command with exit status 2 and one line on stderr that names the problem."""
+Every user error (missing file, bad dataset line, bad config, refused checkpoint: an
+``SGMAError``, engine/errors.py) ends the command with exit status 2 and one line on stderr that
+names the problem. Any other exception is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import argparse
@@ -13,14 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from .checkpoint import CheckpointError
-from .config import ConfigError, RunConfig, atomic_write_bytes, load_toml, preset
-from .data.base import DatasetError
+from .config import RunConfig, atomic_write_bytes, load_toml, preset
+from .errors import SGMAError
 from .runlock import Interrupted, stop_on_signals
 
 
-class CLIError(Exception):
-    pass
+class CLIError(SGMAError):
+    """A command-line argument or output path that cannot be used; the message names the flag."""
 
 
 def _write_json(path: str | None, obj) -> None:
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.func(a)
-    except (CLIError, ConfigError, DatasetError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except SGMAError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:     # Interrupted: last.pt was saved; a second Ctrl-C: at once

@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 import tomli_w
 
+from .errors import SGMAError
+
 
 # stage 1: the paper's k-means over peak positions, co-location (engine/colocation.py), or NMF
 # factors of the features (stages.nmf_channel_targets)
@@ -35,7 +37,7 @@ CHANNEL_GROUPINGS = ("kmeans", "colocation", "nmf")
 CROP_CENTRES = ("net", "peak_centroid")
 
 
-class ConfigError(ValueError):
+class ConfigError(SGMAError, ValueError):
     """A configuration file or value is invalid; the message names the field."""
 
 

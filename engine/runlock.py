@@ -21,6 +21,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from .errors import SGMAError
+
 try:
     import fcntl
 except ImportError:      # pragma: no cover - Windows
@@ -29,7 +31,7 @@ except ImportError:      # pragma: no cover - Windows
 LOCK_NAME = ".lock"
 
 
-class RunLockError(RuntimeError):
+class RunLockError(SGMAError, RuntimeError):
     """The run folder is in use by another live run; the message names its pid."""
 
 

@@ -39,6 +39,7 @@ from .colocation import colocation_channel_groups
 from .config import ModelConfig, RunConfig, from_dict, save_toml, to_dict
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
+from .errors import SGMAError
 from .extract import extract
 from .loader import EpochOrder, ImageSet, make_loader
 from .metrics import mean_class_accuracy, part_precision
@@ -51,7 +52,7 @@ from .stages import (NMF_FACTORS, fit_cropper, kmeans_channel_groups, nmf_channe
 STAGES = ("warmup", "kmeans", "pretrain_parts", "joint")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SGMAError, RuntimeError):
     """Training cannot start or continue; the message says why and what to change."""
 
 

@@ -19,11 +19,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import SGMAError
+
 Box = tuple[float, float, float, float]
 FLOAT32_MAX = float(np.finfo(np.float32).max)   # larger numbers would become inf in the model
 
 
-class DatasetError(ValueError):
+class DatasetError(SGMAError, ValueError):
     """A dataset file is missing or malformed. The message names the file, line or field."""
 
 
