@@ -77,3 +77,28 @@ def test_sgma_gui_opens_the_dataset_and_checkpoint_it_is_given(tmp_path):
     n = 16 * (SMALL["n_train_per_class"] + SMALL["n_test_seen_per_class"]) + 8 * SMALL["n_unseen_per_class"]
     assert f"state: dataset=synthetic images={n} model={run / 'best.pt'}" in proc.stdout
     assert shot.is_file()
+
+
+@pytest.mark.xvfb
+@needs_xvfb
+def test_sgma_gui_on_real_cub_under_xvfb_opens_the_bundled_real_bird_model(display, tmp_path):
+    """Issue 17: the real window on real CUB images, audited by the bundled real-bird model."""
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures_data import need_shared
+    from sgma.engine.bundled import bundled_checkpoint
+    cub = bundled_checkpoint("cub")
+    if cub is None:
+        pytest.skip("resources/cub.pt is not bundled")
+    root = need_shared("cub50")
+    shot = tmp_path / "cub.png"
+    env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", SGMA_GUI_SETTINGS=str(tmp_path / "s.ini"),
+               XDG_CACHE_HOME=str(tmp_path / "cache"))
+    proc = subprocess.run(gui_command() + ["--dataset", "cub", "--root", str(root), "--screenshot", str(shot),
+                                           "--quit-after", "25"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"state: dataset=cub images=820 model={cub}" in proc.stdout, proc.stdout
+    from PIL import Image
+    im = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float64)
+    assert im.std() > 20 and len(np.unique(im.reshape(-1, 3)[::97], axis=0)) > 200   # real photos
