@@ -295,7 +295,7 @@ class EvaluationPanel(QWidget):
 
     # ---------------------------------------------------------------- export
     def export_csv(self, path: str) -> str:
-        from sgma.engine.config import atomic_write_bytes
+        from sgma.engine.io import atomic_write_bytes
         atomic_write_bytes(path, summary_csv(self.state.evaluation.summary).encode())
         return path
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -150,10 +149,8 @@ def main(argv=None) -> int:
 
     def dump():
         if a.json:
-            tmp = a.json + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(res, f, indent=2)
-            os.replace(tmp, a.json)
+            from sgma.engine.io import atomic_write_bytes
+            atomic_write_bytes(a.json, json.dumps(res, indent=2).encode())
 
     fl = count_flops(cfg, a.batch, sem_dim, n_cls)
     res.update(fl)

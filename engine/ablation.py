@@ -20,7 +20,9 @@ import json
 import math
 from pathlib import Path
 
-from .config import RunConfig, atomic_write_bytes, load_toml, preset
+from .config import RunConfig, load_toml, preset
+from .io import atomic_write_bytes
+from .runs import evaluate_checkpoint, run_training
 
 PARTS = ("head", "tail")
 
@@ -41,7 +43,6 @@ def _variant(base: RunConfig, name: str, **model) -> RunConfig:
 
 
 def _train_and_evaluate(cfg: RunConfig, run_dir: Path, quiet: bool) -> dict:
-    from .cli import evaluate_checkpoint, run_training
     if not quiet:
         print(f"== {cfg.name} -> {run_dir}", flush=True)
     run_training(cfg, run_dir, quiet=quiet)

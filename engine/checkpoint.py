@@ -6,6 +6,7 @@ folder, fsync, os.replace), kept as ``last.pt`` and ``best.pt``, and read back w
 types, the model configuration (with upper bounds on every size, so a hostile file cannot ask for
 a 200,000-pixel attention input), semantics of shape (classes, attributes), and finite weights,
 semantics, prototypes and beta. Any failure is a ``CheckpointError`` naming the file and the key.
+``model_from_checkpoint`` rebuilds the trained SGMA from a loaded checkpoint.
 The bounds (``MAX_SIZES``) are this project's choice: 4x the paper's 448 px input, far more parts
 and hidden units than any preset (docs/reliability.md)."""
 from __future__ import annotations
@@ -16,12 +17,15 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .config import atomic_write_bytes
 from .errors import SGMAError
+from .io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from .model import SGMA
 
 FORMAT_VERSION = 1
 MAX_SIZES = {"attention_size": 2048, "image_size": 2048, "part_size": 2048, "n_parts": 16,
@@ -172,3 +176,18 @@ def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> Non
             for k in ("stage", "epoch", "batch", "global_step"))):
         raise CheckpointError(f"{path}: 'position' must hold non-negative integers stage, epoch, batch, "
                               f"global_step")
+
+
+def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> "SGMA":
+    """Rebuild a trained SGMA from a checkpoint dict (no pretrained weights are read)."""
+    from .config import ModelConfig, from_dict
+    from .model import SGMA
+    mcfg = from_dict(ModelConfig, state["config"]["model"], "model")
+    mcfg.pretrained = "none"
+    sem_dim = len(state["attribute_names"])
+    model = SGMA(mcfg, sem_dim, len(state["train_classes"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint weights do not fit its configuration: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval()

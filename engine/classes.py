@@ -39,8 +39,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .config import atomic_write_bytes
 from .errors import SGMAError
+from .io import atomic_write_bytes
 
 FORMATS = (".toml", ".json", ".csv")
 MAX_NAME_LEN = 200

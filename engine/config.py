@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Optional
 import tomli_w
 
 from .errors import SGMAError
+from .io import atomic_write_bytes
 
 
 # stage 1: the paper's k-means over peak positions, co-location (engine/colocation.py), or NMF
@@ -266,27 +266,6 @@ def load_toml(path: str | os.PathLike) -> RunConfig:
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from None
     return cfg
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then os.replace onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)       # mkstemp's 0600 would make saved files private
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def preset(name: str) -> RunConfig:

@@ -31,8 +31,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .config import atomic_write_bytes
 from .data.base import ZSLDataset
+from .io import atomic_write_bytes
 
 CACHE_VERSION = 1
 FULL_HASH_LIMIT = 64 << 20          # checkpoints up to 64 MiB are hashed in full
@@ -213,7 +213,7 @@ class FeatureCache:
         from .checkpoint import load_checkpoint
         state = load_checkpoint(ck)
         if model is None:
-            from .trainer import model_from_checkpoint
+            from .checkpoint import model_from_checkpoint
             model = model_from_checkpoint(state, device or "cpu")
         cache = cls.build(model, dataset, indices, batch_size, device, key, state, progress)
         if save:

@@ -28,7 +28,7 @@ class MetricsLog:
 
     def _truncate(self, step: int) -> None:
         """Drop rows logged after the checkpoint a run resumes from: they are replayed."""
-        from .config import atomic_write_bytes
+        from .io import atomic_write_bytes
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
         keep = rows[:1] + [r for r in rows[1:] if len(r) == 7 and r[4].isdigit() and int(r[4]) <= step]

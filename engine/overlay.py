@@ -1,10 +1,13 @@
 """PNG overlays of attention maps and part boxes (PIL only), for ``sgma predict --save-maps``."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .io import atomic_write_bytes
 
 PART_COLOURS = [(255, 60, 60), (60, 120, 255), (60, 200, 60), (240, 200, 0)]
 
@@ -41,5 +44,7 @@ def overlay_image(img: Image.Image, maps: np.ndarray, boxes: np.ndarray, gt: dic
 def save_overlay(img: Image.Image, pred, folder: Path, name: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (name or f"overlay_{abs(hash(img.tobytes())) % 10**8}.png")
-    overlay_image(img, pred.maps, pred.boxes).save(path)
+    buf = io.BytesIO()
+    overlay_image(img, pred.maps, pred.boxes).save(buf, "PNG")
+    atomic_write_bytes(path, buf.getvalue())
     return path

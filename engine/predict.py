@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint
 from .cropping import squares_to_boxes
 from .inference import center_similarity, mode_scores, ridge_combination
 from .loader import image_to_tensor
@@ -51,7 +51,6 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu") -> "Predictor":
-        from .trainer import model_from_checkpoint
         state = load_checkpoint(path)
         return cls(model_from_checkpoint(state, device), state, device)
 

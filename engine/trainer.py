@@ -34,9 +34,9 @@ from torch import nn
 
 from . import events as ev
 from .backbone_cache import BackboneCache
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .config import ModelConfig, RunConfig, from_dict, save_toml, to_dict
+from .config import ModelConfig, RunConfig, save_toml, to_dict
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .errors import SGMAError
@@ -582,7 +582,7 @@ class Trainer:
                 "versions": {"torch": str(torch.__version__), "numpy": np.__version__,
                              "python": platform.python_version()},
                 "device": str(self.device), "world_size": self.world}
-        from .config import atomic_write_bytes
+        from .io import atomic_write_bytes
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
 
 
@@ -598,17 +598,3 @@ def dataset_from_config(cfg: RunConfig) -> ZSLDataset:
 def _np_state() -> list:
     s = np.random.get_state()
     return [s[0], torch.from_numpy(s[1].astype(np.int64)), int(s[2]), int(s[3]), float(s[4])]
-
-
-def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> SGMA:
-    """Rebuild a trained SGMA from a checkpoint dict (no pretrained weights are read)."""
-    from .config import ModelConfig
-    mcfg = from_dict(ModelConfig, state["config"]["model"], "model")
-    mcfg.pretrained = "none"
-    sem_dim = len(state["attribute_names"])
-    model = SGMA(mcfg, sem_dim, len(state["train_classes"]))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint weights do not fit its configuration: {str(e).splitlines()[0]}") from None
-    return model.to(device).eval()

@@ -78,3 +78,16 @@ def test_a_bug_in_the_command_prints_a_traceback_and_not_exit_2():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.returncode != 2
     assert "Traceback" in r.stderr and "ZeroDivisionError" in r.stderr and "error: " not in r.stderr
+
+
+def test_a_failed_training_run_is_a_run_error_naming_the_cause(tmp_path):
+    """engine/runs.py: the trainer's Failed event becomes a RunError (an SGMAError) whose message
+    names the missing dataset folder; nothing is trained."""
+    from sgma.engine.config import preset
+    from sgma.engine.runs import RunError, run_training
+    cfg = preset("tiny")
+    cfg.data.kind, cfg.data.root, cfg.data.split, cfg.data.options = "cub", str(tmp_path / "no_cub"), "ps", {}
+    with pytest.raises(RunError, match="no_cub") as e:
+        run_training(cfg, tmp_path / "run", quiet=True)
+    assert isinstance(e.value, SGMAError)
+    assert not (tmp_path / "run" / "best.pt").exists()

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from sgma.engine import events as ev
-from sgma.engine.checkpoint import CheckpointError, load_checkpoint
+from sgma.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.evaluate import centred_square_iou, class_prototypes, evaluate, peak_inside, prototypes_from_seen
-from sgma.engine.trainer import Trainer, model_from_checkpoint
+from sgma.engine.trainer import Trainer
 
 from test_trainer import tiny_config
 

@@ -14,12 +14,12 @@ import torch
 
 from sgma.engine import events as ev
 from sgma.engine import trainer as trainer_mod
-from sgma.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sgma.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from sgma.engine.cli import main
 from sgma.engine.config import preset, save_toml
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.evaluate import align_classes
-from sgma.engine.trainer import Trainer, TrainingError, check_writable, model_from_checkpoint
+from sgma.engine.trainer import Trainer, TrainingError, check_writable
 
 TINY_DATA = dict(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
 

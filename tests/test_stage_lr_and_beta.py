@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from sgma.engine import events as ev
-from sgma.engine.checkpoint import load_checkpoint
+from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from sgma.engine.config import ConfigError
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.evaluate import BETA_GRID, evaluate
 from sgma.engine.predict import Predictor
-from sgma.engine.trainer import Trainer, model_from_checkpoint
+from sgma.engine.trainer import Trainer
 
 from test_trainer import one_thread, run_all, tiny_config  # noqa: F401  (fixture and helpers)
 

@@ -11,11 +11,11 @@ from PIL import Image
 
 from sgma.engine import evaluate as E
 from sgma.engine import events as ev
-from sgma.engine.checkpoint import load_checkpoint
+from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from sgma.engine.data.base import DatasetError
 from sgma.engine.data.registry import load_dataset
 from sgma.engine.image_check import find_unreadable, image_problem
-from sgma.engine.trainer import Trainer, model_from_checkpoint
+from sgma.engine.trainer import Trainer
 
 from fixtures_data import make_folder
 from test_trainer import tiny_config
