@@ -8,17 +8,16 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QImage, QPen, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGraphicsPixmapItem,
-                               QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem,
-                               QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider,
+                               QGraphicsRectItem, QGraphicsScene, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from . import messages
 from .export import Figure, export_png, export_svg
 from .image_view import ImageView
 from .labels import clip_box, place_labels
-from .overlay import (COLORMAPS, MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, ColourBar, map_range,
+from .overlay import (COLORMAPS, label_plate, MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, ColourBar, map_range,
                       render_map, upsample)
 from .state import AppState
 
@@ -274,20 +273,8 @@ class AuditPanel(QWidget):
         item.setPen(pen)
         item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         item.setZValue(2 if dashed else 3)
-        plate = QGraphicsRectItem(item)
-        plate.setFlag(QGraphicsRectItem.GraphicsItemFlag.ItemIgnoresTransformations)
-        plate.setPen(QPen(Qt.PenStyle.NoPen))
-        plate.setBrush(QColor(0, 0, 0, 170))
+        plate = label_plate(item, text, colour, 12, (3, 1))
         plate.setZValue(5)
-        label = QGraphicsSimpleTextItem(text, plate)
-        font = QFont()
-        font.setPixelSize(12)
-        font.setBold(True)
-        label.setFont(font)
-        label.setBrush(QColor(colour))
-        br = label.boundingRect()
-        plate.setRect(QRectF(0, 0, br.width() + 6, br.height() + 2))
-        label.setPos(3, 1)
         self.label_items.append(plate)
         self._label_specs.append(((x0, y0, x1, y1), colour, dashed, text))
         self.scene.addItem(item)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QImage, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QGraphicsPixmapItem, QGraphicsRectItem,
-                               QGraphicsScene, QGraphicsSimpleTextItem, QHBoxLayout, QHeaderView,
+                               QGraphicsScene, QHBoxLayout, QHeaderView,
                                QLabel, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
@@ -19,7 +18,7 @@ from . import messages
 from .audit import best_pairs
 from .image_view import ImageView
 from .labels import clip_box, place_labels
-from .overlay import MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, map_range, render_map
+from .overlay import MAP_COLOURS, label_plate, OTHER_PART_COLOUR, PART_COLOURS, map_range, render_map
 from .state import AppState
 
 TOP_K = 5
@@ -104,19 +103,7 @@ class ModelColumn(QWidget):
         item.setPen(pen)
         item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         item.setZValue(2)
-        plate = QGraphicsRectItem(item)              # a dark plate, a constant size on screen
-        plate.setFlag(QGraphicsRectItem.GraphicsItemFlag.ItemIgnoresTransformations)
-        plate.setPen(QPen(Qt.PenStyle.NoPen))
-        plate.setBrush(QColor(0, 0, 0, 170))
-        label = QGraphicsSimpleTextItem(text, plate)
-        font = QFont()
-        font.setPixelSize(11)
-        font.setBold(True)
-        label.setFont(font)
-        label.setBrush(QColor(colour))
-        br = label.boundingRect()
-        plate.setRect(QRectF(0, 0, br.width() + 4, br.height()))
-        label.setPos(2, 0)
+        plate = label_plate(item, text, colour, 11, (2, 0))
         self._plates.append((plate, (x0, y0, x1, y1), dashed))
         self.scene.addItem(item)
         self.box_items.append(item)

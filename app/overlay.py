@@ -7,8 +7,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QGraphicsSimpleTextItem, QSizePolicy, QWidget
 
 COLORMAPS = ("inferno", "viridis", "turbo", "plasma", "magma")
 # predicted squares per attention map; ground-truth boxes per part
@@ -91,3 +91,23 @@ class ColourBar(QWidget):
         p.drawText(QRectF(22, bottom - top, self.width() - 22, top * 2),
                    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{self.lo:.3g}")
         p.end()
+
+
+def label_plate(parent: QGraphicsItem, text: str, colour: str, pixel_size: int = 12,
+                pad: tuple[int, int] = (3, 1)) -> QGraphicsRectItem:
+    """A box's label: bold text on a dark plate of a constant size on screen (it ignores the view's
+    zoom), a child of ``parent``; the caller places it (app/labels.py says where)."""
+    plate = QGraphicsRectItem(parent)
+    plate.setFlag(QGraphicsRectItem.GraphicsItemFlag.ItemIgnoresTransformations)
+    plate.setPen(QPen(Qt.PenStyle.NoPen))
+    plate.setBrush(QColor(0, 0, 0, 170))
+    label = QGraphicsSimpleTextItem(text, plate)
+    font = QFont()
+    font.setPixelSize(pixel_size)
+    font.setBold(True)
+    label.setFont(font)
+    label.setBrush(QColor(colour))
+    br = label.boundingRect()
+    plate.setRect(QRectF(0, 0, br.width() + 2 * pad[0], br.height() + 2 * pad[1]))
+    label.setPos(pad[0], pad[1])
+    return plate
