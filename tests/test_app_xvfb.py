@@ -79,6 +79,7 @@ def test_sgma_gui_opens_the_dataset_and_checkpoint_it_is_given(tmp_path):
     assert shot.is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.xvfb
 @needs_xvfb
 def test_sgma_gui_on_real_cub_under_xvfb_opens_the_bundled_real_bird_model(display, tmp_path):

@@ -180,6 +180,7 @@ def test_ablation_ma(micro_toml, tmp_path, capsys):
     assert load_checkpoint(out / "with_ma" / "best.pt")["config"]["model"]["use_ma_loss"] is True
 
 
+@pytest.mark.slow
 def test_ablation_table4(micro_toml, tmp_path, capsys):
     out = tmp_path / "t4"
     assert main(["ablation", "table4", "--preset", str(micro_toml), "--out", str(out), "--quiet"]) == 0

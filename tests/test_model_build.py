@@ -35,6 +35,7 @@ def run_once(model: SGMA, batch: int, size: int):
     return out, losses
 
 
+@pytest.mark.slow
 def test_paper_configuration_vgg19_forward_backward():
     """The full paper configuration on CPU at batch 1 (the one slow test: three VGG19s)."""
     cfg = ModelConfig(pretrained="none")                  # no ImageNet weights on this machine

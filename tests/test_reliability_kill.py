@@ -56,6 +56,7 @@ def logged_steps(run_dir: Path) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(HERE / "kill_worker.py"), "train", str(run_dir)],

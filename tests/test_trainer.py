@@ -215,6 +215,7 @@ def test_pause_and_resume_from_other_threads(ds, tmp_path):
 
 
 # ---------------------------------------------------------------- e. DDP
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_agree(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     if not Path(torchrun).exists():
