@@ -17,7 +17,7 @@ from . import messages
 from .export import Figure, export_png, export_svg
 from .image_view import ImageView
 from .labels import clip_box, place_labels
-from .overlay import (COLORMAPS, label_plate, MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, ColourBar, map_range,
+from .overlay import (COLORMAPS, fill_map_box, label_plate, MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, ColourBar, map_range,
                       render_map, upsample)
 from .state import AppState
 
@@ -178,13 +178,7 @@ class AuditPanel(QWidget):
         self._cache.clear()
         pred = self.state.predictor
         n = pred.model.cfg.n_parts if pred is not None else 0
-        self.map_box.blockSignals(True)
-        self.map_box.clear()
-        for k in range(n):
-            self.map_box.addItem(f"map {k + 1}", k)
-        if n > 1:
-            self.map_box.addItem("max of all", -1)
-        self.map_box.blockSignals(False)
+        fill_map_box(self.map_box, n)
         if self.index >= 0:
             self.show_index(self.index)
 

@@ -18,7 +18,7 @@ from . import messages
 from .audit import best_pairs
 from .image_view import ImageView
 from .labels import clip_box, place_labels
-from .overlay import MAP_COLOURS, label_plate, OTHER_PART_COLOUR, PART_COLOURS, map_range, render_map
+from .overlay import MAP_COLOURS, fill_map_box, label_plate, OTHER_PART_COLOUR, PART_COLOURS, map_range, render_map
 from .state import AppState
 
 TOP_K = 5
@@ -204,13 +204,7 @@ class CompareDialog(QDialog):
     def _on_models(self) -> None:
         pa, pb = self.state.predictor, self.predictor_b
         n = max([p.model.cfg.n_parts for p in (pa, pb) if p is not None] or [0])
-        self.map_box.blockSignals(True)
-        self.map_box.clear()
-        for k in range(n):
-            self.map_box.addItem(f"map {k + 1}", k)
-        if n > 1:
-            self.map_box.addItem("max of all", -1)
-        self.map_box.blockSignals(False)
+        fill_map_box(self.map_box, n)
         name_a = Path(self.state.checkpoint_path).name if self.state.checkpoint_path else "no model"
         self.a.title.setText(f"<b>A</b>: {name_a} (the loaded model; parts named by its evaluation)")
         if pb is not None:

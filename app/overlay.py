@@ -111,3 +111,15 @@ def label_plate(parent: QGraphicsItem, text: str, colour: str, pixel_size: int =
     plate.setRect(QRectF(0, 0, br.width() + 2 * pad[0], br.height() + 2 * pad[1]))
     label.setPos(pad[0], pad[1])
     return plate
+
+
+def fill_map_box(box, n_parts: int) -> None:
+    """The map chooser's entries, one list for every view: "map 1".."map n" (data 0..n-1) and,
+    with more than one map, "max of all" (data -1). No signal is emitted while it is refilled."""
+    box.blockSignals(True)
+    box.clear()
+    for k in range(n_parts):
+        box.addItem(f"map {k + 1}", k)
+    if n_parts > 1:
+        box.addItem("max of all", -1)
+    box.blockSignals(False)
