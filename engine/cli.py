@@ -155,9 +155,8 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    from PIL import Image
     from .classes import load_classes, to_matrix
-    from .data.base import to_rgb
+    from .data.base import read_image
     from .predict import Predictor
     check_output(a.json, "--json")
     check_output(a.save_maps, "--save-maps", folder=True)
@@ -167,12 +166,7 @@ def cmd_predict(a) -> int:
         p.set_user_classes([c.name for c in user], to_matrix(user, p.attribute_names))
     results = []
     for path in a.images:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                img = to_rgb(im)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise CLIError(f"cannot read image {path}: {e}") from None
+        img = read_image(path)
         pred = p.predict(img)
         top = pred.top(a.top)
         print(f"{path}: " + ", ".join(f"{n} {s:.3f}" for n, s in top))

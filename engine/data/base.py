@@ -13,6 +13,7 @@ Conventions (used by the model, the evaluator and the GUI alike):
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -23,6 +24,11 @@ from ..errors import SGMAError
 
 Box = tuple[float, float, float, float]
 FLOAT32_MAX = float(np.finfo(np.float32).max)   # larger numbers would become inf in the model
+
+
+# what PIL raises for an image file it cannot decode (SyntaxError: some malformed PNG/GIF chunks);
+# every reader of image files catches these and names the file
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class DatasetError(SGMAError, ValueError):
@@ -90,14 +96,7 @@ class ZSLDataset:
             return item.render().convert("RGB")
         if item.path is None:
             raise DatasetError(f"{self.name}: image {index} has neither a path nor a renderer")
-        try:
-            with Image.open(item.path) as im:
-                im.load()
-                return to_rgb(im)
-        except FileNotFoundError:
-            raise DatasetError(f"image file is missing: {item.path}") from None
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise DatasetError(f"cannot read image {item.path}: {e}") from None
+        return read_image(item.path)
 
     def identity(self) -> dict:
         """What identifies this dataset in a run folder or a feature cache."""
@@ -147,3 +146,16 @@ def to_rgb(im: Image.Image) -> Image.Image:
         bg.paste(rgba, mask=rgba.getchannel("A"))
         return bg
     return im.convert("RGB")
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """An image file as 8-bit RGB; a DatasetError naming the file when it is missing or cannot
+    be decoded. Every reader of user image files goes through it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except FileNotFoundError:
+        raise DatasetError(f"image file is missing: {path}") from None
+    except IMAGE_ERRORS as e:
+        raise DatasetError(f"cannot read image {path}: {e}") from None
