@@ -5,8 +5,7 @@ plots have no grid: pyqtgraph's grid costs ~20 ms a paint, long enough to stall 
 the training thread competes for the GIL. Each plot is redrawn only when its own data changed (the
 accuracy plot once an epoch), and the step axis grows in steps of a nice number, so its ticks
 are not laid out again at every redraw (the loss axis likewise moves only when the data leave
-it): under a busy training thread a full repaint of both
-plots stretched from 14 ms to over 50 ms."""
+it): under a busy training thread a full repaint of both plots stretched from 14 ms to over 50 ms."""
 from __future__ import annotations
 
 from typing import Optional

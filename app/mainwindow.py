@@ -151,8 +151,7 @@ class MainWindow(QMainWindow):
             from sgma.engine.data.synthetic import make_synthetic
             self.state.set_dataset(make_synthetic(), {"kind": "synthetic", "root": None, "options": {}})
         kind = dataset.name if dataset is not None else (dataset_spec or {}).get("kind", "synthetic")
-        bundled = (demo_checkpoint() if kind == "synthetic" else bundled_model(kind)) if load_demo else None
-        ckpt = checkpoint or bundled
+        ckpt = checkpoint or (bundled_model(kind) if load_demo else None)
         if ckpt is not None:
             self.load_model(str(ckpt))
         else:

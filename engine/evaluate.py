@@ -195,15 +195,14 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
                "split": sp.name}
     if bad:
         summary["skipped_images"] = [{"path": path, "reason": reason} for _, path, reason in bad]
+    part_iou: dict[str, np.ndarray] = {}
     if with_parts:
         assign_on, where = ((ex_val, "validation-class images") if ex_val is not None else
                             (ex_train, "training images") if ex_train is not None else
                             (ex_test, "the test images themselves (the folder has no validation or training images)"))
-        part_iou: dict[str, np.ndarray] = {}
         summary["parts"] = _parts(dataset, assign_on, ex_test, seed, per_image=part_iou)
         summary["parts"]["assigned_on"] = where
-        return Evaluation(summary, predictions, part_iou)
-    return Evaluation(summary, predictions)
+    return Evaluation(summary, predictions, part_iou)
 
 
 BETA_GRID = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)

@@ -19,7 +19,7 @@ from app_fixtures import SMALL, answers, app_settings, make_window, small_ds  # 
 
 def test_first_launch_opens_synthetic_without_a_model(make_window, answers, monkeypatch):
     from sgma.app import mainwindow
-    monkeypatch.setattr(mainwindow, "demo_checkpoint", lambda: None)   # as before resources/demo.pt exists
+    monkeypatch.setattr(mainwindow, "bundled_model", lambda kind: None)   # as if no model were bundled
     w = make_window(load_demo=True)
     assert "SGMA" in w.windowTitle()
     assert w.state.dataset.name == "synthetic" and len(w.state.dataset) == 960
