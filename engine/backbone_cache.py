@@ -11,7 +11,8 @@ the image and of the flip that augmentation chose:
 trainer already holds (the first epoch pays, later epochs and validation read). Parts are cropped
 from the image at every step as before, because the squares move; only the frozen outputs are kept.
 
-Size (stated, and bounded by ``max_bytes``): ``4 * C * (h * w + 1)`` bytes per entry, float32 so the
+Size (stated, and bounded by ``max_bytes``): ``4 * C * (h * w + 1)`` bytes per entry (``C * h * w +
+C'`` floats when the image branch has its own CNN of C' channels), float32 so the
 cached path matches the uncached one to float tolerance. For the ``cpu`` preset (C = 112, 20 x 20
 maps) that is 179 KB per entry: 1,837 cub50_plus training images x 2 flips = 658 MB. Entries past the
 bound are computed each time (nothing is evicted; the first ones stay), and ``stats()`` says how many.
@@ -35,24 +36,26 @@ class FrozenFeatures:
     image_theta: torch.Tensor    # (B, C)
 
 
-def frozen_features(backbone, images: torch.Tensor, image_size: int) -> FrozenFeatures:
+def frozen_features(backbone, images: torch.Tensor, image_size: int, theta_backbone=None) -> FrozenFeatures:
     """The frozen backbone's two outputs for (B, 3, S, S) images, exactly as SGMA.forward computes
-    them: features at the attention size, and GAP features of the image resized to ``image_size``."""
+    them: features at the attention size, and GAP features of the image resized to ``image_size``
+    (computed by ``theta_backbone`` when the image branch has its own CNN, ``SGMA.theta_net``)."""
     with torch.no_grad():
         feats = backbone(images)
         small = F.interpolate(images, size=(image_size, image_size), mode="bilinear",
                               align_corners=False, antialias=True)
-        theta = backbone(small).mean(dim=(2, 3))
+        theta = (theta_backbone or backbone)(small).mean(dim=(2, 3))
     return FrozenFeatures(feats, theta)
 
 
 class BackboneCache:
     """Per (image index, flip) frozen features, held in memory up to ``max_bytes``."""
 
-    def __init__(self, backbone, image_size: int, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, backbone, image_size: int, max_bytes: int = DEFAULT_MAX_BYTES, theta_backbone=None):
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.backbone, self.image_size, self.max_bytes = backbone, image_size, max_bytes
+        self.theta_backbone = theta_backbone if theta_backbone is not backbone else None
         self._store: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         self.bytes = 0
         self.hits = self.misses = self.refused = 0
@@ -69,10 +72,13 @@ class BackboneCache:
         self.misses += len(missing)
         fresh = {}
         if missing:
-            was = self.backbone.training
-            self.backbone.eval()
-            got = frozen_features(self.backbone, images[missing], self.image_size)
-            self.backbone.train(was)
+            nets = [n for n in (self.backbone, self.theta_backbone) if n is not None]
+            was = [n.training for n in nets]
+            for n in nets:
+                n.eval()
+            got = frozen_features(self.backbone, images[missing], self.image_size, self.theta_backbone)
+            for n, w in zip(nets, was):
+                n.train(w)
             for j, k in enumerate(missing):
                 pair = (got.attention[j].detach().clone(), got.image_theta[j].detach().clone())
                 fresh[k] = pair

@@ -181,7 +181,8 @@ def make_train_step(cfg: ModelConfig, batch: int, sem_dim: int, n_classes: int, 
     if cached:
         from .backbone_cache import frozen_features
         model.image_net.eval()
-        frozen = frozen_features(model.image_net, x, cfg.image_size)
+        model.theta_net.eval()
+        frozen = frozen_features(model.image_net, x, cfg.image_size, model.theta_net)
 
     def step() -> torch.Tensor:
         if cudnn_benchmark is not None and device.type == "cuda":

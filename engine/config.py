@@ -45,6 +45,8 @@ class ConfigError(SGMAError, ValueError):
 class ModelConfig:
     backbone: str = "vgg19"                # attention + image branch backbone
     part_backbone: str = ""                # "" = same architecture as ``backbone``
+    # the image branch's own CNN; "" = the attention CNN, weights shared (the paper's reading)
+    image_backbone: str = ""
     pretrained: str = "imagenet"           # "imagenet", "none", or a path to a state_dict file
     shared_backbone: bool = False          # one backbone for image and parts (paper: cheaper, a bit worse)
     freeze_backbone: bool = False          # keep the pretrained image/attention CNN fixed (CPU demo)
@@ -88,6 +90,9 @@ class ModelConfig:
         for name in ("attention_size", "image_size", "part_size"):
             if getattr(self, name) < 16:
                 raise ConfigError(f"model.{name} must be >= 16, got {getattr(self, name)}")
+        if self.image_backbone and self.shared_backbone:
+            raise ConfigError("model.image_backbone (a CNN of its own for the image branch) cannot be combined "
+                              "with model.shared_backbone (one CNN for image and parts)")
         if self.crop_centre not in CROP_CENTRES:
             raise ConfigError(f"model.crop_centre must be one of {', '.join(CROP_CENTRES)}, got {self.crop_centre!r}")
         if not self.crop_temperature > 0:

@@ -7,7 +7,9 @@
     phi_cct(x) = [phi_1(x), ..., phi_n(x)]     (class-centre triplet branch, Eq. 10)
 
 Choices where the paper is silent (docs/choices.md): the attention subnet reads the feature maps
-of the image branch's CNN run on the 448 px input (weights shared with the 224 px image branch);
+of the image branch's CNN run on the 448 px input (weights shared with the 224 px image branch),
+unless ``model.image_backbone`` names another CNN for the image branch (two networks, e.g. a
+stride-16 cut of EfficientNet-Lite0 for the maps and its full stride-32 network for the image);
 the class-centre feature is the concatenation of every branch's mapped feature (section 3.4 says
 the features of the CNNs are concatenated); class centres live in that concatenated space.
 """
@@ -47,8 +49,13 @@ class SGMA(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.image_net: Backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        # the image branch's own CNN when model.image_backbone names one; else it is image_net
+        self.global_net: Optional[Backbone] = build_backbone(cfg.image_backbone, cfg.pretrained) \
+            if cfg.image_backbone else None
         if cfg.freeze_backbone:
             self.image_net.requires_grad_(False)
+            if self.global_net is not None:
+                self.global_net.requires_grad_(False)
         n_part_nets = 0 if (cfg.shared_backbone or not cfg.use_parts) else cfg.n_parts
         part_arch = cfg.part_backbone or cfg.backbone
         self.part_nets = nn.ModuleList(build_backbone(part_arch, cfg.pretrained) for _ in range(n_part_nets))
@@ -73,8 +80,21 @@ class SGMA(nn.Module):
             self.image_net.train(was)
         return int(f.shape[2]), int(f.shape[3])
 
+    @property
+    def image_branch_net(self) -> Backbone:
+        """The CNN of the image branch (Eq. 9's theta_image): image_net unless model.image_backbone is set."""
+        return self.global_net if self.global_net is not None else self.image_net
+
+    @property
+    def theta_net(self) -> Backbone:
+        """The CNN whose pooled output is the image-level theta: the image branch's, or without an
+        image branch ("Parts only") the attention CNN that stage 0 warms up."""
+        return self.image_branch_net if self.cfg.use_image_branch else self.image_net
+
     def _branch_net(self, name: str) -> Backbone:
-        if name == "image" or len(self.part_nets) == 0:
+        if name == "image":
+            return self.image_branch_net
+        if len(self.part_nets) == 0:
             return self.image_net
         return self.part_nets[int(name[4:]) - 1]
 
@@ -82,6 +102,7 @@ class SGMA(nn.Module):
         super().train(mode)
         if self.cfg.freeze_backbone:      # a frozen pretrained CNN keeps its batch-norm statistics
             self.image_net.eval()
+            self.image_branch_net.eval()
         return self
 
     def attend(self, images: torch.Tensor, feats: Optional[torch.Tensor] = None
@@ -145,7 +166,7 @@ class SGMA(nn.Module):
             return proj(frozen.image_theta) @ semantics.t()
         x = F.interpolate(images, size=(self.cfg.image_size, self.cfg.image_size), mode="bilinear",
                           align_corners=False, antialias=True)
-        return proj(self.image_net(x).mean(dim=(2, 3))) @ semantics.t()
+        return proj(self.theta_net(x).mean(dim=(2, 3))) @ semantics.t()
 
     def losses(self, out: SGMAOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term of Eq. 11 for a batch whose ``labels`` index the training classes."""

@@ -206,7 +206,8 @@ class Trainer:
                 raise TrainingError(f"{len(bad)} of {len(self.train_idx) + len(self.val_idx)} images cannot be "
                                     f"read: " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
         self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
-        self.cache = BackboneCache(self.model.image_net, cfg.model.image_size, tc.feature_cache_mb * 1024 ** 2) \
+        self.cache = BackboneCache(self.model.image_net, cfg.model.image_size, tc.feature_cache_mb * 1024 ** 2,
+                                   theta_backbone=self.model.theta_net) \
             if cfg.model.freeze_backbone and tc.feature_cache else None
         self.log = None            # opened in _run, once a resume has said where the run stands
         self._val_sizes = None
@@ -226,7 +227,7 @@ class Trainer:
     def _stage_params(self, name: str) -> list[nn.Parameter]:
         m = self.model
         if name == "warmup":
-            mods = [m.image_net, m.warmup_projection or m.projections[0]]
+            mods = [m.theta_net, m.warmup_projection or m.projections[0]]
         elif name == "pretrain_parts":
             mods = [m.cropper, m.part_nets, m.projections] + ([m.image_net] if m.cfg.shared_backbone else [])
             return [p for mod in mods for p in mod.parameters()] + [m.centers]
