@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QPushButton,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QStyledItemDelegate, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -15,7 +15,8 @@ NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 class _ValueDelegate(QStyledItemDelegate):
     """A text field per value, checked on commit: a non-number is refused (the old value stays)
     and said so; a number outside the dataset's range for that attribute is kept with a warning
-    (a user class may mean "more than any bird here"). Messages go to ``AttributeEditor.message``."""
+    (a user class may mean "more than any bird here"). Messages go to ``AttributeEditor.message``
+    and to the editor's ``note``, right under the values."""
 
     def __init__(self, editor: "AttributeEditor"):
         super().__init__(editor.tree)
@@ -78,7 +79,17 @@ class AttributeEditor(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(row)
         lay.addWidget(self.tree, 1)
+        self.note = QLabel()            # the last refusal or warning, right under the values
+        self.note.setWordWrap(True)
+        self.note.hide()
+        lay.addWidget(self.note)
+        self.message.connect(self._show_note)
         self._quiet = False
+
+    def _show_note(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setStyleSheet("color: #c62828" if "not a number" in text else "color: #b26a00")
+        self.note.setVisible(bool(text))
 
     def set_attributes(self, names: list[str], groups: Optional[dict[str, list[int]]] = None) -> None:
         self._quiet = True

@@ -4,6 +4,7 @@ class (per-image features are extracted once, then each ranking is one matrix pr
 from __future__ import annotations
 
 import os
+import time
 from typing import Optional
 
 import numpy as np
@@ -21,6 +22,7 @@ from . import messages
 from .attribute_editor import AttributeEditor
 from . import ranking
 from .state import AppState
+from .workers import progress_text
 
 FILE_FILTER = "Class files (*.toml *.json *.csv);;TOML (*.toml);;JSON (*.json);;CSV (*.csv)"
 RANK_ROWS = 200
@@ -96,7 +98,6 @@ class ClassesPanel(QWidget):
 
         self.editor = AttributeEditor()
         self.editor.valuesChanged.connect(self._on_values)
-        self.editor.message.connect(self._on_editor_message)
         mid = QGroupBox("Attributes of the selected class")
         QVBoxLayout(mid).addWidget(self.editor)
 
@@ -157,9 +158,6 @@ class ClassesPanel(QWidget):
             self.classes = []       # another attribute set: the classes no longer mean anything
         self._refresh_list()
         self._push_to_predictor()
-
-    def _on_editor_message(self, text: str) -> None:
-        self.status.setText(text)
 
     @property
     def attribute_names(self) -> list[str]:
@@ -401,7 +399,15 @@ class ClassesPanel(QWidget):
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.progress.setRange(0, len(ds))
+        self.progress.setValue(0)
         self.status.setText(f"extracting the features of {len(ds)} images once (later rankings are instant)…")
+        started = time.monotonic()
+
+        def progress(i, n):
+            self.progress.setRange(0, max(n, 1))
+            self.progress.setValue(i)
+            self.status.setText(f"extracting the features once (later rankings are instant): "
+                                f"{progress_text(started, i, n)}")
 
         def done(cache):
             self._feature_task = None
@@ -428,7 +434,7 @@ class ClassesPanel(QWidget):
 
         self._feature_task = self.tasks.start(ranking.build_cache, st.checkpoint_path, model, ds,
                                               on_done=done, on_error=failed,
-                                              on_progress=lambda i, n: self.progress.setValue(i))
+                                              on_progress=progress)
         self._update_enabled()
 
     def cancel_ranking(self) -> None:

@@ -107,8 +107,20 @@ class Curves(QWidget):
             self.steps.setdefault(k, []).append((step, float(v)))
         self._dirty = True
 
+    def drop_steps_from(self, step: int) -> None:
+        """Forget the points at ``step`` and after: a resumed run replays them (a run killed
+        after its last checkpoint logged steps that the checkpoint does not hold)."""
+        for k, pts in self.steps.items():
+            while pts and pts[-1][0] >= step:
+                pts.pop()
+        self._dirty = True
+
     def add_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """The validation accuracy after epoch number ``epoch`` of the run (counted over its
+        stages); a point at or after it from before a resume is replaced."""
         if "val_zsl_mca" in metrics:
+            while self.accuracy and self.accuracy[-1][0] >= epoch:
+                self.accuracy.pop()
             self.accuracy.append((epoch, float(metrics["val_zsl_mca"])))
             self._acc_dirty = True
 
@@ -133,6 +145,9 @@ class Curves(QWidget):
             alpha = self.smoothing.value() / 100
             last, lo, hi = 0.0, np.inf, -np.inf
             for k, pts in self.steps.items():
+                if not pts:
+                    self._line(k).setData([], [])
+                    continue
                 a = np.asarray(pts, dtype=np.float64)
                 y = ema(a[:, 1], alpha)
                 self._line(k).setData(a[:, 0], y)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QGridLayout, QHBoxLayout, QLa
 
 from .overlay import MAP_COLOURS
 from .state import AppState
+from .workers import progress_text
 
 CROP_PX = 112
 IMAGE_SETS = ("every image", "the images in the grid")
@@ -117,11 +118,9 @@ class PartAtlasDialog(QDialog):
         started = time.monotonic()
 
         def progress(done, total):
-            from .training_panel import fmt_duration
             self.busy.setRange(0, max(total, 1))
             self.busy.setValue(done)
-            eta = (time.monotonic() - started) / done * (total - done) if done else float("nan")
-            self.status.setText(f"{done}/{total} images, ETA {fmt_duration(eta)}")
+            self.status.setText(progress_text(started, done, total))
 
         def finish():
             self.task = None

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
 from . import messages
 from .confusion import ConfusionView, short
 from .state import AppState
+from .workers import progress_text
 
 MODES = ("compatibility", "center", "combined")
 
@@ -196,11 +197,9 @@ class EvaluationPanel(QWidget):
         started = time.monotonic()
 
         def progress(n, total):
-            from .training_panel import fmt_duration
             self.busy.setRange(0, max(total, 1))
             self.busy.setValue(n)
-            eta = (time.monotonic() - started) / n * (total - n) if n else float("nan")
-            self.status.setText(f"evaluating on {dataset.name}: {n}/{total} images, ETA {fmt_duration(eta)}")
+            self.status.setText(f"evaluating on {dataset.name}: {progress_text(started, n, total)}")
 
         def done(result):
             self.task = None

@@ -322,11 +322,20 @@ class MainWindow(QMainWindow):
         dlg.setAutoClose(False)
         dlg.setAutoReset(False)
         started = time.monotonic()
+
+        def update():
+            text, done = self.training.stop_progress()
+            if done == done:                   # known: a bar of the expected wait
+                dlg.setRange(0, 100)
+                dlg.setValue(min(int(100 * done), 99))
+            else:
+                dlg.setRange(0, 0)
+            dlg.setLabelText("Stopping the training and saving a checkpoint before quitting: "
+                             f"{time.monotonic() - started:.0f} s so far; {text}.")
         timer = QTimer(dlg)
-        timer.timeout.connect(lambda: dlg.setLabelText(
-            "Stopping the training and saving a checkpoint before quitting… "
-            f"({time.monotonic() - started:.0f} s; {self.training.progress_label.text()})"))
-        timer.start(500)
+        timer.timeout.connect(update)
+        timer.start(250)
+        update()
         dlg.canceled.connect(self._cancel_quit)
         self.closing_dialog = dlg
         dlg.show()

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
@@ -17,16 +18,9 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 from . import messages
 from .curves import Curves
 from .state import AppState
-from .workers import TrainingRun
+from .workers import TrainingRun, fmt_duration
 
 STAGE_FIELDS = ("warmup", "kmeans", "pretrain_parts", "joint")
-
-
-def fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def estimate_total_steps(cfg, dataset) -> int:
@@ -52,19 +46,102 @@ def estimate_total_steps(cfg, dataset) -> int:
     return max(total, 1)
 
 
-def _spin(lo: int, hi: int, value: int = 0) -> QSpinBox:
-    s = QSpinBox()
+def refusal(text: str, lo: float, hi: float, whole: bool, special: str = "") -> str:
+    """Why a number field refused ``text`` (typed or pasted): not a number, or outside lo..hi."""
+    t = text.strip()
+    num = (lambda x: str(int(x))) if whole else (lambda x: f"{x:g}")
+    span = f"{num(lo)}–{num(hi)}"
+    try:
+        v = int(t) if whole else float(t.replace(",", "."))
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        extra = f"; {num(lo)} = {special}" if special else ""
+        return f"{t!r} is not {kind} ({span}{extra})"
+    return f"{num(v)} is outside {span}"
+
+
+class _Checked:
+    """A spin box that says why it refuses an edit: Qt's validator silently drops a keystroke or a
+    paste that is not a number or leaves the range; here ``refused`` carries the reason, shown by
+    ``note`` (a label put next to the field) until the text next changes."""
+
+    def _init_note(self) -> None:
+        self.note = QLabel()
+        self.note.setStyleSheet("color: #c62828")
+        self.note.setWordWrap(True)
+        self.note.hide()
+        self.textChanged.connect(lambda _t: self.note.hide())
+
+    def _check(self, result, whole: bool):
+        state, text = result[0], result[1]
+        if state == QValidator.State.Invalid and text.strip():
+            self.note.setText(refusal(text, self.minimum(), self.maximum(), whole, self.specialValueText()))
+            self.note.show()
+        return result
+
+
+class CheckedSpinBox(_Checked, QSpinBox):
+    def __init__(self):
+        super().__init__()
+        self._init_note()
+
+    def validate(self, text, pos):
+        return self._check(super().validate(text, pos), whole=True)
+
+
+class CheckedDoubleSpinBox(_Checked, QDoubleSpinBox):
+    def __init__(self):
+        super().__init__()
+        self._init_note()
+
+    def validate(self, text, pos):
+        if "," in text and "." not in text:          # a decimal comma is read as a point
+            text = text.replace(",", ".")
+        return self._check(super().validate(text, pos), whole=False)
+
+
+def epoch_slots(cfg) -> dict[str, int]:
+    """Stage -> how many validation points the run draws before it: every epoch of a gradient
+    stage, one for the k-means stage (it validates once), none for a stage that does not run."""
+    out, n = {}, 0
+    for name in STAGE_FIELDS:
+        out[name] = n
+        sc = getattr(cfg.train, name)
+        if not sc.enabled or sc.epochs <= 0 or (name == "pretrain_parts" and not cfg.model.use_parts):
+            continue
+        n += 1 if name == "kmeans" else sc.epochs
+    return out
+
+
+def epoch_number(slots: dict[str, int], stage: str, epoch: int) -> int:
+    """The x of an epoch's validation point: its place among the run's epochs, from 1."""
+    return slots.get(stage, 0) + (0 if stage == "kmeans" else epoch) + 1
+
+
+def _spin(lo: int, hi: int, value: int = 0) -> CheckedSpinBox:
+    s = CheckedSpinBox()
     s.setRange(lo, hi)
     s.setValue(value)
     return s
 
 
-def _dspin(lo: float, hi: float, decimals: int, step: float) -> QDoubleSpinBox:
-    s = QDoubleSpinBox()
+def _dspin(lo: float, hi: float, decimals: int, step: float) -> CheckedDoubleSpinBox:
+    s = CheckedDoubleSpinBox()
     s.setRange(lo, hi)
     s.setDecimals(decimals)
     s.setSingleStep(step)
     return s
+
+
+def _with_note(field: QWidget, *notes: QLabel) -> QWidget:
+    """The field with its refusal notes to its right."""
+    w = QWidget()
+    row = QHBoxLayout(w)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(field)
+    for n in notes:
+        row.addWidget(n, 1)
+    return w
 
 
 class TrainingPanel(QWidget):
@@ -79,10 +156,16 @@ class TrainingPanel(QWidget):
         self.events: list = []              # every event but the steps
         self.n_steps = 0
         self.total_steps = 1
-        self.epochs_done = 0
+        self.slots: dict[str, int] = {}     # epoch_slots of the run's config
+        self._stage, self._stage_at = "", 0.0
+        self._last_step, self._step_s = None, float("nan")
+        self._resumed = False               # the next step is the first of a resumed run
+        # the retrain on all seen classes (the trainer's second pass, into run_dir/final/) counts its
+        # steps from 1 again: its curves continue after the selection pass's last step
+        self._pass, self._step_offset, self._stage_index = 0, 0, -1
+        self._pass_started = 0.0
         self.stage_epochs = {}
         self.failed = False
-        self.run_dir_of_curves: Optional[Path] = None
 
         # ---- the form
         self.dataset_label = QLabel("no dataset")
@@ -120,16 +203,18 @@ class TrainingPanel(QWidget):
         for k, name in enumerate(STAGE_FIELDS):
             ep.addWidget(QLabel(name.replace("_", " ")), 0, k)
             ep.addWidget(self.epoch_spins[name], 1, k)
+            ep.addWidget(self.epoch_spins[name].note, 2, k)
         form.addRow("Epochs per stage", ep)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Batch size", self.batch)
-        form.addRow("λ (diversity)", self.lam)
-        form.addRow("β (centre score)", self.beta)
-        form.addRow("Steps per epoch", self.max_steps)
+        form.addRow("Learning rate", _with_note(self.lr, self.lr.note))
+        form.addRow("Batch size", _with_note(self.batch, self.batch.note))
+        form.addRow("λ (diversity)", _with_note(self.lam, self.lam.note))
+        form.addRow("β (centre score)", _with_note(self.beta, self.beta.note))
+        form.addRow("Steps per epoch", _with_note(self.max_steps, self.max_steps.note))
         hw = QHBoxLayout()
         hw.addWidget(self.device)
         hw.addWidget(QLabel("CPU threads"))
         hw.addWidget(self.threads)
+        hw.addWidget(self.threads.note, 1)
         form.addRow("Device", hw)
         orow = QHBoxLayout()
         orow.addWidget(self.out_dir, 1)
@@ -180,6 +265,10 @@ class TrainingPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)
+
+        self._tick = QTimer(self)           # the k-means stage has no steps: its time so far, each second
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._show_stage_time)
 
         self.preset_box.currentTextChanged.connect(self.load_preset)
         self.preset_box.setCurrentText(settings.get("training/preset", "demo"))
@@ -279,11 +368,15 @@ class TrainingPanel(QWidget):
         self.save_settings()
         self.run_dir, self.failed = run_dir, False
         self.total_steps = estimate_total_steps(cfg, ds)
-        self.epochs_done, self.events, self.n_steps = 0, [], 0
+        self.events, self.n_steps = [], 0
         self.stage_epochs = {s: getattr(cfg.train, s).epochs for s in STAGE_FIELDS}
-        if not (resume and self.run_dir_of_curves == run_dir):
-            self.curves.clear()          # a resumed run keeps the curves it drew so far
-        self.run_dir_of_curves = run_dir
+        self.slots = epoch_slots(cfg)
+        self.curves.clear()
+        self._resumed = resume
+        self._pass, self._step_offset, self._stage_index = 0, 0, -1
+        self._pass_started = time.monotonic()
+        if resume:                       # a resumed run's curves start with its history so far
+            self.load_history(run_dir)
         self.progress.setValue(0)
         self._log(f"{'resuming' if resume else 'starting'} run in {run_dir}")
         self.run = TrainingRun(make_trainer, self, threads=self.threads.value())
@@ -291,8 +384,29 @@ class TrainingPanel(QWidget):
         self.run.finished.connect(self._on_finished)
         self.run.start()
         self._paused = False
+        self._stage, self._stage_at = "", time.monotonic()
+        self._last_step, self._step_s = None, float("nan")    # (monotonic time, global step); s a step
         self._update_buttons()
         return True
+
+    def load_history(self, run_dir: Path) -> None:
+        """Draw what the run logged before (its metrics.csv), whichever window trained it."""
+        from sgma.engine.metrics_log import read_history
+        steps, epochs = read_history(run_dir)
+        for step, name, value in steps:
+            self.curves.add_step(step, {name: value})
+        for stage, epoch, name, value in epochs:
+            if name == "val_zsl_mca":
+                self.curves.add_epoch(epoch_number(self.slots, stage, epoch), {name: value})
+        if (Path(run_dir) / "final" / "metrics.csv").is_file():      # the run had reached its retrain
+            self._pass, self._step_offset = 1, max((st for st, _n, _v in steps), default=0)
+            final, _ = read_history(Path(run_dir) / "final")
+            for step, name, value in final:
+                self.curves.add_step(step + self._step_offset, {name: value})
+            steps += final
+        if steps or epochs:
+            self._log(f"curves so far: {len({s for s, _n, _v in steps})} steps and "
+                      f"{len(self.curves.accuracy)} validations, from {Path(run_dir) / 'metrics.csv'}")
 
     def pause(self) -> None:
         if self.is_running():
@@ -308,6 +422,32 @@ class TrainingPanel(QWidget):
             self.run.stop()
             self._log("stop requested: saving a checkpoint after the current step…")
             self._update_buttons()
+
+    def _show_stage_time(self) -> None:
+        if not self.is_running() or self._stage != "kmeans":
+            self._tick.stop()
+            return
+        self.progress_label.setText(f"stage kmeans · grouping channels (no steps; Stop takes effect when it "
+                                    f"ends) · {fmt_duration(time.monotonic() - self._stage_at)} so far")
+
+    def stop_progress(self, now: Optional[float] = None) -> tuple[str, float]:
+        """Where a requested stop stands: a sentence, and the expected share of the wait done
+        (NaN when unknown). The trainer stops before its next step, so the wait is what is left of
+        the current step (at the pace of the last steps), then the checkpoint; the k-means stage
+        has no steps and ends first."""
+        now = time.monotonic() if now is None else now
+        if self._stage == "kmeans":
+            return (f"stage kmeans (channel grouping) has no steps to stop between: it ends first "
+                    f"(running for {fmt_duration(now - self._stage_at)})", float("nan"))
+        if self._last_step is None or not math.isfinite(self._step_s):
+            return "the run stops at its next step", float("nan")
+        since = now - self._last_step[0]
+        if since > 2 * self._step_s + 1:
+            return (f"the run is between steps (validation or a checkpoint, {fmt_duration(since)} so far): "
+                    "it stops at its next step", float("nan"))
+        left = max(self._step_s - since, 0.0)
+        return (f"the current step ends in about {fmt_duration(left)} (a step takes {self._step_s:.1f} s), "
+                "then the checkpoint is saved", since / (since + left) if since + left > 0 else 1.0)
 
     def _resume_dialog(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Resume the run in folder", self.out_dir.text())
@@ -337,18 +477,43 @@ class TrainingPanel(QWidget):
             self.events.append(e)
         if isinstance(e, ev.Step):
             self.n_steps += 1
-            self.curves.add_step(e.global_step, e.losses)
-            self.progress.setValue(int(1000 * min(e.global_step / self.total_steps, 1.0)))
+            now = time.monotonic()
+            if self._last_step is not None and e.global_step > self._last_step[1]:
+                dt = (now - self._last_step[0]) / (e.global_step - self._last_step[1])
+                self._step_s = dt if not math.isfinite(self._step_s) else 0.7 * self._step_s + 0.3 * dt
+            self._last_step = (now, e.global_step)
+            x = e.global_step + self._step_offset
+            if self._resumed:            # steps logged after the checkpoint are replayed
+                self._resumed = False
+                self.curves.drop_steps_from(x)
+            self.curves.add_step(x, e.losses)
+            if self._pass == 0:
+                self.progress.setValue(int(1000 * min(e.global_step / self.total_steps, 1.0)))
+            else:                        # the retrain's length is the trainer's: its ETA gives the share
+                spent = now - self._pass_started
+                self.progress.setValue(int(1000 * spent / max(spent + e.eta_s, 1e-9)))
             n_ep = self.stage_epochs.get(e.stage, 0)
             self.progress_label.setText(
+                f"{'retrain on all seen classes · ' if self._pass else ''}"
                 f"stage {e.stage} · epoch {e.epoch + 1}/{n_ep} · step {e.step + 1} · "
                 f"{e.images_per_s:.0f} img/s · ETA {fmt_duration(e.eta_s)}")
         elif isinstance(e, ev.StageStarted):
+            if 0 <= e.index <= self._stage_index and not self._resumed:   # a second pass begins
+                self._pass += 1
+                self._step_offset = int(max((p[-1][0] for p in self.curves.steps.values() if p), default=0))
+                self._pass_started = time.monotonic()
+                self._log(f"curves: the retrain's steps are drawn from step {self._step_offset + 1} on")
+            self._stage_index = e.index
+            self.stage_epochs[e.stage] = e.epochs
+            self._stage, self._stage_at, self._last_step = e.stage, time.monotonic(), None
+            if e.stage == "kmeans":
+                self._tick.start()
+            else:
+                self._tick.stop()
             self._log(f"stage {e.index} {e.stage}: {e.epochs} epoch(s) of {e.steps_per_epoch} steps")
             self.progress_label.setText(f"stage {e.stage} starting…")
         elif isinstance(e, ev.EpochEnd):
-            self.epochs_done += 1
-            self.curves.add_epoch(self.epochs_done, e.metrics)
+            self.curves.add_epoch(epoch_number(self.slots, e.stage, e.epoch), e.metrics)
             m = ", ".join(f"{k} {v:.3f}" for k, v in e.metrics.items())
             self._log(f"{e.stage} epoch {e.epoch + 1} done{': ' + m if m else ''}{' (best)' if e.best else ''}")
         elif isinstance(e, ev.CheckpointSaved):
@@ -378,6 +543,8 @@ class TrainingPanel(QWidget):
         self._update_buttons()
 
     def _on_finished(self) -> None:
+        self._tick.stop()
+        self._stage = ""
         from sgma.engine import events as ev
         stopped = any(isinstance(e, ev.Finished) and e.stopped for e in self.events)
         done = any(isinstance(e, ev.Finished) for e in self.events)

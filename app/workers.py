@@ -27,6 +27,22 @@ def lower_priority(niceness: int = 5) -> None:
         pass
 
 
+def fmt_duration(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour on); ``?`` when unknown."""
+    import math
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def progress_text(started: float, done: int, total: int, unit: str = "images") -> str:
+    """``done/total unit, ETA m:ss`` for counted work begun at ``time.monotonic()`` ``started``:
+    the time left at the mean rate so far (``?`` before the first item is done)."""
+    eta = (time.monotonic() - started) / done * (total - done) if done else float("nan")
+    return f"{done}/{total} {unit}, ETA {fmt_duration(eta)}"
+
+
 class Cancelled(Exception):
     """Raised inside a task by ``ctx.check()`` after ``Task.cancel()``."""
 

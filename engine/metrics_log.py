@@ -57,3 +57,28 @@ class MetricsLog:
         self._f.close()
         if self._tb:
             self._tb.close()
+
+
+def read_history(run_dir: Path) -> tuple[list[tuple[int, str, float]], list[tuple[str, int, str, float]]]:
+    """What ``MetricsLog`` wrote to ``run_dir/metrics.csv``: the step rows as (global step, loss
+    term, value) and the epoch rows as (stage, epoch, metric, value), in file order, learning
+    rates left out. A missing file is an empty history; rows that do not parse (a line cut by a
+    kill) are skipped."""
+    path = Path(run_dir) / "metrics.csv"
+    steps: list[tuple[int, str, float]] = []
+    epochs: list[tuple[str, int, str, float]] = []
+    if not path.is_file():
+        return steps, epochs
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            if len(row) != 7 or row[5] == "lr":
+                continue
+            _t, kind, stage, epoch, global_step, name, value = row
+            try:
+                if kind == "step":
+                    steps.append((int(global_step), name, float(value)))
+                elif kind == "epoch":
+                    epochs.append((stage, int(epoch), name, float(value)))
+            except ValueError:
+                continue
+    return steps, epochs

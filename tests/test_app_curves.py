@@ -31,3 +31,51 @@ def test_ema_is_bias_corrected():
     # alpha 0.5: acc = [1, 2.5, 4.25], weights = [0.5, 0.75, 0.875]
     assert ema(v, 0.5) == pytest.approx([2.0, 2.5 / 0.75, 4.25 / 0.875])
     assert list(ema(v, 0.0)) == [2.0, 4.0, 6.0]
+
+
+def test_history_of_a_run_read_back_and_replayed_steps_replaced(qtbot, tmp_path):
+    """A resumed run starts from what metrics.csv holds; steps after the checkpoint it resumes
+    from (logged before a kill) are replayed, so they are replaced, not drawn twice."""
+    from types import SimpleNamespace
+    from sgma.app.curves import Curves
+    from sgma.app.settings import Settings
+    from sgma.app.training_panel import epoch_number, epoch_slots
+    from sgma.engine.metrics_log import MetricsLog, read_history
+    from sgma.engine import events as ev
+
+    log = MetricsLog(tmp_path)
+    for s in range(1, 6):
+        log.step(ev.Step("warmup", 0, s - 1, s, {"total": 10.0 - s, "cls": 1.0}, lr=0.1))
+    log.epoch(ev.EpochEnd("warmup", 0, {"val_zsl_mca": 0.25}), lr=0.1)
+    log.close()
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write("123.0,step,warmup,1,6,tot")                 # a row cut by a kill
+    steps, epochs = read_history(tmp_path)
+    assert steps[:2] == [(1, "total", 9.0), (1, "cls", 1.0)] and len(steps) == 10
+    assert epochs == [("warmup", 0, "val_zsl_mca", 0.25)]       # learning rates left out
+    assert read_history(tmp_path / "nothing") == ([], [])
+
+    c = Curves(Settings(str(tmp_path / "s.ini")))
+    qtbot.addWidget(c)
+    for s, name, v in steps:
+        c.add_step(s, {name: v})
+    c.drop_steps_from(4)                                      # the checkpoint was at step 3
+    c.add_step(4, {"total": 0.5, "cls": 0.5})
+    c.redraw()
+    assert [p[0] for p in c.steps["total"]] == [1, 2, 3, 4] and c.steps["total"][-1][1] == 0.5
+    assert list(c.lines["total"].getData()[0]) == [1, 2, 3, 4]
+
+    # validation points: numbered over the run's stages (k-means validates once), replaced on replay
+    def stage(n, enabled=True):
+        return SimpleNamespace(epochs=n, enabled=enabled)
+    cfg = SimpleNamespace(train=SimpleNamespace(warmup=stage(2), kmeans=stage(3), pretrain_parts=stage(0),
+                                                joint=stage(4)), model=SimpleNamespace(use_parts=True))
+    slots = epoch_slots(cfg)
+    assert [epoch_number(slots, "warmup", e) for e in (0, 1)] == [1, 2]
+    assert epoch_number(slots, "kmeans", 2) == 3
+    assert [epoch_number(slots, "joint", e) for e in range(4)] == [4, 5, 6, 7]
+    for x in (1, 2, 3, 4):
+        c.add_epoch(x, {"val_zsl_mca": x / 10})
+    c.add_epoch(4, {"val_zsl_mca": 0.9})                      # epoch 4 again after a resume
+    c.add_epoch(5, {"other": 1.0})                            # no accuracy: no point
+    assert c.accuracy == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.9)]

@@ -55,23 +55,66 @@ def win(qtbot, make_window, small_ds, trained_run):
     return make_window(dataset=small_ds, checkpoint=str(trained_run / "best.pt"))
 
 
-def test_attribute_values_refused_or_warned(win, small_ds):
+def type_into_attribute(qtbot, ed, name, text):
+    """Edit an attribute's value as a user does: open the cell's text field, type, press Enter."""
+    from PySide6.QtWidgets import QLineEdit
+    item = ed.items[name]
+    ed.tree.setCurrentItem(item, 1)
+    ed.tree.editItem(item, 1)
+    fields = [f for f in ed.tree.viewport().findChildren(QLineEdit) if f.isVisible()]   # not a closed one
+    assert len(fields) == 1
+    field = fields[0]
+    field.selectAll()
+    qtbot.keyClicks(field, text)
+    qtbot.keyClick(field, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not field.isVisible(), timeout=5000)     # Qt commits in a queued call
+
+
+def test_attribute_values_refused_or_warned(qtbot, win, small_ds):
     c = win.classes
+    win.tabs.setCurrentWidget(c)
     c.add_class("mine", {})
     ed = c.editor
     name = small_ds.attribute_names[0]
-    item = ed.items[name]
-    # commit through the delegate's path: a non-number is refused, the old value stays
-    assert not ed.commit_text(name, "abc", lambda v: item.setData(1, Qt.ItemDataRole.EditRole, v))
-    assert c.status.text() == f"{name}: 'abc' is not a number; the value stays 0"
+    # typed in the tree's cell: a non-number is refused, said so right under the values, old value kept
+    type_into_attribute(qtbot, ed, name, "abc")
+    assert ed.note.isVisible() and ed.note.text() == f"{name}: 'abc' is not a number; the value stays 0"
     assert ed.values()[name] == 0.0 and c.current_class().values == {}
     lo, hi = float(small_ds.semantics[:, 0].min()), float(small_ds.semantics[:, 0].max())
-    assert ed.commit_text(name, str(hi + 5), lambda v: item.setData(1, Qt.ItemDataRole.EditRole, v))
+    type_into_attribute(qtbot, ed, name, f"{hi + 5:g}")
     assert ed.values()[name] == pytest.approx(hi + 5)
     assert c.current_class().values[name] == pytest.approx(hi + 5)             # kept
-    assert "outside this dataset's range" in c.status.text() and f"{hi:g}" in c.status.text()
-    assert ed.commit_text(name, f"{(lo + hi) / 2}", lambda v: item.setData(1, Qt.ItemDataRole.EditRole, v))
-    assert c.status.text() == ""
+    assert "outside this dataset's range" in ed.note.text() and f"{hi:g}" in ed.note.text()
+    type_into_attribute(qtbot, ed, name, f"{(lo + hi) / 2:g}")
+    assert ed.note.text() == "" and not ed.note.isVisible()
+
+
+def test_training_form_says_why_it_refuses_a_value(make_window, small_ds):
+    """Qt's spin boxes drop a keystroke or paste that is not a number without a word: the form
+    says why next to the field, and the value stays."""
+    w = make_window(dataset=small_ds)
+    t = w.training
+    w.tabs.setCurrentWidget(t)
+    t.max_steps.setValue(3)
+    t.max_steps.lineEdit().selectAll()
+    t.max_steps.lineEdit().insert("ten")                      # a paste
+    assert t.max_steps.value() == 3
+    assert t.max_steps.note.isVisible()
+    assert t.max_steps.note.text() == "'ten' is not a whole number (0–10000000; 0 = all)"
+    t.max_steps.lineEdit().selectAll()
+    t.max_steps.lineEdit().insert("12")                       # a number: the note goes
+    assert t.max_steps.value() == 12 and not t.max_steps.note.isVisible()
+    t.batch.lineEdit().selectAll()
+    t.batch.lineEdit().insert("99999")
+    assert t.batch.note.text() == "99999 is outside 1–4096" and t.batch.note.isVisible()
+    t.lr.lineEdit().selectAll()
+    t.lr.lineEdit().insert("fast")
+    assert t.lr.note.text().startswith("'fast' is not a number")
+    t.lr.lineEdit().selectAll()
+    t.lr.lineEdit().insert("0,02")                            # a decimal comma is a point
+    t.lr.interpretText()
+    assert t.lr.value() == pytest.approx(0.02) and not t.lr.note.isVisible()
+    assert t.config().train.max_steps_per_epoch == 12
 
 
 def test_deleted_user_class_leaves_the_tables(qtbot, win, small_ds):
@@ -116,6 +159,26 @@ def test_evaluation_progress_and_cancel(qtbot, win, small_ds):
     e.task.signals.progress.connect(lambda n, t: seen.append((n, t)))
     qtbot.waitUntil(lambda: win.state.evaluation is not None, timeout=120000)
     assert seen and seen[-1][0] == seen[-1][1] and [s[0] for s in seen] == sorted(s[0] for s in seen)
+
+
+def test_first_ranking_shows_its_eta_and_cancels_midway(qtbot, win, small_ds, monkeypatch):
+    from sgma.engine import features
+    monkeypatch.setattr(features, "CHUNK", 4)                 # many chunks: a cancel between two
+    c = win.classes
+    c.add_from_class(int(small_ds.split.unseen[0]))
+    seen = []
+    c.rank()
+    c._feature_task.signals.progress.connect(lambda n, t: seen.append((n, t)))
+    qtbot.waitUntil(lambda: any(n > 0 for n, _t in seen), timeout=60000)
+    n, total = next(s for s in seen if s[0] > 0)
+    assert total == len(small_ds) and c.progress.maximum() == total and c.progress.value() >= n
+    assert "ETA " in c.status.text() and f"/{total} images" in c.status.text()
+    assert "ETA ?" not in c.status.text()                     # a time, once a chunk is done
+    c.cancel_ranking()
+    qtbot.waitUntil(lambda: c._feature_task is None, timeout=60000)
+    assert max(s[0] for s in seen) < total                    # stopped before the end
+    assert c.status.text() == "ranking cancelled: the features were not extracted"
+    assert win.state.features is None and c.last_ranking is None and c.progress.isHidden()
 
 
 def test_first_ranking_can_be_cancelled(qtbot, win, small_ds):
