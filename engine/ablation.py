@@ -46,7 +46,7 @@ def _train_and_evaluate(cfg: RunConfig, run_dir: Path, quiet: bool) -> dict:
     if not quiet:
         print(f"== {cfg.name} -> {run_dir}", flush=True)
     run_training(cfg, run_dir, quiet=quiet)
-    summary = evaluate_checkpoint(str(run_dir / "best.pt"))
+    summary = evaluate_checkpoint(str(run_dir))
     atomic_write_bytes(run_dir / "evaluation.json", json.dumps(summary, indent=2, default=float).encode())
     return summary
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .model import SGMA
 
 FORMAT_VERSION = 1
+# what a run folder opens as its model, first found wins (engine/trainer.py writes them)
+RUN_MODELS = ("final.pt", "best.pt", "last.pt")
 MAX_SIZES = {"attention_size": 2048, "image_size": 2048, "part_size": 2048, "n_parts": 16,
              "crop_hidden": 16384, "attention_reduction": 4096}
 
@@ -46,16 +48,17 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
-    """Read a checkpoint file (or a run folder's best.pt, else last.pt). ``validate=False`` skips
+    """Read a checkpoint file, or a run folder's model: ``final.pt`` (retrained on every seen class),
+    else ``best.pt`` (selected on the validation classes), else ``last.pt``. ``validate=False`` skips
     the schema check (for low-level tests of the file format only)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "last.pt"):
+        for name in RUN_MODELS:
             if (path / name).is_file():
                 path = path / name
                 break
         else:
-            raise CheckpointError(f"{path}: no best.pt or last.pt in this run folder")
+            raise CheckpointError(f"{path}: no {', '.join(RUN_MODELS)} in this run folder")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -100,7 +100,7 @@ def cmd_demo(a) -> int:
     out = Path(a.out or "runs/demo")
     t = time.perf_counter()
     run_training(cfg, out, quiet=a.quiet)
-    summary = evaluate_checkpoint(str(out / "best.pt"))
+    summary = evaluate_checkpoint(str(out))
     summary["wall_s"] = round(time.perf_counter() - t, 1)
     print("\n".join(summary_lines(summary)))
     print(f"wall time {summary['wall_s']} s; run folder {out}")

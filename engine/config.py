@@ -135,6 +135,9 @@ class TrainConfig:
     # (0 = keep its start, the soft-argmax of the map, which is already near those squares)
     cropper_fit_steps: int = 100
     select_on_val: bool = True             # model selection on validation classes
+    # then train the final model on every seen class with the selected epochs (xlsa17 protocol):
+    # run/final/ and run/final.pt; false keeps the fold-trained best.pt as the model
+    retrain_on_trainval: bool = True
     # which epochs may become best.pt: "final" (the last stage's, the end-to-end model) or "parts"
     # (stage 2 on: every epoch where all of SGMA is trained). docs/choices.md
     select_from: str = "final"

@@ -11,6 +11,11 @@
 Model selection uses validation classes only: with ``select_on_val`` the model trains on the
 fold's train classes and ``best.pt`` is the epoch with the best ZSL mean class accuracy
 (compatibility scores) on the held-out validation classes. Unseen test classes are never looked at.
+With ``retrain_on_trainval`` (the default; the xlsa17 protocol) the final model is then trained
+again on every seen class in ``final/``, for the stages and epochs that selection chose, with the
+learning rates the selection run had at each of those epochs and Eq. 13's beta it chose; it is
+copied to ``final.pt``, which a run folder then opens first. Its checkpoint's ``protocol`` says what
+the numbers rest on.
 Pause, resume and stop are cooperative (checked between steps); stop saves ``last.pt`` with the
 position inside the epoch, and a resumed run replays exactly the batches that were left.
 """
@@ -36,7 +41,7 @@ from . import events as ev
 from .backbone_cache import BackboneCache
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .config import ModelConfig, RunConfig, save_toml, to_dict
+from .config import ModelConfig, RunConfig, from_dict, save_toml, to_dict
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .errors import SGMAError
@@ -104,12 +109,15 @@ def check_writable(run_dir: Path) -> None:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | os.PathLike, dataset: Optional[ZSLDataset] = None,
-                 resume: bool = False):
+                 resume: bool = False, _selection: Optional["Trainer"] = None):
         cfg.validate()
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self._dataset = dataset
         self._pause, self._stop = threading.Event(), threading.Event()
         self.model: Optional[SGMA] = None
+        # the retrain on trainval: the selection run whose images, cache and learning rates it reuses
+        self._selection = _selection
+        self.lr_history: dict[str, list[float]] = {}   # stage -> the rate each epoch started with
 
     # cooperative control, safe to call from another thread
     def request_pause(self) -> None:
@@ -136,7 +144,8 @@ class Trainer:
         finally:
             if self._lock is not None:
                 self._lock.release()
-            if self.world > 1 and torch.distributed.is_initialized():
+            # the retrain pass (``_selection`` set) runs inside its parent's process group
+            if self.world > 1 and self._selection is None and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
     # ------------------------------------------------------------------ set-up
@@ -200,6 +209,10 @@ class Trainer:
         self.images = ImageSet(ds, self.train_idx, cfg.model.attention_size, self.label_map,
                                augment=tc.augment, seed=tc.seed, cache=cache)
         self.val_images = ImageSet(ds, self.val_idx, cfg.model.attention_size, cache=cache)
+        sel = self._selection
+        if cache and sel is not None and sel.images._cache is not None:    # decoded once for both runs
+            self.images._cache.update(sel.images._cache)
+            self.images._cache.update(sel.val_images._cache)
         if cache and self.rank == 0:     # decode once, up front: a bad file is named before any work
             bad = self.images.preload() + self.val_images.preload()
             if bad:
@@ -209,6 +222,8 @@ class Trainer:
         self.cache = BackboneCache(self.model.image_net, cfg.model.image_size, tc.feature_cache_mb * 1024 ** 2,
                                    theta_backbone=self.model.theta_net) \
             if cfg.model.freeze_backbone and tc.feature_cache else None
+        if self.cache is not None and sel is not None and sel.cache is not None:
+            self.cache = sel.cache     # the same frozen pretrained weights, keyed by dataset image and flip
         self.log = None            # opened in _run, once a resume has said where the run stands
         self._val_sizes = None
 
@@ -247,7 +262,8 @@ class Trainer:
         by_scale: dict[float, list] = {1.0: []}     # the stage's own rate first: param_groups[0] is logged
         for p in params:
             by_scale.setdefault(scales.get(id(p), 1.0), []).append(p)
-        groups = [{"params": ps, "lr": lr * scale} for scale, ps in by_scale.items() if scale > 0 and ps]
+        groups = [{"params": ps, "lr": lr * scale, "stage_lr": lr * scale} for scale, ps in by_scale.items()
+                  if scale > 0 and ps]
         opt = torch.optim.SGD(groups, lr=lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=tc.lr_factor,
                                                            patience=tc.lr_patience, min_lr=tc.min_lr)
@@ -287,7 +303,70 @@ class Trainer:
             if not (self.run_dir / "best.pt").exists():
                 self._save("best", pos, None, None)
             self._store_prototypes(self.run_dir / "best.pt")
+        if self._selection is None and tc.retrain_on_trainval and self.val_classes:
+            stopped = yield from self._retrain_on_trainval()
+            if stopped:
+                return
         yield ev.Finished(str(self.run_dir), stopped=False, best_metric=self.best)
+
+    def _selected_epochs(self, best: dict) -> dict[str, int]:
+        """Per stage, the epochs the selection run had trained when it wrote ``best``: every
+        stage before best.pt's in full, best.pt's own up to its epoch, none after it."""
+        at, done = best["position"]["stage"], best["position"]["epoch"]
+        out = {}
+        for i, name, epochs in self._stage_plan():
+            out[name] = epochs if i < at else (done if i == at else 0)
+        return out
+
+    def _retrain_on_trainval(self) -> Iterator[ev.Event]:
+        """Train the final model on every seen class with what selection chose (the xlsa17
+        protocol): ``final/`` holds that run, ``final.pt`` its model. Returns True when stopped."""
+        final_dir = self.run_dir / "final"
+        best = load_checkpoint(self.run_dir / "best.pt") if self.rank == 0 else None
+        chosen = [self._selected_epochs(best), dict(best.get("lr_history", {})),
+                  (final_dir / "last.pt").is_file()] if best is not None else [None, None, None]
+        if self.world > 1:                   # only rank 0 writes (and reads) the run folder
+            torch.distributed.broadcast_object_list(chosen, src=0)
+        epochs, lr_history, resume = chosen
+        cfg = from_dict(RunConfig, to_dict(self.cfg), "config")
+        cfg.train.select_on_val = False
+        for name in STAGES:
+            getattr(cfg.train, name).epochs = epochs.get(name, 0)
+        child = Trainer(cfg, final_dir, dataset=self.dataset, resume=resume, _selection=self)
+        child._pause, child._stop = self._pause, self._stop      # one pause / stop for both runs
+        child.lr_history = lr_history
+        seen = len(self.dataset.split.seen)
+        yield ev.Log(f"retraining on all {seen} seen classes with the selected epochs "
+                     + ", ".join(f"{k} {v}" for k, v in epochs.items() if v) + f" (selected on the validation "
+                     f"classes: ZSL {self.best:.3f}); into {final_dir}")
+        for e in child.run():
+            if isinstance(e, ev.Failed):
+                raise TrainingError(f"the retrain on all seen classes failed: {e.error}")
+            if isinstance(e, ev.Finished):
+                if e.stopped:
+                    yield ev.Finished(str(self.run_dir), stopped=True, best_metric=self.best)
+                    return True
+                continue
+            yield e
+        if self.rank != 0:
+            return False
+        final = load_checkpoint(final_dir / "best.pt")
+        protocol = {"train_classes": len(final["train_classes"]), "seen_classes": seen,
+                    "selected_on": f"valclasses{self.cfg.data.fold}", "val_zsl_mca": float(self.best),
+                    "epochs": epochs, "beta": best.get("beta", self.cfg.model.beta), "retrained": True,
+                    "selection_checkpoint": "best.pt"}
+        final["protocol"] = protocol
+        for key in ("beta", "beta_validation"):       # Eq. 13's beta, as chosen on the validation classes
+            if key in best:
+                final[key] = best[key]
+        final.pop("format_version", None)
+        save_checkpoint(final, self.run_dir / "final.pt")
+        best["protocol"] = dict(protocol, train_classes=len(best["train_classes"]), retrained=False,
+                                final_checkpoint="final.pt")
+        best.pop("format_version", None)
+        save_checkpoint(best, self.run_dir / "best.pt")
+        yield ev.CheckpointSaved(str(self.run_dir / "final.pt"), "final")
+        return False
 
     def _run_stage(self, stage_idx: int, name: str, epochs: int, pos: dict,
                    resumed_state: Optional[dict]) -> Iterator[ev.Event]:
@@ -316,10 +395,25 @@ class Trainer:
             yield from self._end_epoch(name, stage_idx, epoch, self._validate(), sched, opt, pos)
         return False
 
+    def _epoch_rates(self, name: str, epoch: int, opt) -> None:
+        """Record the rate this epoch starts with, as a factor of the stage's own; the retrain on
+        trainval, which has no validation classes to drive the plateau schedule, replays the
+        selection run's factors instead."""
+        history = self.lr_history.setdefault(name, [])
+        if self._selection is not None:
+            factor = history[epoch] if epoch < len(history) else (history[-1] if history else 1.0)
+            for g in opt.param_groups:
+                g["lr"] = g.get("stage_lr", g["lr"]) * factor
+            return
+        del history[epoch:]
+        g = opt.param_groups[0]
+        history.append(g["lr"] / g.get("stage_lr", g["lr"]))
+
     def _run_epoch(self, stage_idx: int, name: str, epoch: int, start_batch: int, pos: dict,
                    opt, sched) -> Iterator[ev.Event]:
         """The training steps of one epoch from ``start_batch``; returns True when stopped."""
         tc = self.cfg.train
+        self._epoch_rates(name, epoch, opt)
         self.model.train()
         self.images.epoch = epoch + 1000 * stage_idx
         self.order.set_epoch(stage_idx, epoch, start_batch)
@@ -520,6 +614,7 @@ class Trainer:
             "step": position["global_step"],
             "best_metric": float(self.best),
             "kmeans_groups": list(self.kmeans_groups),
+            "lr_history": {k: list(v) for k, v in self.lr_history.items()},
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": repr(random.getstate())},
             "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         }
@@ -571,6 +666,8 @@ class Trainer:
             self.scaler.load_state_dict(state["grad_scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         self.kmeans_groups = state.get("kmeans_groups", [])
+        if self._selection is None:
+            self.lr_history = {k: list(v) for k, v in state.get("lr_history", {}).items()}
         # a later stage may have been extended (--epochs): keep the position, train what is left
         return state
 
