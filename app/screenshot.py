@@ -1,6 +1,7 @@
 """Screenshots of every panel for docs/gui.md, taken by driving the real window in-process.
 
     python -m sgma.app.screenshot --out docs/screenshots [--checkpoint FILE] [--epochs 2,1,2,3]
+    python -m sgma.app.screenshot --dataset cub --root PATH [--compare CKPT] [--history RUN_DIR]
 
 It opens the built-in synthetic dataset, runs a short training from the Training panel (for its
 curves), then audits an unseen image, evaluates, defines a user class, classifies and ranks with
@@ -66,12 +67,100 @@ def shoot_atlas_and_compare(app, w, shoot, second_checkpoint=None) -> None:
     cmp.close()
 
 
+def shoot_real(app, w, shoot, compare=None, history=None) -> None:
+    """The screenshots on a real dataset (``--dataset cub --root PATH``) with the model the window
+    opened (the bundled one of that kind, or ``--checkpoint``): evaluation, the grid's IoU badges,
+    the part audit of the unseen test image whose head square the evaluation found best, the part
+    atlas of the seen test images, the comparison with ``compare``, a user class ranked, and the
+    training curves of the run folder ``history`` as a resume draws them (nothing is trained)."""
+    import numpy as np
+    from .training_panel import epoch_slots
+    ds, b = w.state.dataset, w.browser
+    # ---- evaluation, then a diagonal confusion cell shown in the grid
+    w.tabs.setCurrentWidget(w.evaluation)
+    w.evaluation.run()
+    wait_until(app, lambda: w.state.evaluation is not None, 7200, "the evaluation")
+    cm = w.evaluation.confusion.model_
+    w.evaluation.confusion.clicked.emit(cm.index(0, 0))
+    shoot(w, "evaluation.png")
+    w.state.set_selection(None, "")
+    # ---- the part audit: the unseen test image with the best head IoU (said so in docs/gui.md)
+    head = w.state.image_ious().get(ds.part_names[0]) if ds.part_names else None
+    unseen = np.asarray(ds.split.test_unseen)
+    pick = int(unseen[np.nanargmax(head[unseen])]) if head is not None else int(unseen[0])
+    w.tabs.setCurrentWidget(w.audit)
+    b.split_box.setCurrentText("test_seen")
+    shoot(b, "localisation.png")                    # the badges, in the dataset's order
+    b.split_box.setCurrentText("test_unseen")
+    b.select_index(pick)
+    wait_until(app, lambda: w.audit.prediction is not None and w.audit.index == pick, 600, "the prediction")
+    shoot(w, "audit.png")
+    # ---- the part atlas of the seen test images, then model A against model B on the same image
+    b.split_box.setCurrentText("test_seen")
+    atlas = w.show_part_atlas()
+    atlas.resize(980, 360)
+    atlas.k_box.setValue(6)
+    atlas.images_box.setCurrentIndex(1)             # the images in the grid
+    atlas.run()
+    wait_until(app, lambda: atlas.task is None and atlas.atlas is not None, 7200, "the part atlas")
+    shoot(atlas, "atlas.png")
+    atlas.close()
+    b.split_box.setCurrentText("test_unseen")
+    b.select_index(pick)
+    if compare:
+        cmp = w.show_compare()
+        cmp.resize(1100, 680)
+        cmp.load_model_b(str(compare))
+        wait_until(app, lambda: cmp.predictor_b is not None, 600, "model B")
+        wait_until(app, lambda: cmp.a.prediction is not None and cmp.b.prediction is not None, 600,
+                   "both predictions")
+        shoot(cmp, "compare.png")
+        cmp.close()
+    # ---- a user class: an unseen class whose bill is made hooked; classify and rank
+    c = w.classes
+    w.tabs.setCurrentWidget(c)
+    target = int(ds.labels[pick])
+    c.add_from_class(target)
+    bill = [n for n in ds.attribute_names if n.startswith("has_bill_shape::")]
+    for n in bill:
+        c.editor.set_value(n, 0.0)
+    hooked = next((n for n in bill if n.endswith("hooked")), bill[0] if bill else None)
+    if hooked:
+        c.editor.set_value(hooked, 100.0)
+        c.list.currentItem().setText(f"{ds.class_names[target].split('.')[-1]}_hooked_bill")
+    c.classify()
+    wait_until(app, lambda: c.class_table.rowCount() > 0, 600, "the classification")
+    c.rank()
+    wait_until(app, lambda: c.last_ranking is not None, 7200, "the ranking")
+    if hooked:
+        c.editor.tree.scrollToItem(c.editor.items[hooked])
+    shoot(w, "classes.png")
+    # ---- the curves of a finished run, as a resume in the window draws them
+    if history:
+        from sgma.engine.config import load_toml
+        t = w.training
+        w.tabs.setCurrentWidget(t)
+        cfg = load_toml(Path(history) / "config.toml")
+        t.preset_box.setCurrentText(cfg.name if cfg.name in ("demo", "cpu", "paper") else "cpu")
+        t.slots = epoch_slots(cfg)
+        t.load_history(Path(history))
+        t.progress.setValue(1000)
+        t.progress_label.setText(f"the curves of {history} (read from its metrics.csv)")
+        t.curves.redraw()
+        shoot(w, "training.png")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--checkpoint", help="the model to audit and evaluate (default: demo model or the short run)")
     p.add_argument("--epochs", default="2,1,2,3", help="warmup,kmeans,pretrain_parts,joint epochs of the short run")
     p.add_argument("--steps", type=int, default=8, help="steps per epoch of the short run")
+    p.add_argument("--dataset", help="a real dataset kind (e.g. cub): shoot on it with its bundled model "
+                   "(or --checkpoint) instead of the synthetic birds; nothing is trained")
+    p.add_argument("--root", help="the real dataset's folder")
+    p.add_argument("--compare", help="with --dataset: model B of the compare view")
+    p.add_argument("--history", help="with --dataset: a run folder whose curves the training panel shows")
     args = p.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -87,7 +176,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="sgma-shots-"))
-    w = MainWindow(Settings(str(tmp / "settings.ini")), load_demo=False)
+    real = bool(args.dataset)
+    spec = {"kind": args.dataset, "root": args.root, "options": {}} if real else None
+    w = MainWindow(Settings(str(tmp / "settings.ini")), dataset_spec=spec, checkpoint=args.checkpoint,
+                   load_demo=real)
     w.resize(1400, 880)
     w.show()
     wait_until(app, lambda: w.engine_ready, 300, "the engine to load")
@@ -97,6 +189,17 @@ def main(argv=None) -> int:
         path = out / name
         widget.grab().save(str(path))
         print(f"saved {path}")
+
+    if real:
+        wait_until(app, lambda: w.state.dataset is not None and w.state.predictor is not None
+                   and not w.tasks.busy, 600, "the dataset and its model")
+        shoot_real(app, w, shoot, args.compare, args.history)
+        dlg = OpenDatasetDialog(w, spec, w.settings.recent_datasets())
+        dlg.show()
+        shoot(dlg, "open_dataset.png")
+        dlg.close()
+        w.close()
+        return 0
 
     # ---- training (short run on the synthetic birds)
     t = w.training

@@ -80,6 +80,13 @@ def summary_lines(s: dict) -> list[str]:
              f"GZSL: A_U {s['gzsl']['unseen']:.3f}  A_S {s['gzsl']['seen']:.3f}  H {s['gzsl']['h']:.3f}"]
     for mode, r in s["modes"].items():
         lines.append(f"  {mode:13s} ZSL {r['zsl']['mca']:.3f}  GZSL H {r['gzsl']['h']:.3f}")
+    if "protocol" in s:
+        pr = s["protocol"]
+        epochs = ", ".join(f"{k} {v}" for k, v in (pr.get("epochs") or {}).items() if v)
+        lines.append(f"protocol: trained on {pr['train_classes']} of {pr['seen_classes']} seen classes"
+                     f"{' (retrained on all after selection)' if pr.get('retrained') else ''}; selected on "
+                     f"{pr.get('selected_on') or 'nothing (no validation classes)'}"
+                     f"{f' ({epochs})' if epochs else ''}; beta {pr.get('beta')}")
     if "parts" in s:
         p = s["parts"]
         for name in ("head", "tail"):

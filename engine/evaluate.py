@@ -192,7 +192,7 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
                              "matrix": np.asarray(conf).astype(int).tolist()},
                "inference": cfg.inference, "beta": beta, "beta_validation": beta_scores,
                "n_images": int(len(y)), "dataset": dataset.name,
-               "split": sp.name}
+               "split": sp.name, "protocol": run_protocol(state, train_classes, len(seen), stored_beta)}
     if bad:
         summary["skipped_images"] = [{"path": path, "reason": reason} for _, path, reason in bad]
     part_iou: dict[str, np.ndarray] = {}
@@ -206,6 +206,21 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
 
 
 BETA_GRID = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def run_protocol(state: dict, train_classes: list[int], n_seen: int, stored_beta: float) -> dict:
+    """What the numbers rest on: the checkpoint's own ``protocol`` record (written by the trainer's
+    retrain on trainval, engine/trainer.py) with the class counts of this evaluation, or, for a
+    checkpoint without one, what its configuration and position say."""
+    rec = dict(state.get("protocol") or {})
+    if not rec:
+        tc = state["config"].get("train", {})
+        fold = state["config"].get("data", {}).get("fold", 1)
+        rec = {"selected_on": f"valclasses{fold}" if tc.get("select_on_val", True) else None,
+               "epochs": None, "beta": stored_beta, "retrained": False,
+               "position": dict(state.get("position", {}))}
+    rec.update(train_classes=len(train_classes), seen_classes=int(n_seen))
+    return rec
 
 
 def choose_beta(ex_val: dict, protos: np.ndarray, val_classes: list[int], default: float) -> tuple[float, dict]:

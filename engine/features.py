@@ -31,6 +31,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from .checkpoint import RUN_MODELS
 from .data.base import ZSLDataset
 from .io import atomic_write_bytes
 
@@ -63,13 +64,13 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
-    """A checkpoint path, or a run folder (its best.pt, else last.pt)."""
+    """A checkpoint path, or a run folder's model (the first of ``checkpoint.RUN_MODELS`` it holds)."""
     p = Path(path)
     if p.is_dir():
-        for name in ("best.pt", "last.pt"):
+        for name in RUN_MODELS:
             if (p / name).is_file():
                 return p / name
-        raise FileNotFoundError(f"{p}: no best.pt or last.pt in this run folder")
+        raise FileNotFoundError(f"{p}: no {', '.join(RUN_MODELS)} in this run folder")
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     return p

@@ -84,7 +84,7 @@ def test_damaged_checkpoint_is_a_checkpoint_error(trained, tmp_path, damage):
 def test_missing_checkpoint_and_empty_run_folder(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")
-    with pytest.raises(CheckpointError, match="no best.pt or last.pt in this run folder"):
+    with pytest.raises(CheckpointError, match="no final.pt, best.pt, last.pt in this run folder"):
         load_checkpoint(tmp_path)
 
 

@@ -125,3 +125,30 @@ def test_stop_during_the_retrain_resumes_into_the_final_model(ds, tmp_path):
     second = run_all(Trainer(config(), tmp_path, dataset=ds, resume=True))
     assert isinstance(second[-1], ev.Finished) and not second[-1].stopped
     assert load_checkpoint(tmp_path / "final.pt")["protocol"]["retrained"] is True
+
+
+def test_evaluation_summary_carries_the_protocol(ds, run, tmp_path):
+    """The evaluation JSON's ``protocol`` (and the CLI's summary line) says on how many of the
+    seen classes the model was trained and what selection chose."""
+    from sgma.engine.checkpoint import model_from_checkpoint
+    from sgma.engine.cli import summary_lines
+    from sgma.engine.evaluate import evaluate
+    d, _ = run
+    n_seen = len(ds.split.seen)
+    final = load_checkpoint(d / "final.pt")
+    s = evaluate(model_from_checkpoint(final), final, ds).summary
+    assert s["protocol"]["train_classes"] == s["protocol"]["seen_classes"] == n_seen
+    assert s["protocol"]["retrained"] is True and s["protocol"]["epochs"] == final["protocol"]["epochs"]
+    line = next(x for x in summary_lines(s) if x.startswith("protocol:"))
+    assert f"trained on {n_seen} of {n_seen} seen classes (retrained on all after selection)" in line
+    assert "selected on valclasses1" in line
+    best = load_checkpoint(d / "best.pt")
+    s = evaluate(model_from_checkpoint(best), best, ds).summary
+    assert s["protocol"]["train_classes"] == len(best["train_classes"]) < n_seen
+    assert s["protocol"]["retrained"] is False
+    # a checkpoint without a protocol record (an earlier trainer's): derived from its configuration
+    best.pop("protocol")
+    s = evaluate(model_from_checkpoint(best), best, ds).summary
+    assert s["protocol"]["selected_on"] == "valclasses1" and s["protocol"]["epochs"] is None
+    assert s["protocol"]["position"]["stage"] == best["position"]["stage"]
+    assert s["protocol"]["beta"] == best["beta"]
