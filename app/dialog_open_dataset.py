@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
                                QWidget)
 
-KINDS = ("synthetic", "cub", "awa2", "flo", "folder")
+from sgma.engine.data.registry import DATASET_KINDS as KINDS
 HELP = {
     "synthetic": "procedural birds, built in memory (no root folder)",
     "cub": "CUB-200-2011 folder (images.txt, classes.txt, attributes/…)",

