@@ -127,6 +127,8 @@ def cmd_train(a) -> int:
         cfg.data.root = a.root
     if a.epochs is not None:
         cfg.train.joint.epochs = a.epochs
+    if a.skip_unreadable:
+        cfg.train.skip_unreadable = True
     cfg.validate()
     out = Path(a.out or f"runs/{cfg.name}")
     try:
@@ -225,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--epochs", type=_int_at_least(0), help="epochs of the end-to-end stage (stage 3)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="leave images that cannot be decoded out of training, with a warning listing them")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="ZSL, GZSL and part precision of a run or checkpoint")
     p.add_argument("run", nargs="?", help="run folder or checkpoint; without it, the model bundled "

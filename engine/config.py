@@ -144,6 +144,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
+    # an image that cannot be decoded: false stops the run before any work, naming the files; true
+    # leaves it out of training and validation with a warning (listed in run.json)
+    skip_unreadable: bool = False
     augment: bool = True
     amp: bool = False                      # mixed precision on GPU
     amp_dtype: str = "bf16"                # "bf16", or "fp16" with a gradient scaler

@@ -46,6 +46,7 @@ from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .errors import SGMAError
 from .extract import extract
+from .image_check import describe, find_unreadable
 from .loader import EpochOrder, ImageSet, make_loader
 from .metrics import mean_class_accuracy, part_precision
 from .metrics_log import MetricsLog
@@ -193,6 +194,16 @@ class Trainer:
         self.train_idx = [i for i in sp.trainval if labels[i] in keep]
         vk = set(self.val_classes)
         self.val_idx = [i for i in sp.trainval if labels[i] in vk]
+        # every image decoded once up front (engine/image_check.py): a bad file is named before any work
+        self.skipped = self._selection.skipped if self._selection is not None else \
+            find_unreadable(ds, self.train_idx + self.val_idx)      # the retrain reads the same images
+        if self.skipped and not tc.skip_unreadable:
+            raise TrainingError(f"{describe(self.skipped)}; nothing was trained (train.skip_unreadable = true, "
+                                "sgma train --skip-unreadable, leaves them out)")
+        if self.skipped:
+            drop = {i for i, _, _ in self.skipped}
+            self.train_idx = [i for i in self.train_idx if i not in drop]
+            self.val_idx = [i for i in self.val_idx if i not in drop]
         if not self.train_idx:
             raise TrainingError(f"dataset {ds.name}: no training images in the seen classes")
         self.sem_all = torch.as_tensor(ds.semantics, dtype=torch.float32, device=self.device)
@@ -213,9 +224,9 @@ class Trainer:
         if cache and sel is not None and sel.images._cache is not None:    # decoded once for both runs
             self.images._cache.update(sel.images._cache)
             self.images._cache.update(sel.val_images._cache)
-        if cache and self.rank == 0:     # decode once, up front: a bad file is named before any work
+        if cache and self.rank == 0:     # decoded into memory now rather than during the first epoch
             bad = self.images.preload() + self.val_images.preload()
-            if bad:
+            if bad:                       # changed on disk since the check above
                 raise TrainingError(f"{len(bad)} of {len(self.train_idx) + len(self.val_idx)} images cannot be "
                                     f"read: " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
         self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
@@ -273,6 +284,8 @@ class Trainer:
     def _run(self) -> Iterator[ev.Event]:
         self._setup()
         tc = self.cfg.train
+        if self.skipped and self._selection is None:
+            yield ev.Log(f"left out of training: {describe(self.skipped, limit=10)} (train.skip_unreadable)")
         plan = self._stage_plan()
         pos = {"stage": plan[0][0] if plan else 0, "epoch": 0, "batch": 0, "global_step": 0}
         self.best = -math.inf
@@ -680,6 +693,8 @@ class Trainer:
                 "versions": {"torch": str(torch.__version__), "numpy": np.__version__,
                              "python": platform.python_version()},
                 "device": str(self.device), "world_size": self.world}
+        if self.skipped:
+            info["skipped_images"] = [{"path": path, "reason": reason} for _, path, reason in self.skipped]
         from .io import atomic_write_bytes
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
 

@@ -641,3 +641,42 @@ def test_every_corrupt_image_is_named_at_load_before_any_work(tmp_path):
     first = sorted((aroot / "JPEGImages").rglob("*.jpg"))[0]
     first.write_bytes(b"")
     raises(lambda: load_awa2(aroot), f"cannot read image {first}")
+
+
+# ---------------------------------------------------------------- training with an undecodable image
+def _tiny_run_config():
+    cfg = preset("tiny")
+    for stage in (cfg.train.warmup, cfg.train.kmeans, cfg.train.pretrain_parts, cfg.train.joint):
+        stage.epochs = 1
+    cfg.train.batch_size, cfg.train.kmeans_images, cfg.train.device = 4, 8, "cpu"
+    cfg.train.retrain_on_trainval = False
+    return cfg
+
+
+def test_training_names_a_truncated_image_before_any_work_or_leaves_it_out(tmp_path):
+    """A JPEG whose header is intact but whose data is cut passes the loader's check; training
+    stops before its first step naming it, or with ``train.skip_unreadable`` trains without it."""
+    import json
+    from sgma.engine import events as ev
+    from sgma.engine.trainer import Trainer
+    root = make_folder(tmp_path, parts=False)
+    bad = root / "images" / "robin" / "robin1.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(bad, quality=95)
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    ds = load_folder(root)                                    # the header is intact: the listing loads
+    events = list(Trainer(_tiny_run_config(), tmp_path / "run", dataset=ds).run())
+    assert isinstance(events[-1], ev.Failed) and not any(isinstance(e, ev.Step) for e in events)
+    assert str(bad) in events[-1].error and "nothing was trained" in events[-1].error
+    assert "--skip-unreadable" in events[-1].error and events[-1].traceback == ""
+    cfg = _tiny_run_config()
+    cfg.train.skip_unreadable = True
+    trainer = Trainer(cfg, tmp_path / "run2", dataset=ds)
+    events = list(trainer.run())
+    assert isinstance(events[-1], ev.Finished) and not events[-1].stopped
+    warn = [e.message for e in events if isinstance(e, ev.Log) and "left out of training" in e.message]
+    assert len(warn) == 1 and str(bad) in warn[0]
+    k = next(i for i, it in enumerate(ds.items) if it.path == str(bad))
+    assert k not in trainer.train_idx and len(trainer.train_idx) == 4 * 3 - 1    # robin, crow, wren: 5 less 1 held
+    info = json.loads((tmp_path / "run2" / "run.json").read_text())
+    assert [s["path"] for s in info["skipped_images"]] == [str(bad)]
