@@ -85,3 +85,43 @@ def test_resume_after_ctrl_c_finishes_the_run(tmp_path):
     assert sorted(rows) == list(range(1, max(rows) + 1)) and saved in rows      # none lost
     assert len(set(rows.values())) <= 2, rows    # none logged twice (stages log different losses)
     assert (run / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_loader_workers_saves_and_exits_130(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, DataLoader workers included
+    (``train.num_workers = 2``): the run still saves last.pt, prints how to resume and exits 130,
+    and no worker is left behind."""
+    from sgma.engine.config import preset, save_toml
+    cfg = preset("tiny")
+    cfg.train.num_workers = 2
+    conf = tmp_path / "workers.toml"
+    save_toml(cfg, conf)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "sgma.engine.cli", "train", "--config", str(conf),
+                             "--out", str(run)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    pgid = proc.pid
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while not (_steps(run) and max(_steps(run)) >= 5):
+            if proc.poll() is not None:
+                pytest.fail(f"sgma train ended early (rc {proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+            assert time.monotonic() < deadline, "no step 5 in time"
+            time.sleep(0.02)
+        before = max(_steps(run))
+        os.killpg(pgid, signal.SIGINT)                 # as the terminal does: every process of the group
+        _, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(pgid, signal.SIGKILL)
+            proc.wait()
+    err = err.decode(errors="replace")
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert f"resume with: sgma train --config {conf} --resume --out {run}" in err, err[-2000:]
+    assert load_checkpoint(run / "last.pt")["position"]["global_step"] >= before
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):            # the workers are gone with the group leader
+        os.killpg(pgid, 0)
