@@ -160,6 +160,7 @@ class TrainingPanel(QWidget):
         self.total_steps = 1
         self.slots: dict[str, int] = {}     # epoch_slots of the run's config
         self._stage, self._stage_at = "", 0.0
+        self._task = None                    # the last Progress event of the current stage
         self._last_step, self._step_s = None, float("nan")
         self._resumed = False               # the next step is the first of a resumed run
         # the retrain on all seen classes (the trainer's second pass, into run_dir/final/) counts its
@@ -243,6 +244,9 @@ class TrainingPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
+        self.task_progress = QProgressBar()   # work without steps (stage 1's feature pass), shown while it runs
+        self.task_progress.setRange(0, 1000)
+        self.task_progress.setVisible(False)
         self.progress_label = QLabel("idle")
         # a status line whose length changes every step must never resize the panel: a resize
         # re-lays-out and repaints both plots (20 ms of GUI work under a busy training thread)
@@ -258,6 +262,7 @@ class TrainingPanel(QWidget):
         ll.addWidget(form_box)
         ll.addLayout(buttons)
         ll.addWidget(self.progress)
+        ll.addWidget(self.task_progress)
         ll.addWidget(self.progress_label)
         ll.addWidget(self.log, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -425,12 +430,22 @@ class TrainingPanel(QWidget):
             self._log("stop requested: saving a checkpoint after the current step…")
             self._update_buttons()
 
+    def _task_text(self) -> str:
+        """The stage's step-less work as the last Progress event gave it."""
+        t = self._task
+        if t is None:
+            return "grouping channels"
+        if t.total <= 1:
+            return t.task
+        eta = f" · ETA {fmt_duration(t.eta_s)}" if math.isfinite(t.eta_s) else ""
+        return f"{t.task} {t.done}/{t.total} images{eta}"
+
     def _show_stage_time(self) -> None:
         if not self.is_running() or self._stage != "kmeans":
             self._tick.stop()
             return
-        self.progress_label.setText(f"stage kmeans · grouping channels (no steps; Stop takes effect when it "
-                                    f"ends) · {fmt_duration(time.monotonic() - self._stage_at)} so far")
+        self.progress_label.setText(f"stage kmeans · {self._task_text()} · "
+                                    f"{fmt_duration(time.monotonic() - self._stage_at)} so far")
 
     def stop_progress(self, now: Optional[float] = None) -> tuple[str, float]:
         """Where a requested stop stands: a sentence, and the expected share of the wait done
@@ -438,9 +453,13 @@ class TrainingPanel(QWidget):
         the current step (at the pace of the last steps), then the checkpoint; the k-means stage
         has no steps and ends first."""
         now = time.monotonic() if now is None else now
+        t = self._task
+        if t is not None and t.stage == self._stage and t.total > 1 and t.done < t.total:
+            return (f"stage {self._stage}: {t.task} stops at its next batch ({t.done}/{t.total} images read), "
+                    "then the checkpoint is saved", float("nan"))
         if self._stage == "kmeans":
-            return (f"stage kmeans (channel grouping) has no steps to stop between: it ends first "
-                    f"(running for {fmt_duration(now - self._stage_at)})", float("nan"))
+            return (f"stage kmeans (channel grouping): {self._task_text()} ends first, then the checkpoint is "
+                    f"saved (running for {fmt_duration(now - self._stage_at)})", float("nan"))
         if self._last_step is None or not math.isfinite(self._step_s):
             return "the run stops at its next step", float("nan")
         since = now - self._last_step[0]
@@ -508,6 +527,8 @@ class TrainingPanel(QWidget):
             self._stage_index = e.index
             self.stage_epochs[e.stage] = e.epochs
             self._stage, self._stage_at, self._last_step = e.stage, time.monotonic(), None
+            self._task = None
+            self.task_progress.setVisible(False)
             if e.stage == "kmeans":
                 self._tick.start()
             else:
@@ -527,6 +548,12 @@ class TrainingPanel(QWidget):
         elif isinstance(e, ev.Resumed):
             self._paused = False
             self._log("resumed")
+        elif isinstance(e, ev.Progress):
+            self._task = e
+            self.task_progress.setVisible(e.done < e.total)
+            self.task_progress.setRange(0, 1000 if e.total > 1 else 0)     # one-piece work: a busy bar
+            self.task_progress.setValue(int(1000 * e.done / max(e.total, 1)))
+            self.progress_label.setText(f"stage {e.stage} · {self._task_text()}")
         elif isinstance(e, ev.Log):
             self._log(e.message)
         elif isinstance(e, ev.Finished):
@@ -546,6 +573,7 @@ class TrainingPanel(QWidget):
 
     def _on_finished(self) -> None:
         self._tick.stop()
+        self.task_progress.setVisible(False)
         self._stage = ""
         from sgma.engine import events as ev
         stopped = any(isinstance(e, ev.Finished) and e.stopped for e in self.events)

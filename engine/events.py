@@ -30,6 +30,17 @@ class Step(Event):
 
 
 @dataclass
+class Progress(Event):
+    """Work inside a stage that has no gradient steps to count (the feature passes of stage 1's
+    channel grouping and of stage 2's cropping-net fit); a stop request ends it between batches."""
+    stage: str
+    task: str                # what is being done, for the user: "reading features for the grouping"
+    done: int
+    total: int
+    eta_s: float = float("nan")
+
+
+@dataclass
 class EpochEnd(Event):
     stage: str
     epoch: int

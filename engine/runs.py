@@ -40,6 +40,8 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, 
                 elif isinstance(e, ev.Step) and bar is not None:
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.3f}" for k, v in e.losses.items()} | {"eta": f"{e.eta_s:.0f}s"})
+                elif isinstance(e, ev.Progress) and bar is not None:
+                    bar.set_postfix_str(f"{e.task} {e.done}/{e.total}" if e.total > 1 else e.task)
                 elif isinstance(e, ev.EpochEnd) and bar is not None and e.metrics and not quiet:
                     bar.write(f"  {e.stage} epoch {e.epoch}: " + ", ".join(f"{k}={v:.3f}" for k, v in e.metrics.items())
                               + (" (best)" if e.best else ""))

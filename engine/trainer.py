@@ -393,11 +393,14 @@ class Trainer:
         start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
         for epoch in range(start_epoch, epochs):
             start_batch = pos["batch"] if (stage_idx == pos["stage"] and epoch == pos["epoch"]) else 0
+            at_start = {"stage": stage_idx, "epoch": 0, "batch": 0, "global_step": pos["global_step"]}
             if name == "pretrain_parts" and epoch == 0 and start_batch == 0:
-                yield from self._fit_cropper()
+                if (yield from self._fit_cropper()):         # stopped: a resume redoes the fit
+                    return (yield from self._wait_or_stop(at_start, opt, sched))
             if name == "kmeans":       # not gradient epochs: one k-means fit, then one validation
                 if start_batch == 0 and epoch == 0:
-                    yield from self._kmeans_stage(epochs)
+                    if (yield from self._kmeans_stage(epochs)):
+                        return (yield from self._wait_or_stop(at_start, opt, sched))
                 self._sync_ranks()
                 yield from self._end_epoch(name, stage_idx, epochs - 1, self._validate(), sched=None, opt=opt, pos=pos)
                 return False
@@ -504,26 +507,35 @@ class Trainer:
             return True
         return False
 
-    def _sample_pass(self, n: int, seed: int, fn) -> torch.Tensor:
+    def _sample_pass(self, n: int, seed: int, fn, stage: str, task: str) -> Iterator[ev.Event]:
         """``fn(x, frozen)`` over ``n`` seeded-random training images in eval mode without autograd,
         concatenated: the cached inputs of the stage 1 and stage 2 initialisations. ``frozen`` is
-        the feature cache's entry for the batch, or None without a cache."""
+        the feature cache's entry for the batch, or None without a cache. Yields a Progress event
+        per batch; returns the tensor, or None when a stop request ended the pass."""
         pick = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         self.model.eval()
-        out = []
+        out, t0, bs = [], time.perf_counter(), self.cfg.train.batch_size
         with torch.no_grad():
-            for s in range(0, n, self.cfg.train.batch_size):
-                ks = pick[s:s + self.cfg.train.batch_size]
+            for s in range(0, n, bs):
+                if self._stop.is_set():
+                    return None
+                ks = pick[s:s + bs]
                 x = torch.stack([self.images[k][0] for k in ks]).to(self.device)
                 frozen = self._frozen(x, torch.tensor([self.images.indices[k] for k in ks]), self.images)
                 out.append(fn(x, frozen))
+                done = min(s + bs, n)
+                yield ev.Progress(stage, task, done, n, (time.perf_counter() - t0) / done * (n - done))
         return torch.cat(out)
 
     def _kmeans_stage(self, epochs: int) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images, len(self.images))
-        feats = self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(x) if fr is None else fr.attention)
-                                  .float().cpu())
+        feats = yield from self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(x) if fr is None else
+                                                                        fr.attention).float().cpu(),
+                                             "kmeans", "reading features for the channel grouping")
+        if feats is None:
+            return True
+        yield ev.Progress("kmeans", f"{tc.channel_grouping} grouping of the channels", 0, 1)
         groups, how, targets = np.zeros(0, dtype=np.int64), "co-location", None
         if tc.channel_grouping == "nmf":
             targets, factors = nmf_channel_targets(feats, m.cfg.n_parts, tc.seed)
@@ -543,23 +555,29 @@ class Trainer:
         losses = pretrain_channel_weights(att, feats, targets, epochs, seed=tc.seed)
         m.attention.to(self.device)
         sizes = [int((groups == i).sum()) for i in range(m.cfg.n_parts)]
+        yield ev.Progress("kmeans", "channel-weight pretraining", 1, 1, 0.0)
         yield ev.Log(f"{how} grouped {len(groups)} channels into {sizes} on {n} images; "
                      f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        return False
 
     def _fit_cropper(self) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
         n = min(tc.kmeans_images * 4, len(self.images))
-        maps = self._sample_pass(n, tc.seed + 1,
-                                 lambda x, fr: m.attend(x, None if fr is None else fr.attention)[1].float())
+        maps = yield from self._sample_pass(n, tc.seed + 1,
+                                            lambda x, fr: m.attend(x, None if fr is None else fr.attention)[1].float(),
+                                            "pretrain_parts", "attention maps for the cropping net's start")
+        if maps is None:
+            return True
         if tc.cropper_fit_steps == 0:
             with torch.no_grad():
                 mse = F.mse_loss(m.cropper(maps), pseudo_squares(maps, m.cfg.part_side_init))
             yield ev.Log(f"cropping net kept at its start (the soft-argmax of the map): MSE {float(mse):.4f} "
                          f"to the pseudo squares of {n} images")
-            return
+            return False
         losses = fit_cropper(m.cropper, maps, m.cfg.part_side_init, iters=tc.cropper_fit_steps, seed=tc.seed)
         m.train()
         yield ev.Log(f"cropping net fitted to pseudo squares of {n} images: MSE {losses[0]:.4f} -> {losses[-1]:.4f}")
+        return False
 
     def _validate(self) -> dict[str, float]:
         """ZSL mean class accuracy on the validation classes (compatibility scores, argmax among

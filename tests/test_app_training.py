@@ -219,8 +219,20 @@ def test_stop_progress_estimates_the_wait_from_the_last_steps(make_window, small
     clock[0] = 200.0
     t.on_event(ev.StageStarted("kmeans", 1, 1, 0))
     text, done = t.stop_progress(now=245.0)
-    assert text.startswith("stage kmeans (channel grouping) has no steps to stop between") and "0:45" in text
+    assert text.startswith("stage kmeans (channel grouping): grouping channels ends first") and "0:45" in text
     assert done != done
+    t.on_event(ev.Progress("kmeans", "reading features for the channel grouping", 64, 200, 30.0))
+    assert t.task_progress.isVisibleTo(t) and t.task_progress.value() == 320
+    assert "reading features for the channel grouping 64/200 images · ETA 0:30" in t.progress_label.text()
+    text, _ = t.stop_progress(now=250.0)
+    assert text == ("stage kmeans: reading features for the channel grouping stops at its next batch "
+                    "(64/200 images read), then the checkpoint is saved")
+    t.on_event(ev.Progress("kmeans", "kmeans grouping of the channels", 0, 1))
+    assert t.task_progress.isVisibleTo(t) and t.task_progress.maximum() == 0      # busy: no count to show
+    assert t.stop_progress(now=251.0)[0].startswith("stage kmeans (channel grouping): kmeans grouping of the "
+                                                    "channels ends first")
+    t.on_event(ev.Progress("kmeans", "channel-weight pretraining", 1, 1, 0.0))
+    assert not t.task_progress.isVisibleTo(t)
 
 
 def test_closing_while_training_can_be_called_off(qtbot, make_window, small_ds, tmp_path, answers):

@@ -128,6 +128,29 @@ def test_resume_mid_epoch_equals_uninterrupted_run(ds, reference, tmp_path, n_st
     assert second[-1].best_metric == pytest.approx(ref["events"][-1].best_metric)
 
 
+def test_stop_during_stage_1_feature_pass_resumes_to_the_same_model(ds, reference, tmp_path):
+    """Stage 1 has no gradient steps; its feature pass reports Progress per batch and a stop
+    request ends it at the next batch: last.pt points at the stage's start, and the resumed run
+    redoes the grouping and ends with the uninterrupted run's model."""
+    ref = reference()
+    def stop_in_pass(trainer, e, events):
+        if isinstance(e, ev.Progress) and e.stage == "kmeans" and e.done == 8:
+            trainer.request_stop()
+    first = run_all(Trainer(tiny_config(), tmp_path, dataset=ds), stop_in_pass)
+    progress = [e for e in first if isinstance(e, ev.Progress)]
+    assert [(e.done, e.total) for e in progress] == [(8, 32)]        # stopped before the second batch
+    assert progress[0].task == "reading features for the channel grouping" and progress[0].eta_s >= 0
+    assert isinstance(first[-1], ev.Finished) and first[-1].stopped
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["stage"] == "kmeans" and state["position"]["epoch"] == 0 and state["kmeans_groups"] == []
+    t = Trainer(tiny_config(), tmp_path, dataset=ds, resume=True)
+    second = run_all(t)
+    assert isinstance(second[-1], ev.Finished) and not second[-1].stopped
+    passes = [(e.done, e.total) for e in second if isinstance(e, ev.Progress) and e.stage == "kmeans" and e.total > 1]
+    assert passes[:4] == [(8, 32), (16, 32), (24, 32), (32, 32)]
+    assert_same(params(t.model), ref["params"])
+
+
 # ---------------------------------------------------------------- b. atomic checkpoints
 def _temp_files(d: Path) -> list[str]:
     return [p.name for p in d.iterdir() if p.name.endswith(".tmp")]
