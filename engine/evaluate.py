@@ -32,7 +32,7 @@ from .cropping import squares_to_boxes
 from .data.base import DatasetError, ZSLDataset
 from .extract import extract
 from .image_check import describe, find_unreadable
-from .inference import MODES, center_similarity, mode_scores, ridge_combination
+from .inference import MODES, ClassPrototypes, center_similarity, mode_scores
 
 
 @dataclass
@@ -60,20 +60,17 @@ def align_classes(state: dict, dataset: ZSLDataset) -> list[int]:
 def class_prototypes(cct_train: np.ndarray, labels_train: np.ndarray, train_classes: list[int],
                      semantics: np.ndarray, ridge_lambda: float) -> np.ndarray:
     """Phi_cct for every class: seen-class means where trained, Eq. 12 for the rest."""
-    proto_seen = np.stack([cct_train[labels_train == c].mean(axis=0) for c in train_classes])
-    return prototypes_from_seen(proto_seen, train_classes, semantics, ridge_lambda)
+    cp = ClassPrototypes.from_features(cct_train, labels_train, train_classes, semantics, ridge_lambda)
+    return cp.of(semantics, seen_rows=train_classes).numpy()
 
 
 def prototypes_from_seen(proto_seen: np.ndarray, train_classes: list[int], semantics: np.ndarray,
                          ridge_lambda: float) -> np.ndarray:
-    """Phi_cct for every class from the training classes' prototypes (section 3.4): those as given,
-    every other class W Phi^s_cct with W from the ridge regression of Eq. 12."""
-    proto_seen = np.asarray(proto_seen, dtype=np.float64)
+    """Phi_cct for every class from the training classes' prototypes (section 3.4, ``ClassPrototypes``):
+    those as given, every other class W Phi^s_cct with W from the ridge regression of Eq. 12."""
     sem = torch.as_tensor(semantics, dtype=torch.float64)
-    W = ridge_combination(sem, sem[train_classes], ridge_lambda).numpy()     # (K, S)
-    protos = W @ proto_seen
-    protos[train_classes] = proto_seen
-    return protos
+    cp = ClassPrototypes(sem[list(train_classes)], np.asarray(proto_seen, dtype=np.float64), ridge_lambda)
+    return cp.of(sem, seen_rows=train_classes).numpy()
 
 
 def image_sizes(dataset: ZSLDataset, indices) -> np.ndarray:

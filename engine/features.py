@@ -33,6 +33,7 @@ import torch
 
 from .checkpoint import RUN_MODELS
 from .data.base import ZSLDataset
+from .inference import MODES, ClassPrototypes
 from .io import atomic_write_bytes
 
 CACHE_VERSION = 1
@@ -147,9 +148,7 @@ class FeatureCache:
         self.ridge_lambda, self.beta = float(ridge_lambda), float(beta)
         self.path = path
         self._cct_unit: Optional[np.ndarray] = None
-        self._ridge: Optional[np.ndarray] = None
-        self._seen_sq: Optional[np.ndarray] = None
-        self._seen_t: Optional[np.ndarray] = None
+        self._classes = None            # ClassPrototypes over the stored seen prototypes, built on first use
 
     def __len__(self) -> int:
         return len(self.cct)
@@ -191,7 +190,7 @@ class FeatureCache:
                    np.asarray(indices, dtype=np.int64),
                    np.concatenate(labels) if labels else np.zeros(0, np.int64), key or {},
                    np.concatenate(squares) if squares else None, unit, protos, seen_sem,
-                   model.cfg.ridge_lambda, model.cfg.beta)
+                   model.cfg.ridge_lambda, float(state.get("beta", model.cfg.beta)) if state else model.cfg.beta)
 
     @classmethod
     def load_or_build(cls, checkpoint_path: str | os.PathLike, model, dataset: ZSLDataset,
@@ -291,23 +290,9 @@ class FeatureCache:
         if self.seen_prototypes is None:
             raise ValueError("this cache has no seen-class prototypes (the checkpoint stores none): "
                              "use mode='compatibility'")
-        v = self.prepare(class_vectors, normalize)
-        if self._ridge is None:
-            # Eq. 12 with the seen side factored out once: W P = V S^T (S S^T + lambda I)^-1 P = V R
-            from .inference import ridge_combination
-            seen = torch.from_numpy(self.seen_semantics).double()
-            eye = torch.eye(seen.shape[1], dtype=torch.float64)
-            r = ridge_combination(eye, seen, self.ridge_lambda) @ torch.from_numpy(self.seen_prototypes).double()
-            self._ridge = r.float().numpy()                               # (A, n A)
-            self._seen_sq = (seen ** 2).sum(dim=1).numpy()
-            self._seen_t = np.ascontiguousarray(self.seen_semantics.T, dtype=np.float64)
-        protos = _mm(v, self._ridge)
-        vd = v.astype(np.float64)
-        d2 = (vd ** 2).sum(axis=1)[:, None] + self._seen_sq[None] - 2 * _mm(vd, self._seen_t)
-        hit = d2.min(axis=1) <= 1e-10
-        if hit.any():
-            protos[hit] = self.seen_prototypes[d2[hit].argmin(axis=1)]
-        return protos
+        if self._classes is None:
+            self._classes = ClassPrototypes(self.seen_semantics, self.seen_prototypes, self.ridge_lambda)
+        return self._classes.of(self.prepare(class_vectors, normalize)).float().numpy()
 
     def score_classes(self, class_vectors: np.ndarray, rows=None, mode: str = "compatibility",
                       normalize: Optional[bool] = None, beta: Optional[float] = None) -> np.ndarray:

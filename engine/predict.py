@@ -16,7 +16,7 @@ from PIL import Image
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .cropping import squares_to_boxes
-from .inference import center_similarity, mode_scores, ridge_combination
+from .inference import ClassPrototypes
 from .loader import image_to_tensor
 
 
@@ -44,6 +44,8 @@ class Predictor:
         self.semantics = torch.as_tensor(state["semantics"], dtype=torch.float32)
         self.train_idx = [self.class_names.index(n) for n in state["train_classes"]]
         self.seen_prototypes = state.get("prototypes")          # (S, D) per training class, optional
+        self._classes = None if self.seen_prototypes is None else \
+            ClassPrototypes(self.semantics[self.train_idx], self.seen_prototypes, model.cfg.ridge_lambda)
         # Eq. 13's beta: the one chosen on the validation classes when training stored it
         self.beta = float(state.get("beta", model.cfg.beta))
         self.user_names: list[str] = []
@@ -72,13 +74,11 @@ class Predictor:
         return self.class_names + self.user_names
 
     def prototypes(self) -> Optional[torch.Tensor]:
-        if self.seen_prototypes is None:
+        """Phi_cct of the dataset's and the user's classes (``ClassPrototypes``), None when the
+        checkpoint stores no seen prototypes."""
+        if self._classes is None:
             return None
-        sem = self.all_semantics().double()
-        W = ridge_combination(sem, sem[self.train_idx], self.model.cfg.ridge_lambda)
-        protos = (W @ torch.as_tensor(self.seen_prototypes).double()).float()
-        protos[self.train_idx] = torch.as_tensor(self.seen_prototypes, dtype=torch.float32)
-        return protos
+        return self._classes.of(self.all_semantics(), seen_rows=self.train_idx).float()
 
     @torch.no_grad()
     def predict(self, image: Image.Image, mode: Optional[str] = None) -> Prediction:
@@ -86,12 +86,13 @@ class Predictor:
         x = image_to_tensor(image, cfg.attention_size)[None].to(self.device)
         out = self.model(x, self.all_semantics().to(self.device))
         compat = out.scores.float().cpu()
-        protos = self.prototypes()
-        mode = mode or (cfg.inference if protos is not None else "compatibility")
-        if mode != "compatibility" and protos is None:
+        mode = mode or (cfg.inference if self._classes is not None else "compatibility")
+        if self._classes is None:
             mode = "compatibility"
-        csim = center_similarity(out.cct_features.float().cpu(), protos) if protos is not None else compat * 0
-        scores = mode_scores(mode, compat, csim, self.beta)[0].numpy()
+        scores = compat if mode == "compatibility" else \
+            self._classes.scores(mode, compat, out.cct_features.float().cpu(), self.all_semantics(), self.beta,
+                                 seen_rows=self.train_idx)
+        scores = scores[0].numpy()
         sq = out.squares[0].float().cpu()
         boxes = squares_to_boxes(sq, *image.size).numpy()
         return Prediction(out.maps[0].float().cpu().numpy(), sq.numpy(), boxes, self.all_names(), scores, mode,

@@ -42,7 +42,30 @@ def test_eq12_unseen_prototypes_apply_the_same_w():
     phi_u = torch.tensor([[2.0, 1.0]])
     proto_s = torch.tensor([[1.0, 0.0, 2.0], [0.0, 5.0, 1.0]])
     # W = (0.6, 0.8): 0.6 (1, 0, 2) + 0.8 (0, 5, 1) = (0.6, 4.0, 2.0)
-    close(I.unseen_prototypes(proto_s, phi_s, phi_u, lam=1.0), [[0.6, 4.0, 2.0]], atol=1e-5)
+    cp = I.ClassPrototypes(phi_s, proto_s, ridge_lambda=1.0)
+    close(cp.of(phi_u), [[0.6, 4.0, 2.0]], atol=1e-5)
+    # a class typed as a copy of a seen class is that class; a seen class keeps its own by position too
+    close(cp.of(torch.tensor([[2.0, 1.0], [1.0, 1.0], [1.0, 0.0]])), [[0.6, 4.0, 2.0], [0.0, 5.0, 1.0], [1.0, 0.0, 2.0]],
+          atol=1e-6)
+    ridge_seen = cp.of(phi_s)                      # without the copy rule, Eq. 12 would shrink them
+    close(ridge_seen, proto_s, atol=1e-6)
+    # by position: the seen classes sit at rows 1 and 0, whatever their vectors
+    close(cp.of(torch.tensor([[2.0, 1.0], [5.0, 5.0]]), seen_rows=[1, 0]), [[0.0, 5.0, 1.0], [1.0, 0.0, 2.0]])
+    with pytest.raises(ValueError, match="1 positions for 2 seen classes"):
+        cp.of(phi_u, seen_rows=[0])
+
+
+def test_class_prototypes_score_by_mode():
+    """Eq. 13 over the prototypes: compatibility as given, centre as cosine, combined s + beta cos."""
+    cp = I.ClassPrototypes(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0]]), 1.0)
+    feats = torch.tensor([[3.0, 4.0]])
+    compat = torch.tensor([[0.5, -0.5]])
+    vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    close(cp.scores("compatibility", compat, feats, vectors, beta=2.0), [[0.5, -0.5]])
+    close(cp.scores("center", compat, feats, vectors, beta=2.0), [[0.6, 0.8]], atol=1e-6)
+    close(cp.scores("combined", compat, feats, vectors, beta=2.0), [[0.5 + 1.2, -0.5 + 1.6]], atol=1e-6)
+    with pytest.raises(ValueError, match="2 seen class vectors but 1 prototypes"):
+        I.ClassPrototypes(torch.eye(2), torch.ones(1, 3))
 
 
 def test_seen_prototypes_average_each_class():

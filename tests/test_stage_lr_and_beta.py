@@ -63,6 +63,7 @@ def test_cropping_scale_multiplies_the_localisation_scale_for_the_cropping_net_o
 def test_scale_zero_holds_attention_and_cropper_while_the_rest_trains(ds, tmp_path):
     cfg = tiny_config()
     cfg.train.joint.localisation_lr_scale = 0.0
+    cfg.train.retrain_on_trainval = False     # one pass: the events below are the selection run's
     t = Trainer(cfg, tmp_path, dataset=ds)
     seen = {}
 
@@ -141,3 +142,29 @@ def test_select_from_must_be_final_or_parts():
     cfg.train.select_from = "warmup"
     with pytest.raises(ConfigError, match="train.select_from"):
         cfg.validate()
+
+
+def test_predictor_and_feature_cache_score_a_user_class_alike(ds, trained):
+    """One owner of Eq. 12-13 (inference.ClassPrototypes): the predictor (one image) and the app's
+    feature cache (a dataset) give the same scores for the same user classes in every mode,
+    with the checkpoint's beta, and a user class typed as a copy of a seen class gets that class's
+    prototype in both."""
+    from sgma.engine.features import FeatureCache
+    model = model_from_checkpoint(trained)
+    state = {**trained, "beta": 3.0}
+    k = ds.split.test_unseen[0]
+    trained_on = ds.class_names.index(trained["train_classes"][0])
+    seen_vec = np.asarray(ds.semantics[trained_on], dtype=np.float32)
+    user = np.stack([seen_vec, np.asarray(ds.semantics[ds.split.unseen[0]]) * 0.5 + seen_vec * 0.5])
+    p = Predictor(model, state)
+    p.set_user_classes(["copy of a seen class", "a mix"], user)
+    cache = FeatureCache.build(model, ds, [k], state=state)
+    assert cache.beta == 3.0                                  # the stored beta, not the config's
+    n = len(p.class_names)
+    for mode in ("compatibility", "center", "combined"):
+        one = p.predict(ds.load_image(k), mode=mode).scores[n:]
+        many = cache.score_classes(user, mode=mode)[0]
+        np.testing.assert_allclose(one, many, atol=2e-4, err_msg=mode)
+    want = torch.as_tensor(trained["prototypes"][0]).float()      # the first training class's own
+    torch.testing.assert_close(p.prototypes()[n], want)
+    np.testing.assert_allclose(cache.prototypes(user)[0], want.numpy(), atol=1e-6)
