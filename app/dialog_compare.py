@@ -185,7 +185,7 @@ class CompareDialog(QDialog):
             self.load_model_b(path)
 
     def load_model_b(self, path: str) -> None:
-        from .mainwindow import load_predictor
+        from sgma.engine.predict import Predictor
         self.loading = True
         self.b.title.setText(f"B: loading {path}…")
 
@@ -199,7 +199,7 @@ class CompareDialog(QDialog):
             self.b.title.setText("B: no model; open a second checkpoint")
             messages.error(self, "Cannot load model B", msg, tb)
 
-        self.tasks.start(load_predictor, path, on_done=done, on_error=failed)
+        self.tasks.start(Predictor.from_checkpoint, path, on_done=done, on_error=failed)
 
     def _on_models(self) -> None:
         pa, pb = self.state.predictor, self.predictor_b

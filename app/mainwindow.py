@@ -60,23 +60,6 @@ def preload_engine() -> None:
 _warm = False
 
 
-def load_predictor(path: str):
-    """A Predictor for a checkpoint file or run folder (runs in a worker thread). A file that is
-    not a PyTorch file at all (a zip archive or a pickle) is named as such, rather than with the
-    unpickler's byte value."""
-    from sgma.engine.predict import Predictor
-    p = Path(path)
-    if p.is_file():
-        with open(p, "rb") as f:
-            head = f.read(64)
-        if head and not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
-            text = head.decode("utf-8", "replace")
-            kind = "a text file" if text.isprintable() or "\n" in text else "of another format"
-            raise ValueError(f"{p}: not a model checkpoint: the file is {kind}. A model is a .pt file "
-                             "written by training (best.pt or last.pt in a run folder), or the run folder")
-    return Predictor.from_checkpoint(path)
-
-
 def load_dataset_spec(spec: dict):
     """Build the dataset a spec describes (runs in a worker thread)."""
     kind, root, options = spec["kind"], spec.get("root"), dict(spec.get("options") or {})
@@ -307,7 +290,8 @@ class MainWindow(QMainWindow):
             self.state.status.emit("no model loaded")
             messages.error(self, "Cannot load the model", msg, tb)
 
-        self.tasks.start(load_predictor, path, on_done=done, on_error=failed)
+        from sgma.engine.predict import Predictor      # torch loads in the warm-up thread, not at start
+        self.tasks.start(Predictor.from_checkpoint, path, on_done=done, on_error=failed)
 
     def _show_closing_progress(self) -> None:
         """While the run stops and saves before quitting: a busy bar with the time waited and

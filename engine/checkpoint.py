@@ -61,6 +61,7 @@ def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str,
             raise CheckpointError(f"{path}: no {', '.join(RUN_MODELS)} in this run folder")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _refuse_other_formats(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -83,6 +84,31 @@ def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str,
     if validate:
         validate_state(state, path)
     return state
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """A file that is neither a zip archive (torch.save) nor a pickle is named as what it is, rather
+    than with the unpickler's byte value (``101`` for a text file starting with 'e')."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if head and not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":
+        kind = "a text file" if _looks_like_text(head) else "of another format"
+        raise CheckpointError(f"{path}: not a model checkpoint: the file is {kind}. A model is a .pt file "
+                              "written by training (final.pt, best.pt or last.pt in a run folder), or the run folder")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """UTF-8 of printable characters and line breaks (a character cut at the end of ``head`` is allowed)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:
+            return False
+        text = head[:e.start].decode("utf-8")
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
 def _unpickler_reason(e: BaseException) -> str:

@@ -216,9 +216,9 @@ def test_ranking_fallback_without_the_engine_feature_cache(win, small_ds, monkey
 
 
 def test_evaluation_of_a_replaced_model_is_discarded(qtbot, win, trained_run):
-    from sgma.app.mainwindow import load_predictor
+    from sgma.engine.predict import Predictor
     w = win
-    other = load_predictor(str(trained_run / "best.pt"))
+    other = Predictor.from_checkpoint(str(trained_run / "best.pt"))
     w.evaluation.run()
     w.state.set_model(other, str(trained_run / "best.pt"))     # a new model while it runs
     qtbot.waitUntil(lambda: w.evaluation.task is None, timeout=120000)

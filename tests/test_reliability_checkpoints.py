@@ -327,3 +327,15 @@ def test_cli_predict_on_a_decompression_bomb_exits_2(trained, tmp_path, capsys, 
     assert main(["predict", str(trained), str(tmp_path / "bird.png")]) == 2
     err = error_line(capsys.readouterr().err)
     assert "cannot read image" in err and "decompression bomb" in err
+
+
+@pytest.mark.parametrize("content, kind", [(b"epochs = 3\nlr = 0.1\n", "a text file"),
+                                           (b"\x89PNG\r\n\x1a\n" + b"\0" * 60, "of another format")])
+def test_a_file_that_is_not_a_checkpoint_is_named_as_what_it_is(tmp_path, content, kind):
+    """Neither a zip archive (torch.save) nor a pickle: said in words, not as the unpickler's byte
+    value (a text file starting with 'e' used to read '101'). The CLI and the app share this."""
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"not a model checkpoint: the file is {kind}") as e:
+        load_checkpoint(bad)
+    assert str(bad) in str(e.value) and "101" not in str(e.value)
