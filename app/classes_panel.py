@@ -357,11 +357,7 @@ class ClassesPanel(QWidget):
             names = [c.name for c in self.classes]
             taken = set(p.class_names)
             names = [n if n not in taken else f"{n} (user)" for n in names]
-            if names:
-                p.set_user_classes(names, to_matrix(self.classes, p.attribute_names))
-            else:   # Predictor.set_user_classes cannot reshape an empty list: clear by hand
-                import torch
-                p.user_names, p.user_semantics = [], torch.zeros(0, len(p.attribute_names))
+            self.state.set_user_classes(names, to_matrix(self.classes, p.attribute_names) if names else [])
         self._update_enabled()
 
     def classify(self) -> None:

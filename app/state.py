@@ -47,6 +47,13 @@ class AppState(QObject):
         self.modelChanged.emit()
         self.evaluationChanged.emit()
 
+    def set_user_classes(self, names: list[str], vectors) -> None:
+        """Score the user's classes too: the model's predictor is replaced by one that also holds
+        them (``Predictor.with_user_classes``; a predictor never changes, so a prediction running
+        in a worker keeps the classes it started with). The evaluation and feature cache stay."""
+        if self.predictor is not None:
+            self.predictor = self.predictor.with_user_classes(names, vectors)
+
     def set_evaluation(self, evaluation) -> None:
         self.evaluation = evaluation
         self.evaluationChanged.emit()

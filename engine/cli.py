@@ -173,7 +173,7 @@ def cmd_predict(a) -> int:
     p = Predictor.from_checkpoint(a.run)
     if a.classes:
         user = load_classes(a.classes, p.attribute_names, reserved=p.class_names)
-        p.set_user_classes([c.name for c in user], to_matrix(user, p.attribute_names))
+        p = p.with_user_classes([c.name for c in user], to_matrix(user, p.attribute_names))
     results = []
     for path in a.images:
         img = read_image(path)

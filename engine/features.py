@@ -260,7 +260,7 @@ class FeatureCache:
     # ------------------------------------------------------------------ scoring
     def prepare(self, class_vectors: np.ndarray, normalize: Optional[bool] = None) -> np.ndarray:
         """(K, A) float32 class vectors; L2-normalised when ``normalize`` (default: when the
-        dataset's semantic rows have unit norm, as ``Predictor.set_user_classes`` does)."""
+        dataset's semantic rows have unit norm, as ``Predictor.with_user_classes`` does)."""
         v = np.asarray(class_vectors, dtype=np.float32).reshape(-1, self.dim)
         if self.unit_norm_semantics if normalize is None else normalize:
             n = np.linalg.norm(v, axis=1, keepdims=True)

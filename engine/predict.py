@@ -4,9 +4,13 @@ boxes, and ranked class scores against the dataset's classes and any user-define
 Class-centre prototypes need features of the training images; a ``Predictor`` built from a
 checkpoint uses the prototypes stored in it (``state["prototypes"]``) when present, otherwise the
 compatibility scores alone (mode "compatibility"). The combined mode (Eq. 13) uses the beta the
-trainer chose on the validation classes (``state["beta"]``), else the configured one."""
+trainer chose on the validation classes (``state["beta"]``), else the configured one.
+
+A Predictor does not change once built: ``with_user_classes`` returns a new one that shares the
+model, so a worker thread that holds one never sees its classes change under it."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Optional
 
@@ -56,16 +60,22 @@ class Predictor:
         state = load_checkpoint(path)
         return cls(model_from_checkpoint(state, device), state, device)
 
-    def set_user_classes(self, names: list[str], vectors: np.ndarray) -> None:
-        """User-defined classes as raw attribute vectors (the dataset's attribute order); they are
+    def with_user_classes(self, names: list[str], vectors) -> "Predictor":
+        """This predictor with the user-defined classes ``names`` (raw attribute vectors in the
+        dataset's attribute order, one row per name; none clears them) instead of its own. They are
         L2-normalised like the dataset's semantics when those rows have unit norm."""
+        dim = self.semantics.shape[1]
         v = torch.as_tensor(np.asarray(vectors, dtype=np.float32).reshape(len(names), -1)) if names \
-            else torch.zeros(0, self.semantics.shape[1])
-        if v.shape[1] != self.semantics.shape[1]:
-            raise ValueError(f"user classes have {v.shape[1]} attributes, the model expects {self.semantics.shape[1]}")
-        if torch.allclose(self.semantics.norm(dim=1), torch.ones(len(self.semantics)), atol=1e-3):
+            else torch.zeros(0, dim)
+        if v.shape[1] != dim:
+            raise ValueError(f"user classes have {v.shape[1]} attributes, the model expects {dim}")
+        if names and torch.allclose(self.semantics.norm(dim=1), torch.ones(len(self.semantics)), atol=1e-3):
             v = torch.nn.functional.normalize(v, dim=1)
-        self.user_names, self.user_semantics = list(names), v
+        if list(names) == self.user_names and torch.equal(v, self.user_semantics):
+            return self                  # the same classes: the same predictor (its cached results hold)
+        other = copy.copy(self)
+        other.user_names, other.user_semantics = list(names), v
+        return other
 
     def all_semantics(self) -> torch.Tensor:
         return torch.cat([self.semantics, self.user_semantics])

@@ -156,8 +156,13 @@ def test_predictor_and_feature_cache_score_a_user_class_alike(ds, trained):
     trained_on = ds.class_names.index(trained["train_classes"][0])
     seen_vec = np.asarray(ds.semantics[trained_on], dtype=np.float32)
     user = np.stack([seen_vec, np.asarray(ds.semantics[ds.split.unseen[0]]) * 0.5 + seen_vec * 0.5])
-    p = Predictor(model, state)
-    p.set_user_classes(["copy of a seen class", "a mix"], user)
+    base = Predictor(model, state)
+    p = base.with_user_classes(["copy of a seen class", "a mix"], user)
+    assert base.user_names == [] and len(base.all_names()) == len(p.all_names()) - 2     # unchanged
+    assert p.with_user_classes(["copy of a seen class", "a mix"], user) is p        # same classes, same one
+    assert p.with_user_classes([], []).user_names == [] and p.user_names == ["copy of a seen class", "a mix"]
+    with pytest.raises(ValueError, match=f"user classes have 3 attributes, the model expects {user.shape[1]}"):
+        base.with_user_classes(["x"], [[1.0, 2.0, 3.0]])
     cache = FeatureCache.build(model, ds, [k], state=state)
     assert cache.beta == 3.0                                  # the stored beta, not the config's
     n = len(p.class_names)
