@@ -15,15 +15,12 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
-from sgma.engine.config import PRESETS
+from sgma.engine.config import PRESETS, STAGE_BY_NAME, STAGE_NAMES, STAGES, stage_plan
 
 from . import messages
 from .curves import Curves
 from .state import AppState
 from .workers import TrainingRun, fmt_duration
-
-STAGE_FIELDS = ("warmup", "kmeans", "pretrain_parts", "joint")
-
 
 def estimate_total_steps(cfg, dataset) -> int:
     """Gradient steps of a whole run, as the trainer plans them (k-means has none)."""
@@ -37,14 +34,7 @@ def estimate_total_steps(cfg, dataset) -> int:
     batches = -(-n // max(tc.batch_size, 1))
     if tc.max_steps_per_epoch > 0:
         batches = min(batches, tc.max_steps_per_epoch)
-    total = 0
-    for name in STAGE_FIELDS:
-        sc = getattr(tc, name)
-        if not sc.enabled or sc.epochs <= 0 or name == "kmeans":
-            continue
-        if name == "pretrain_parts" and not cfg.model.use_parts:
-            continue
-        total += sc.epochs * batches
+    total = sum(epochs * batches for _, st, epochs in stage_plan(cfg) if st.gradient_steps)
     return max(total, 1)
 
 
@@ -105,19 +95,18 @@ class CheckedDoubleSpinBox(_Checked, QDoubleSpinBox):
 def epoch_slots(cfg) -> dict[str, int]:
     """Stage -> how many validation points the run draws before it: every epoch of a gradient
     stage, one for the k-means stage (it validates once), none for a stage that does not run."""
+    runs = {st.name: epochs for _, st, epochs in stage_plan(cfg)}
     out, n = {}, 0
-    for name in STAGE_FIELDS:
-        out[name] = n
-        sc = getattr(cfg.train, name)
-        if not sc.enabled or sc.epochs <= 0 or (name == "pretrain_parts" and not cfg.model.use_parts):
-            continue
-        n += 1 if name == "kmeans" else sc.epochs
+    for st in STAGES:
+        out[st.name] = n
+        if st.name in runs:
+            n += runs[st.name] if st.gradient_steps else 1
     return out
 
 
 def epoch_number(slots: dict[str, int], stage: str, epoch: int) -> int:
     """The x of an epoch's validation point: its place among the run's epochs, from 1."""
-    return slots.get(stage, 0) + (0 if stage == "kmeans" else epoch) + 1
+    return slots.get(stage, 0) + (epoch if STAGE_BY_NAME[stage].gradient_steps else 0) + 1
 
 
 def _spin(lo: int, hi: int, value: int = 0) -> CheckedSpinBox:
@@ -176,7 +165,7 @@ class TrainingPanel(QWidget):
         self.dataset_button.clicked.connect(self.requestDataset)
         self.preset_box = QComboBox()
         self.preset_box.addItems(list(PRESETS))
-        self.epoch_spins = {name: _spin(0, 10000) for name in STAGE_FIELDS}
+        self.epoch_spins = {name: _spin(0, 10000) for name in STAGE_NAMES}
         self.lr = _dspin(1e-6, 10.0, 5, 0.005)
         self.batch = _spin(1, 4096, 32)
         self.lam = _dspin(0.0, 1000.0, 3, 0.1)
@@ -203,8 +192,11 @@ class TrainingPanel(QWidget):
         form.addRow("Dataset", drow)
         form.addRow("Preset", self.preset_box)
         ep = QGridLayout()
-        for k, name in enumerate(STAGE_FIELDS):
-            ep.addWidget(QLabel(name.replace("_", " ")), 0, k)
+        for k, st in enumerate(STAGES):
+            name = st.name
+            label = QLabel(st.title)
+            label.setToolTip(f"stage {k} ({name} in a config file)")
+            ep.addWidget(label, 0, k)
             ep.addWidget(self.epoch_spins[name], 1, k)
             ep.addWidget(self.epoch_spins[name].note, 2, k)
         form.addRow("Epochs per stage", ep)
@@ -287,7 +279,7 @@ class TrainingPanel(QWidget):
     def load_preset(self, name: str) -> None:
         from sgma.engine.config import preset
         cfg = preset(name)
-        for s in STAGE_FIELDS:
+        for s in STAGE_NAMES:
             self.epoch_spins[s].setValue(getattr(cfg.train, s).epochs)
         self.lr.setValue(cfg.train.lr)
         self.batch.setValue(cfg.train.batch_size)
@@ -300,7 +292,7 @@ class TrainingPanel(QWidget):
         """The RunConfig the form describes, for the open dataset."""
         from sgma.engine.config import preset
         cfg = preset(self.preset_box.currentText())
-        for s in STAGE_FIELDS:
+        for s in STAGE_NAMES:
             getattr(cfg.train, s).epochs = self.epoch_spins[s].value()
         cfg.train.lr = self.lr.value()
         cfg.train.batch_size = self.batch.value()
@@ -376,7 +368,7 @@ class TrainingPanel(QWidget):
         self.run_dir, self.failed = run_dir, False
         self.total_steps = estimate_total_steps(cfg, ds)
         self.events, self.n_steps = [], 0
-        self.stage_epochs = {s: getattr(cfg.train, s).epochs for s in STAGE_FIELDS}
+        self.stage_epochs = {s: getattr(cfg.train, s).epochs for s in STAGE_NAMES}
         self.slots = epoch_slots(cfg)
         self.curves.clear()
         self._resumed = resume

@@ -101,6 +101,27 @@ class ModelConfig:
             raise ConfigError("model: need 0 < part_side_min <= part_side_init <= part_side_max <= 1")
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of section 4.1's schedule. ``STAGES`` is the one list of them: the trainer, the
+    config checks, the CLI and the training panel read it."""
+    name: str                  # the TrainConfig field; the name in events, checkpoints and metrics.csv
+    title: str                 # what it does, for people
+    gradient_steps: bool       # False: one pass over the training images and a fit, validated once
+    needs_parts: bool          # skipped when model.use_parts is false
+    may_select: bool           # its epochs may become best.pt under train.select_from = "parts"
+
+
+STAGES = (
+    Stage("warmup", "warm-up (image branch)", True, False, False),
+    Stage("kmeans", "channel grouping", False, True, False),          # k-means, co-location or NMF
+    Stage("pretrain_parts", "part pre-training", True, True, True),
+    Stage("joint", "end to end", True, False, True),
+)
+STAGE_NAMES = tuple(st.name for st in STAGES)
+STAGE_BY_NAME = {st.name: st for st in STAGES}
+
+
 @dataclass
 class StageConfig:
     epochs: int = 1
@@ -193,7 +214,7 @@ class RunConfig:
                               f"got {self.train.channel_grouping!r}")
         if not self.train.lr > 0:
             raise ConfigError(f"train.lr must be > 0, got {self.train.lr}")
-        stages = {s: getattr(self.train, s) for s in ("warmup", "kmeans", "pretrain_parts", "joint")}
+        stages = {s: getattr(self.train, s) for s in STAGE_NAMES}
         for stage, sc in stages.items():
             if sc.epochs < 0:
                 raise ConfigError(f"train.{stage}.epochs must be >= 0, got {sc.epochs}")
@@ -201,11 +222,22 @@ class RunConfig:
                 raise ConfigError(f"train.{stage}.lr must be > 0, or 0 for train.lr; got {sc.lr}")
         if not any(sc.enabled and sc.epochs > 0 for sc in stages.values()):
             raise ConfigError("train: every stage has 0 epochs or is disabled; nothing would be trained")
-        for stage in ("warmup", "kmeans", "pretrain_parts", "joint"):
+        for stage in STAGE_NAMES:
             for key in ("localisation_lr_scale", "cropping_lr_scale"):
                 scale = getattr(getattr(self.train, stage), key)
                 if not scale >= 0:
                     raise ConfigError(f"train.{stage}.{key} must be >= 0, got {scale}")
+
+
+def stage_plan(cfg: RunConfig) -> list[tuple[int, Stage, int]]:
+    """The stages a run trains, in order: (index in STAGES, stage, epochs). A stage with 0 epochs
+    or disabled is left out, and so are the part stages when model.use_parts is false."""
+    plan = []
+    for i, st in enumerate(STAGES):
+        sc = getattr(cfg.train, st.name)
+        if sc.enabled and sc.epochs > 0 and (cfg.model.use_parts or not st.needs_parts):
+            plan.append((i, st, sc.epochs))
+    return plan
 
 
 def to_dict(cfg: Any) -> dict:

@@ -41,7 +41,7 @@ from . import events as ev
 from .backbone_cache import BackboneCache
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .config import ModelConfig, RunConfig, from_dict, save_toml, to_dict
+from .config import STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict, save_toml, stage_plan, to_dict
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .errors import SGMAError
@@ -55,7 +55,7 @@ from .model import SGMA
 from .stages import (NMF_FACTORS, fit_cropper, kmeans_channel_groups, nmf_channel_targets,
                      pretrain_channel_weights, pseudo_label_targets, pseudo_squares)
 
-STAGES = ("warmup", "kmeans", "pretrain_parts", "joint")
+STAGES = STAGE_NAMES          # the stage names, in order (config.STAGES holds the stages)
 
 
 class TrainingError(SGMAError, RuntimeError):
@@ -239,16 +239,7 @@ class Trainer:
         self._val_sizes = None
 
     def _stage_plan(self) -> list[tuple[int, str, int]]:
-        tc = self.cfg.train
-        confs = [tc.warmup, tc.kmeans, tc.pretrain_parts, tc.joint]
-        plan = []
-        for i, (name, sc) in enumerate(zip(STAGES, confs)):
-            if not sc.enabled or sc.epochs <= 0:
-                continue
-            if name in ("kmeans", "pretrain_parts") and not self.cfg.model.use_parts:
-                continue
-            plan.append((i, name, sc.epochs))
-        return plan
+        return [(i, st.name, epochs) for i, st, epochs in stage_plan(self.cfg)]
 
     def _stage_params(self, name: str) -> list[nn.Parameter]:
         m = self.model
@@ -302,7 +293,7 @@ class Trainer:
             self.log = MetricsLog(self.run_dir, pos["global_step"] if self.resume else None)
         self.n_batches = self.order.n_batches() if tc.max_steps_per_epoch <= 0 else \
             min(self.order.n_batches(), tc.max_steps_per_epoch)
-        self._total_steps = sum(e * (self.n_batches if name != "kmeans" else 0) for _, name, e in plan)
+        self._total_steps = sum(e * self.n_batches for _, name, e in plan if STAGE_BY_NAME[name].gradient_steps)
         self._t_start, self._steps_done_here = time.perf_counter(), 0
         for stage_idx, name, epochs in plan:
             if stage_idx < pos["stage"]:
@@ -389,7 +380,8 @@ class Trainer:
         if resumed_state is not None and stage_idx == pos["stage"] and resumed_state.get("optimizer"):
             opt.load_state_dict(resumed_state["optimizer"])
             sched.load_state_dict(resumed_state["scheduler"])
-        yield ev.StageStarted(name, stage_idx, epochs, self.n_batches if name != "kmeans" else 0)
+        stage = STAGE_BY_NAME[name]
+        yield ev.StageStarted(name, stage_idx, epochs, self.n_batches if stage.gradient_steps else 0)
         start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
         for epoch in range(start_epoch, epochs):
             start_batch = pos["batch"] if (stage_idx == pos["stage"] and epoch == pos["epoch"]) else 0
@@ -397,7 +389,7 @@ class Trainer:
             if name == "pretrain_parts" and epoch == 0 and start_batch == 0:
                 if (yield from self._fit_cropper()):         # stopped: a resume redoes the fit
                     return (yield from self._wait_or_stop(at_start, opt, sched))
-            if name == "kmeans":       # not gradient epochs: one k-means fit, then one validation
+            if not stage.gradient_steps:       # stage 1: one grouping fit, then one validation
                 if start_batch == 0 and epoch == 0:
                     if (yield from self._kmeans_stage(epochs)):
                         return (yield from self._wait_or_stop(at_start, opt, sched))
@@ -605,7 +597,7 @@ class Trainer:
         if sched is not None and not math.isnan(score):
             sched.step(score)
         if self.cfg.train.select_from == "parts" and self.cfg.model.use_parts:
-            eligible = name in ("pretrain_parts", "joint")
+            eligible = STAGE_BY_NAME[name].may_select
         else:
             eligible = stage_idx == self._stage_plan()[-1][0]
         is_best = eligible and (math.isnan(score) or score > self.best)

@@ -156,3 +156,20 @@ def test_no_preset_file_holds_a_path():
     for name in C.PRESETS:
         d = C.to_dict(C.preset(name))
         assert d["data"]["root"] == "" and d["model"]["pretrained"] in ("imagenet", "none"), name
+
+
+def test_stage_plan_is_the_one_list_of_stages():
+    """config.STAGES in order; stage_plan leaves out disabled, 0-epoch and (without parts) part stages."""
+    assert C.STAGE_NAMES == ("warmup", "kmeans", "pretrain_parts", "joint")
+    assert [f.name for f in dataclasses.fields(C.TrainConfig) if f.type in ("StageConfig", C.StageConfig)] \
+        == list(C.STAGE_NAMES)                                     # one config table per stage, same order
+    cfg = C.preset("tiny")
+    assert [(i, st.name, e) for i, st, e in C.stage_plan(cfg)] == [(0, "warmup", 2), (1, "kmeans", 1),
+                                                                   (2, "pretrain_parts", 1), (3, "joint", 2)]
+    cfg.train.pretrain_parts.enabled = False
+    cfg.train.warmup.epochs = 0
+    assert [st.name for _, st, _ in C.stage_plan(cfg)] == ["kmeans", "joint"]
+    cfg.model.use_parts = False
+    assert [st.name for _, st, _ in C.stage_plan(cfg)] == ["joint"]
+    assert [st.gradient_steps for st in C.STAGES] == [True, False, True, True]
+    assert C.STAGE_BY_NAME["kmeans"].title == "channel grouping"
