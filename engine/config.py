@@ -75,6 +75,7 @@ class ModelConfig:
     use_image_branch: bool = True          # Table 4 ablations
     use_parts: bool = True
     random_parts: bool = False             # Table 4 "Baseline + Random Parts"
+    # at inference and for speed only (``RESUMABLE_MODEL_KEYS``): changing them never blocks a resume
     beta: float = 1.0
     ridge_lambda: float = 1.0
     inference: str = "combined"            # "compatibility", "center", "combined"
@@ -99,6 +100,11 @@ class ModelConfig:
             raise ConfigError(f"model.crop_temperature must be > 0, got {self.crop_temperature}")
         if not 0 < self.part_side_min <= self.part_side_init <= self.part_side_max <= 1:
             raise ConfigError("model: need 0 < part_side_min <= part_side_init <= part_side_max <= 1")
+
+
+# model keys that shape neither the weights nor the training losses: Eq. 12's lambda, Eq. 13's beta
+# and mode, and the memory layout. A resume takes the new values; any other model key must match.
+RESUMABLE_MODEL_KEYS = ("beta", "ridge_lambda", "inference", "channels_last")
 
 
 @dataclass(frozen=True)

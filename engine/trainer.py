@@ -41,7 +41,7 @@ from . import events as ev
 from .backbone_cache import BackboneCache
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .config import STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict, save_toml, stage_plan, to_dict
+from .config import RESUMABLE_MODEL_KEYS, STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict, save_toml, stage_plan, to_dict
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .errors import SGMAError
@@ -675,7 +675,8 @@ class Trainer:
         theirs = state["config"]
         known = to_dict(ModelConfig())      # a key newer than the checkpoint holds its default there
         diff = [f"model.{k}: {theirs.get('model', {}).get(k, known[k])!r} in the checkpoint, {v!r} now"
-                for k, v in mine["model"].items() if theirs.get("model", {}).get(k, known[k]) != v]
+                for k, v in mine["model"].items()
+                if k not in RESUMABLE_MODEL_KEYS and theirs.get("model", {}).get(k, known[k]) != v]
         if diff:
             raise CheckpointError(f"{path}: cannot resume, the checkpoint was trained with a different "
                                   f"model configuration: {'; '.join(diff[:5])}")

@@ -338,3 +338,22 @@ def test_resumed_run_does_not_log_replayed_steps_twice(tmp_path, ds):
     steps = [(r["global_step"], r["name"]) for r in rows if r["kind"] == "step"]
     assert len(steps) == len(set(steps))
     assert sorted({int(s) for s, _ in steps}) == list(range(1, 16))
+
+
+def test_resume_refuses_another_architecture_but_takes_new_inference_settings(ds, tmp_path):
+    """A resume must rebuild the same network: a changed model key is refused by name. Eq. 12's
+    lambda, Eq. 13's beta and mode, and the memory layout shape no weight, so they never block it."""
+    cfg = tiny_config()
+    cfg.train.retrain_on_trainval = False
+    run_all(Trainer(cfg, tmp_path, dataset=ds), stop_after(2))
+    other = tiny_config(attention_size=112)
+    other.train.retrain_on_trainval = False
+    events = list(Trainer(other, tmp_path, dataset=ds, resume=True).run())
+    assert isinstance(events[-1], ev.Failed)
+    assert "cannot resume" in events[-1].error and "model.attention_size: 96 in the checkpoint, 112 now" in events[-1].error
+    new = tiny_config(beta=3.0, ridge_lambda=0.5, inference="center")
+    new.train.retrain_on_trainval = False
+    t = Trainer(new, tmp_path, dataset=ds, resume=True)
+    events = run_all(t)
+    assert isinstance(events[-1], ev.Finished) and not events[-1].stopped
+    assert t.model.cfg.inference == "center" and load_checkpoint(tmp_path / "last.pt")["config"]["model"]["beta"] == 3.0
