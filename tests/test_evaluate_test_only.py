@@ -94,3 +94,32 @@ def test_without_validation_images_maps_are_assigned_on_training_images(trained)
     sp = dataclasses.replace(ds.split, val_classes=[])
     parts = evaluate(model_from_checkpoint(state), state, dataclasses.replace(ds, split=sp)).summary["parts"]
     assert parts["assigned_on"] == "training images"
+
+
+def test_assign_parts_by_hand():
+    """Each ground-truth part gets the distinct map whose squares overlap it best on average:
+    map 1 sits on the head boxes and map 0 on the tail boxes, so head -> 1, tail -> 0, even
+    though map 0 also touches one head box."""
+    from sgma.engine.evaluate import assign_parts
+    boxes = np.array([[[0, 0, 10, 10], [20, 20, 30, 30]],        # image 0: map 0, map 1 (x0, y0, x1, y1)
+                      [[5, 5, 15, 15], [40, 40, 50, 50]]], dtype=float)
+    gt = {"head": [(20, 20, 30, 30), (40, 40, 50, 50)],          # map 1 exactly
+          "tail": [(0, 0, 10, 10), (5, 5, 15, 15)]}              # map 0 exactly
+    assert assign_parts(boxes, gt, ["head", "tail"]) == {"head": 1, "tail": 0}
+    gt["tail"] = [None, None]                                    # a part never visible scores 0 wherever it goes
+    assert assign_parts(boxes, gt, ["head", "tail"])["head"] == 1
+
+
+def test_gzsl_accuracies_by_hand():
+    """A_U and A_S are mean class accuracies over the unseen and seen test images, each argmax
+    over seen + unseen classes, and H their harmonic mean."""
+    from sgma.engine.evaluate import _gzsl
+    y = np.array([0, 0, 1, 2, 2, 3])                 # classes 0, 1 seen; 2, 3 unseen
+    pred = np.array([0, 2, 1, 2, 0, 3])
+    is_unseen = np.isin(y, [2, 3])
+    g = _gzsl(y, pred, is_unseen)
+    # seen: class 0 1/2, class 1 1/1 -> 0.75; unseen: class 2 1/2, class 3 1/1 -> 0.75
+    assert g["seen"] == pytest.approx(0.75) and g["unseen"] == pytest.approx(0.75)
+    assert g["h"] == pytest.approx(0.75)
+    g = _gzsl(y, np.array([0, 0, 1, 0, 0, 0]), is_unseen)   # every unseen image called seen
+    assert g["seen"] == pytest.approx(1.0) and g["unseen"] == 0.0 and g["h"] == 0.0
