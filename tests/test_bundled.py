@@ -17,7 +17,7 @@ from fixtures_data import need_shared
 
 
 def test_a_bundle_drops_only_what_resuming_needs_and_predicts_the_same(trained_run, tmp_path):
-    full = load_checkpoint(trained_run / "best.pt")
+    full = load_checkpoint(trained_run)               # the run folder's model: final.pt
     assert all(k in full for k in ("optimizer", "rng"))
     dst = write_bundle(trained_run, tmp_path / "b.pt")
     slim = load_checkpoint(dst)                       # the schema check passes
@@ -25,7 +25,7 @@ def test_a_bundle_drops_only_what_resuming_needs_and_predicts_the_same(trained_r
     assert set(full) - set(slim) <= set(TRAINING_ONLY)
     for k, t in full["model"].items():
         assert torch.equal(t, slim["model"][k]), k
-    assert os.path.getsize(dst) < os.path.getsize(trained_run / "best.pt")
+    assert os.path.getsize(dst) < os.path.getsize(trained_run / "final.pt")
     assert slim_state({"optimizer": 1, "model": 2}) == {"model": 2, "bundled": True}
 
 
