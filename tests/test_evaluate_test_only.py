@@ -96,6 +96,24 @@ def test_without_validation_images_maps_are_assigned_on_training_images(trained)
     assert parts["assigned_on"] == "training images"
 
 
+def test_a_retrained_model_assigns_maps_on_a_sample_of_the_training_images(trained, monkeypatch):
+    """Every seen class trained, no validation images: only the map-to-part assignment reads
+    training images, from a seeded sample of at most ASSIGN_IMAGES; the scores are unchanged."""
+    import sgma.engine.evaluate as E
+    ds, state = trained
+    sp = dataclasses.replace(ds.split, val_classes=[])
+    d = dataclasses.replace(ds, split=sp)
+    model = model_from_checkpoint(state)
+    full = evaluate(model, state, d).summary
+    totals = []
+    monkeypatch.setattr(E, "ASSIGN_IMAGES", 5)
+    small = evaluate(model, state, d, progress=lambda done, total: totals.append(total)).summary
+    n_train = sum(1 for i in sp.trainval if ds.class_names[ds.labels[i]] in set(state["train_classes"]))
+    assert small["parts"]["assigned_on"] == f"a seeded sample of 5 of the {n_train} training images"
+    assert totals[-1] == 5 + len(sp.test_seen) + len(sp.test_unseen)
+    assert small["zsl"] == full["zsl"] and small["gzsl"] == full["gzsl"]
+
+
 def test_assign_parts_by_hand():
     """Each ground-truth part gets the distinct map whose squares overlap it best on average:
     map 1 sits on the head boxes and map 0 on the tail boxes, so head -> 1, tail -> 0, even
