@@ -22,21 +22,6 @@ from .curves import Curves
 from .state import AppState
 from .workers import TrainingRun, fmt_duration
 
-def estimate_total_steps(cfg, dataset) -> int:
-    """Gradient steps of a whole run, as the trainer plans them (k-means has none)."""
-    sp, tc = dataset.split, cfg.train
-    labels = dataset.labels
-    if tc.select_on_val and sp.val_classes:
-        train = set(sp.train_classes or [c for c in sp.seen if c not in sp.val_classes])
-    else:
-        train = set(sp.seen)
-    n = sum(1 for i in sp.trainval if labels[i] in train)
-    batches = -(-n // max(tc.batch_size, 1))
-    if tc.max_steps_per_epoch > 0:
-        batches = min(batches, tc.max_steps_per_epoch)
-    total = sum(epochs * batches for _, st, epochs in stage_plan(cfg) if st.gradient_steps)
-    return max(total, 1)
-
 
 def refusal(text: str, lo: float, hi: float, whole: bool, special: str = "") -> str:
     """Why a number field refused ``text`` (typed or pasted): not a number, or outside lo..hi."""
@@ -366,7 +351,7 @@ class TrainingPanel(QWidget):
 
         self.save_settings()
         self.run_dir, self.failed = run_dir, False
-        self.total_steps = estimate_total_steps(cfg, ds)
+        self.total_steps = 0                # the trainer's Planned event says
         self.events, self.n_steps = [], 0
         self.stage_epochs = {s: getattr(cfg.train, s).epochs for s in STAGE_NAMES}
         self.slots = epoch_slots(cfg)
@@ -501,7 +486,7 @@ class TrainingPanel(QWidget):
                 self.curves.drop_steps_from(x)
             self.curves.add_step(x, e.losses)
             if self._pass == 0:
-                self.progress.setValue(int(1000 * min(e.global_step / self.total_steps, 1.0)))
+                self.progress.setValue(int(1000 * min(e.global_step / max(self.total_steps, 1), 1.0)))
             else:                        # the retrain's length is the trainer's: its ETA gives the share
                 spent = now - self._pass_started
                 self.progress.setValue(int(1000 * spent / max(spent + e.eta_s, 1e-9)))
@@ -540,6 +525,8 @@ class TrainingPanel(QWidget):
         elif isinstance(e, ev.Resumed):
             self._paused = False
             self._log("resumed")
+        elif isinstance(e, ev.Planned):
+            self.total_steps = e.total_steps
         elif isinstance(e, ev.Progress):
             self._task = e
             self.task_progress.setVisible(e.done < e.total)

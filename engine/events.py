@@ -18,6 +18,13 @@ class StageStarted(Event):
 
 
 @dataclass
+class Planned(Event):
+    """Once, before the first stage: the gradient steps the run (its selection pass) will make,
+    resumed steps included. The retrain on all seen classes that may follow plans its own."""
+    total_steps: int
+
+
+@dataclass
 class Step(Event):
     stage: str
     epoch: int

@@ -295,6 +295,8 @@ class Trainer:
             min(self.order.n_batches(), tc.max_steps_per_epoch)
         self._total_steps = sum(e * self.n_batches for _, name, e in plan if STAGE_BY_NAME[name].gradient_steps)
         self._t_start, self._steps_done_here = time.perf_counter(), 0
+        if self._selection is None:
+            yield ev.Planned(self._total_steps)
         for stage_idx, name, epochs in plan:
             if stage_idx < pos["stage"]:
                 continue

@@ -128,6 +128,22 @@ def test_resume_mid_epoch_equals_uninterrupted_run(ds, reference, tmp_path, n_st
     assert second[-1].best_metric == pytest.approx(ref["events"][-1].best_metric)
 
 
+def test_planned_steps_are_the_steps_the_selection_pass_makes(ds, reference):
+    """The one count of a run's steps (the training panel's progress bar reads it): Planned comes
+    first, once, and equals the selection pass's Step events (the retrain plans none up front)."""
+    events = reference()["events"]
+    planned = [e for e in events if isinstance(e, ev.Planned)]
+    assert len(planned) == 1 and events.index(planned[0]) < min(i for i, e in enumerate(events)
+                                                               if isinstance(e, ev.StageStarted))
+    first_pass = []
+    for e in events:
+        if isinstance(e, ev.Log) and e.message.startswith("retraining on all"):
+            break
+        if isinstance(e, ev.Step):
+            first_pass.append(e)
+    assert planned[0].total_steps == len(first_pass) == first_pass[-1].global_step > 0
+
+
 def test_stop_during_stage_1_feature_pass_resumes_to_the_same_model(ds, reference, tmp_path):
     """Stage 1 has no gradient steps; its feature pass reports Progress per batch and a stop
     request ends it at the next batch: last.pt points at the stage's start, and the resumed run
