@@ -57,14 +57,34 @@ def shoot_atlas_and_compare(app, w, shoot, second_checkpoint=None) -> None:
     atlas.close()
     if second_checkpoint is None or str(second_checkpoint) == str(w.state.checkpoint_path):
         return
+    shoot_compare(app, w, shoot, second_checkpoint, (1000, 620), timeout=300)
+
+
+def shoot_compare(app, w, shoot, checkpoint, size: tuple[int, int], timeout: float) -> None:
+    """The current image, model A (the window's) against ``checkpoint`` as model B."""
     cmp = w.show_compare()
-    cmp.resize(1000, 620)
-    cmp.load_model_b(str(second_checkpoint))
-    wait_until(app, lambda: cmp.predictor_b is not None, 300, "model B")
-    wait_until(app, lambda: cmp.a.prediction is not None and cmp.b.prediction is not None, 300,
+    cmp.resize(*size)
+    cmp.load_model_b(str(checkpoint))
+    wait_until(app, lambda: cmp.predictor_b is not None, timeout, "model B")
+    wait_until(app, lambda: cmp.a.prediction is not None and cmp.b.prediction is not None, timeout,
                "both predictions")
     shoot(cmp, "compare.png")
     cmp.close()
+
+
+def shoot_evaluation(app, w, shoot, timeout: float) -> None:
+    """Evaluate, show the diagonal confusion cell with the most images in the grid (so it is not
+    empty), shoot, and clear the selection."""
+    import numpy as np
+    w.tabs.setCurrentWidget(w.evaluation)
+    w.evaluation.run()
+    wait_until(app, lambda: w.state.evaluation is not None, timeout, "the evaluation")
+    cm = w.evaluation.confusion.model_
+    diag = np.diag(np.asarray(w.state.evaluation.summary["confusion"]["matrix"]))
+    k = int(diag.argmax()) if len(diag) else 0
+    w.evaluation.confusion.clicked.emit(cm.index(k, k))
+    shoot(w, "evaluation.png")
+    w.state.set_selection(None, "")
 
 
 def shoot_real(app, w, shoot, compare=None, history=None) -> None:
@@ -76,16 +96,7 @@ def shoot_real(app, w, shoot, compare=None, history=None) -> None:
     import numpy as np
     from .training_panel import epoch_slots
     ds, b = w.state.dataset, w.browser
-    # ---- evaluation, then a diagonal confusion cell shown in the grid
-    w.tabs.setCurrentWidget(w.evaluation)
-    w.evaluation.run()
-    wait_until(app, lambda: w.state.evaluation is not None, 7200, "the evaluation")
-    cm = w.evaluation.confusion.model_
-    diag = np.diag(np.asarray(w.state.evaluation.summary["confusion"]["matrix"]))
-    k = int(diag.argmax()) if len(diag) else 0       # the class with the most right answers: a full grid
-    w.evaluation.confusion.clicked.emit(cm.index(k, k))
-    shoot(w, "evaluation.png")
-    w.state.set_selection(None, "")
+    shoot_evaluation(app, w, shoot, timeout=7200)
     # ---- the part audit: the unseen test image with the best head IoU (said so in docs/gui.md)
     head = w.state.image_ious().get(ds.part_names[0]) if ds.part_names else None
     unseen = np.asarray(ds.split.test_unseen)
@@ -110,14 +121,7 @@ def shoot_real(app, w, shoot, compare=None, history=None) -> None:
     b.split_box.setCurrentText("test_unseen")
     b.select_index(pick)
     if compare:
-        cmp = w.show_compare()
-        cmp.resize(1100, 680)
-        cmp.load_model_b(str(compare))
-        wait_until(app, lambda: cmp.predictor_b is not None, 600, "model B")
-        wait_until(app, lambda: cmp.a.prediction is not None and cmp.b.prediction is not None, 600,
-                   "both predictions")
-        shoot(cmp, "compare.png")
-        cmp.close()
+        shoot_compare(app, w, shoot, compare, (1100, 680), timeout=600)
     # ---- a user class: an unseen class whose bill is made hooked; classify and rank
     c = w.classes
     w.tabs.setCurrentWidget(c)
@@ -225,16 +229,7 @@ def main(argv=None) -> int:
         w.load_model(ckpt)
         wait_until(app, lambda: w.state.checkpoint_path == ckpt and not w.tasks.busy, 300, "the model")
 
-    # ---- evaluation, then a confusion cell shown in the grid
-    w.tabs.setCurrentWidget(w.evaluation)
-    w.evaluation.run()
-    wait_until(app, lambda: w.state.evaluation is not None, 3600, "the evaluation")
-    cm = w.evaluation.confusion.model_
-    diag = np.diag(np.asarray(w.state.evaluation.summary["confusion"]["matrix"]))
-    k = int(diag.argmax()) if len(diag) else 0       # the class with the most right answers: a full grid
-    w.evaluation.confusion.clicked.emit(cm.index(k, k))
-    shoot(w, "evaluation.png")
-    w.state.set_selection(None, "")
+    shoot_evaluation(app, w, shoot, timeout=3600)
     if w.state.dataset.part_names:
         shoot_localisation(w, shoot)
 

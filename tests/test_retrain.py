@@ -12,23 +12,9 @@ import torch
 
 from sgma.engine import events as ev
 from sgma.engine.checkpoint import load_checkpoint, save_checkpoint
-from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.trainer import Trainer
 
-from test_trainer import run_all, stop_after, tiny_config
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return make_synthetic(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
+from test_trainer import ds, one_thread, run_all, stop_after, tiny_config  # noqa: F401  (fixtures)
 
 
 def config(**train):
