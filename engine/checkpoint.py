@@ -47,20 +47,24 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
-    """Read a checkpoint file, or a run folder's model: ``final.pt`` (retrained on every seen class),
-    else ``best.pt`` (selected on the validation classes), else ``last.pt``. ``validate=False`` skips
-    the schema check (for low-level tests of the file format only)."""
+def model_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder's model: the first of ``RUN_MODELS`` it holds."""
     path = Path(path)
     if path.is_dir():
         for name in RUN_MODELS:
             if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            raise CheckpointError(f"{path}: no {', '.join(RUN_MODELS)} in this run folder")
+                return path / name
+        raise CheckpointError(f"{path}: no {', '.join(RUN_MODELS)} in this run folder")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
+    """Read a checkpoint file, or a run folder's model: ``final.pt`` (retrained on every seen class),
+    else ``best.pt`` (selected on the validation classes), else ``last.pt``. ``validate=False`` skips
+    the schema check (for low-level tests of the file format only)."""
+    path = model_path(path)
     _refuse_other_formats(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

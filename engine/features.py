@@ -31,7 +31,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import RUN_MODELS
+from .checkpoint import model_path
 from .data.base import ZSLDataset
 from .inference import MODES, ClassPrototypes
 from .io import atomic_write_bytes
@@ -64,23 +64,10 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
 
 
-def checkpoint_file(path: str | os.PathLike) -> Path:
-    """A checkpoint path, or a run folder's model (the first of ``checkpoint.RUN_MODELS`` it holds)."""
-    p = Path(path)
-    if p.is_dir():
-        for name in RUN_MODELS:
-            if (p / name).is_file():
-                return p / name
-        raise FileNotFoundError(f"{p}: no {', '.join(RUN_MODELS)} in this run folder")
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {p}")
-    return p
-
-
 def checkpoint_fingerprint(path: str | os.PathLike, full: Optional[bool] = None) -> str:
     """sha256 of the checkpoint file (``full=True``, the default up to ``FULL_HASH_LIMIT``), or a
     quick fingerprint: "quick:" + sha256 of (size, mtime_ns, first MiB, last MiB)."""
-    p = checkpoint_file(path)
+    p = model_path(path)
     st = p.stat()
     if full is None:
         full = st.st_size <= FULL_HASH_LIMIT
@@ -114,7 +101,7 @@ def default_cache_path(checkpoint_path: str | os.PathLike, dataset: ZSLDataset) 
     """``user_cache_dir()/features/<checkpoint>-<dataset>.npz``: named by a hash of the
     checkpoint's resolved path and the dataset's identity; the checkpoint's content fingerprint
     is in the cache's key, so a checkpoint rewritten in place rebuilds its cache."""
-    ck = checkpoint_file(checkpoint_path).resolve()
+    ck = model_path(checkpoint_path).resolve()
     where = hashlib.sha256(str(ck).encode()).hexdigest()[:16]
     return user_cache_dir() / "features" / f"{ck.stem}-{where}-{dataset.identity()['sha256'][:12]}.npz"
 
@@ -202,7 +189,7 @@ class FeatureCache:
         ``default_cache_path``) when its key matches, otherwise built with ``model`` (``None``:
         rebuilt from the checkpoint on ``device``, default CPU) and saved atomically. A cache
         that cannot be written (read-only run folder) is still returned."""
-        ck = checkpoint_file(checkpoint_path)
+        ck = model_path(checkpoint_path)
         indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
         key = {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(ck, full_hash),
                "dataset": dataset.identity()["sha256"], "indices": indices_digest(indices)}

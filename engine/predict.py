@@ -96,12 +96,12 @@ class Predictor:
         x = image_to_tensor(image, cfg.attention_size)[None].to(self.device)
         out = self.model(x, self.all_semantics().to(self.device))
         compat = out.scores.float().cpu()
-        mode = mode or (cfg.inference if self._classes is not None else "compatibility")
-        if self._classes is None:
-            mode = "compatibility"
-        scores = compat if mode == "compatibility" else \
-            self._classes.scores(mode, compat, out.cct_features.float().cpu(), self.all_semantics(), self.beta,
-                                 seen_rows=self.train_idx)
+        if self._classes is None:               # no stored prototypes: the compatibility scores alone
+            mode, scores = "compatibility", compat
+        else:
+            mode = mode or cfg.inference
+            scores = self._classes.scores(mode, compat, out.cct_features.float().cpu(), self.all_semantics(),
+                                          self.beta, seen_rows=self.train_idx)
         scores = scores[0].numpy()
         sq = out.squares[0].float().cpu()
         boxes = squares_to_boxes(sq, *image.size).numpy()

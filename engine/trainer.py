@@ -41,7 +41,8 @@ from . import events as ev
 from .backbone_cache import BackboneCache
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .config import RESUMABLE_MODEL_KEYS, STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict, save_toml, stage_plan, to_dict
+from .config import (RESUMABLE_MODEL_KEYS, STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
+                     save_toml, stage_plan, to_dict)
 from .data.base import ZSLDataset
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .errors import SGMAError
