@@ -143,11 +143,11 @@ def shoot_real(app, w, shoot, compare=None, history=None) -> None:
     shoot(w, "classes.png")
     # ---- the curves of a finished run, as a resume in the window draws them
     if history:
-        from sgma.engine.config import load_toml
+        from sgma.engine.config import PRESETS, load_toml
         t = w.training
         w.tabs.setCurrentWidget(t)
         cfg = load_toml(Path(history) / "config.toml")
-        t.preset_box.setCurrentText(cfg.name if cfg.name in ("demo", "cpu", "paper") else "cpu")
+        t.preset_box.setCurrentText(cfg.name if cfg.name in PRESETS else "cpu")
         t.slots = epoch_slots(cfg)
         t.load_history(Path(history))
         t.progress.setValue(1000)

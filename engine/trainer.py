@@ -56,8 +56,6 @@ from .model import SGMA
 from .stages import (NMF_FACTORS, fit_cropper, kmeans_channel_groups, nmf_channel_targets,
                      pretrain_channel_weights, pseudo_label_targets, pseudo_squares)
 
-STAGES = STAGE_NAMES          # the stage names, in order (config.STAGES holds the stages)
-
 
 class TrainingError(SGMAError, RuntimeError):
     """Training cannot start or continue; the message says why and what to change."""
@@ -337,7 +335,7 @@ class Trainer:
         epochs, lr_history, resume = chosen
         cfg = from_dict(RunConfig, to_dict(self.cfg), "config")
         cfg.train.select_on_val = False
-        for name in STAGES:
+        for name in STAGE_NAMES:
             getattr(cfg.train, name).epochs = epochs.get(name, 0)
         child = Trainer(cfg, final_dir, dataset=self.dataset, resume=resume, _selection=self)
         child._pause, child._stop = self._pause, self._stop      # one pause / stop for both runs
@@ -635,7 +633,7 @@ class Trainer:
             "scheduler": sched.state_dict() if sched is not None else {},
             "grad_scaler": self.scaler.state_dict(),          # empty unless fp16 mixed precision
             "position": dict(position),
-            "stage": STAGES[position["stage"]] if position["stage"] < len(STAGES) else "done",
+            "stage": STAGE_NAMES[position["stage"]] if position["stage"] < len(STAGE_NAMES) else "done",
             "epoch": position["epoch"],
             "step": position["global_step"],
             "best_metric": float(self.best),
