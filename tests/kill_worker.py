@@ -36,6 +36,7 @@ def kill_config():
     tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch = 8, 32, 6
     tc.device, tc.seed, tc.num_workers = "cpu", 0, 0
     tc.checkpoint_every_steps = 2
+    tc.retrain_on_trainval = False      # one pass: the kill and the resume are of the selection run
     return cfg
 
 

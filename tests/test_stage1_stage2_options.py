@@ -26,6 +26,7 @@ def _logs(events) -> list[str]:
 def test_colocation_grouping_runs_in_stage_1_and_says_which_grouping_it_used(ds, tmp_path):
     cfg = tiny_config()
     cfg.train.channel_grouping = "colocation"
+    cfg.train.retrain_on_trainval = False       # one stage 1: the retrain would group again
     t = Trainer(cfg, tmp_path, dataset=ds)
     logs = _logs(run_all(t))
     grouping = [m for m in logs if "grouped" in m]
@@ -55,6 +56,7 @@ def _cropper_through_stage_2(ds, tmp_path, fit_steps: int):
     cfg.train.cropper_fit_steps = fit_steps
     cfg.train.pretrain_parts.cropping_lr_scale = 0.0
     cfg.train.joint.enabled = False
+    cfg.train.retrain_on_trainval = False       # the cropper of one stage 2: the retrain would refit it
     t = Trainer(cfg, tmp_path, dataset=ds)
     start = {}
 
