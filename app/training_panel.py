@@ -418,10 +418,10 @@ class TrainingPanel(QWidget):
         return f"{t.task} {t.done}/{t.total} images{eta}"
 
     def _show_stage_time(self) -> None:
-        if not self.is_running() or self._stage != "kmeans":
+        if not self.is_running() or self._stage not in STAGE_BY_NAME or STAGE_BY_NAME[self._stage].gradient_steps:
             self._tick.stop()
             return
-        self.progress_label.setText(f"stage kmeans · {self._task_text()} · "
+        self.progress_label.setText(f"stage {self._stage} · {self._task_text()} · "
                                     f"{fmt_duration(time.monotonic() - self._stage_at)} so far")
 
     def stop_progress(self, now: Optional[float] = None) -> tuple[str, float]:
@@ -434,8 +434,8 @@ class TrainingPanel(QWidget):
         if t is not None and t.stage == self._stage and t.total > 1 and t.done < t.total:
             return (f"stage {self._stage}: {t.task} stops at its next batch ({t.done}/{t.total} images read), "
                     "then the checkpoint is saved", float("nan"))
-        if self._stage == "kmeans":
-            return (f"stage kmeans (channel grouping): {self._task_text()} ends first, then the checkpoint is "
+        if self._stage in STAGE_BY_NAME and not STAGE_BY_NAME[self._stage].gradient_steps:
+            return (f"stage {self._stage} ({STAGE_BY_NAME[self._stage].title}): {self._task_text()} ends first, then the checkpoint is "
                     f"saved (running for {fmt_duration(now - self._stage_at)})", float("nan"))
         if self._last_step is None or not math.isfinite(self._step_s):
             return "the run stops at its next step", float("nan")
@@ -506,7 +506,7 @@ class TrainingPanel(QWidget):
             self._stage, self._stage_at, self._last_step = e.stage, time.monotonic(), None
             self._task = None
             self.task_progress.setVisible(False)
-            if e.stage == "kmeans":
+            if not STAGE_BY_NAME[e.stage].gradient_steps:      # a fit without steps: show its time
                 self._tick.start()
             else:
                 self._tick.stop()

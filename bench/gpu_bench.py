@@ -64,6 +64,7 @@ def count_flops(cfg, batch, sem_dim, n_cls) -> dict:
     the count depends only on shapes)."""
     from torch.utils.flop_counter import FlopCounterMode
     from sgma.engine.model import SGMA
+    from sgma.engine.config import STAGE_BY_NAME
     from sgma.engine.trainer import StepModule
     torch.manual_seed(0)
     model = SGMA(cfg, sem_dim, n_cls).to("meta").train()
@@ -73,7 +74,7 @@ def count_flops(cfg, batch, sem_dim, n_cls) -> dict:
     y = torch.zeros(batch, dtype=torch.long, device="meta")
     sem = torch.rand(n_cls, sem_dim, device="meta")
     with FlopCounterMode(display=False) as fc:
-        losses = sm("joint", x, y, sem, cfg.part_side_init)
+        losses = sm(STAGE_BY_NAME["joint"].loss, x, y, sem, cfg.part_side_init)
     fwd = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc:
         losses["total"].backward()

@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .config import ModelConfig, preset
+from .config import STAGE_BY_NAME, ModelConfig, preset
 
 COMMANDS = {
     "quick": "sgma bench --quick --json bench_quick.json",
@@ -188,7 +188,7 @@ def make_train_step(cfg: ModelConfig, batch: int, sem_dim: int, n_classes: int, 
         if cudnn_benchmark is not None and device.type == "cuda":
             torch.backends.cudnn.benchmark = cudnn_benchmark
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            losses = sm(stage, x, y, sem, cfg.part_side_init, frozen)
+            losses = sm(STAGE_BY_NAME[stage].loss, x, y, sem, cfg.part_side_init, frozen)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()

@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,27 @@ MAX_SIZES = {"attention_size": 2048, "image_size": 2048, "part_size": 2048, "n_p
 
 class CheckpointError(SGMAError, ValueError):
     """A checkpoint is unreadable, hostile, or does not fit what it is loaded into."""
+
+
+@dataclass(frozen=True)
+class RunPosition:
+    """Where a run stands: the stage (index into ``config.STAGES``), the epoch in it, the next
+    batch of that epoch, and the gradient steps taken so far. Stored in every checkpoint as the
+    dict ``position``; a resume continues from it, replaying exactly the batches left."""
+    stage: int = 0
+    epoch: int = 0
+    batch: int = 0
+    global_step: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunPosition":
+        return cls(**{k: int(d[k]) for k in POSITION_FIELDS})
+
+
+POSITION_FIELDS = tuple(RunPosition.__dataclass_fields__)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -206,9 +228,8 @@ def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> Non
     pos = state.get("position")
     if pos is not None and not (isinstance(pos, dict) and all(
             isinstance(pos.get(k), int) and not isinstance(pos.get(k), bool) and pos.get(k) >= 0
-            for k in ("stage", "epoch", "batch", "global_step"))):
-        raise CheckpointError(f"{path}: 'position' must hold non-negative integers stage, epoch, batch, "
-                              f"global_step")
+            for k in POSITION_FIELDS)):
+        raise CheckpointError(f"{path}: 'position' must hold non-negative integers {', '.join(POSITION_FIELDS)}")
 
 
 def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> "SGMA":

@@ -110,19 +110,25 @@ RESUMABLE_MODEL_KEYS = ("beta", "ridge_lambda", "inference", "channels_last")
 @dataclass(frozen=True)
 class Stage:
     """One stage of section 4.1's schedule. ``STAGES`` is the one list of them: the trainer, the
-    config checks, the CLI and the training panel read it."""
+    config checks, the CLI and the training panel read it. ``trains``, ``loss`` and ``prepare``
+    name what the engine runs (``SGMA.stage_parameters``, ``trainer.StepModule``, the trainer's
+    preparation steps), so that a stage's whole definition is one line here."""
     name: str                  # the TrainConfig field; the name in events, checkpoints and metrics.csv
     title: str                 # what it does, for people
     gradient_steps: bool       # False: one pass over the training images and a fit, validated once
     needs_parts: bool          # skipped when model.use_parts is false
     may_select: bool           # its epochs may become best.pt under train.select_from = "parts"
+    trains: str = ""           # the parameter group it updates: "image_branch", "attention", "parts", "all"
+    loss: str = ""             # "image_softmax" (Eq. 9), "pseudo_squares" (MSE + Eq. 9 + 10), "sgma" (Eq. 11)
+    prepare: str = ""          # before its first epoch: "group_channels" (the fit that is the stage), "fit_cropper"
 
 
 STAGES = (
-    Stage("warmup", "warm-up (image branch)", True, False, False),
-    Stage("kmeans", "channel grouping", False, True, False),          # k-means, co-location or NMF
-    Stage("pretrain_parts", "part pre-training", True, True, True),
-    Stage("joint", "end to end", True, False, True),
+    Stage("warmup", "warm-up (image branch)", True, False, False, trains="image_branch", loss="image_softmax"),
+    Stage("kmeans", "channel grouping", False, True, False, trains="attention", prepare="group_channels"),  # k-means, co-location or NMF
+    Stage("pretrain_parts", "part pre-training", True, True, True, trains="parts", loss="pseudo_squares",
+          prepare="fit_cropper"),
+    Stage("joint", "end to end", True, False, True, trains="all", loss="sgma"),
 )
 STAGE_NAMES = tuple(st.name for st in STAGES)
 STAGE_BY_NAME = {st.name: st for st in STAGES}

@@ -91,6 +91,24 @@ class SGMA(nn.Module):
         image branch ("Parts only") the attention CNN that stage 0 warms up."""
         return self.image_branch_net if self.cfg.use_image_branch else self.image_net
 
+    def stage_parameters(self, group: str) -> list[nn.Parameter]:
+        """What a training stage updates (``config.Stage.trains``): "image_branch" (theta's CNN and
+        the projection that scores it, stage 0), "attention" (Eq. 2's subnet, which the channel
+        grouping of stage 1 fits by its own solver), "parts" (cropping net, part CNNs, projections and
+        class centres, plus the CNN the parts share when ``shared_backbone``, stage 2), "all"."""
+        if group == "image_branch":
+            mods = [self.theta_net, self.warmup_projection or self.projections[0]]
+        elif group == "parts":
+            mods = [self.cropper, self.part_nets, self.projections] + ([self.image_net] if self.cfg.shared_backbone else [])
+            return [p for mod in mods for p in mod.parameters()] + [self.centers]
+        elif group == "attention":
+            return list(self.attention.parameters())
+        elif group == "all":
+            return list(self.parameters())
+        else:
+            raise ValueError(f"unknown parameter group {group!r}")
+        return [p for mod in mods for p in mod.parameters()]
+
     def _branch_net(self, name: str) -> Backbone:
         if name == "image":
             return self.image_branch_net

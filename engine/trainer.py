@@ -39,7 +39,7 @@ from torch import nn
 
 from . import events as ev
 from .backbone_cache import BackboneCache
-from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
 from .config import (RESUMABLE_MODEL_KEYS, STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
                      save_toml, stage_plan, to_dict)
@@ -68,12 +68,13 @@ class StepModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, stage: str, x, y, sem, pseudo_side: float = 0.25, frozen=None):
+    def forward(self, loss: str, x, y, sem, pseudo_side: float = 0.25, frozen=None):
+        """The losses of ``config.Stage.loss`` for a batch."""
         m = self.model
-        if stage == "warmup":
+        if loss == "image_softmax":
             l_cls = F.cross_entropy(m.image_scores(x, sem, frozen=frozen), y)
             return {"total": l_cls, "cls": l_cls.detach()}
-        if stage == "pretrain_parts":
+        if loss == "pseudo_squares":
             with torch.no_grad():
                 _, maps, _ = m.attend(x, None if frozen is None else frozen.attention)
             target = pseudo_squares(maps, pseudo_side)
@@ -83,6 +84,8 @@ class StepModule(nn.Module):
             l_cct = class_center_triplet_loss(out.cct_features, m.centers, y, m.cfg.cct_margin)
             total = l_mse + m.cfg.alpha_cls * l_cls + m.cfg.alpha_cct * l_cct
             return {"total": total, "mse": l_mse.detach(), "cls": l_cls.detach(), "cct": l_cct.detach()}
+        if loss != "sgma":
+            raise ValueError(f"unknown stage loss {loss!r}")
         out = m(x, sem, frozen=frozen)
         return m.losses(out, y)
 
@@ -240,17 +243,6 @@ class Trainer:
     def _stage_plan(self) -> list[tuple[int, str, int]]:
         return [(i, st.name, epochs) for i, st, epochs in stage_plan(self.cfg)]
 
-    def _stage_params(self, name: str) -> list[nn.Parameter]:
-        m = self.model
-        if name == "warmup":
-            mods = [m.theta_net, m.warmup_projection or m.projections[0]]
-        elif name == "pretrain_parts":
-            mods = [m.cropper, m.part_nets, m.projections] + ([m.image_net] if m.cfg.shared_backbone else [])
-            return [p for mod in mods for p in mod.parameters()] + [m.centers]
-        else:
-            return list(m.parameters())
-        return [p for mod in mods for p in mod.parameters()]
-
     def _make_optim(self, name: str, lr: float):
         """SGD over the stage's parameters; the attention subnet gets ``lr * localisation_lr_scale``
         and the cropping subnet that times ``cropping_lr_scale`` (a scale of 0 holds them fixed)."""
@@ -259,7 +251,7 @@ class Trainer:
         scales = {id(p): stage.localisation_lr_scale for p in self.model.attention.parameters()}
         scales.update({id(p): stage.localisation_lr_scale * stage.cropping_lr_scale
                        for p in self.model.cropper.parameters()})
-        params = [p for p in self._stage_params(name) if p.requires_grad]
+        params = [p for p in self.model.stage_parameters(STAGE_BY_NAME[name].trains) if p.requires_grad]
         by_scale: dict[float, list] = {1.0: []}     # the stage's own rate first: param_groups[0] is logged
         for p in params:
             by_scale.setdefault(scales.get(id(p), 1.0), []).append(p)
@@ -277,33 +269,34 @@ class Trainer:
         if self.skipped and self._selection is None:
             yield ev.Log(f"left out of training: {describe(self.skipped, limit=10)} (train.skip_unreadable)")
         plan = self._stage_plan()
-        pos = {"stage": plan[0][0] if plan else 0, "epoch": 0, "batch": 0, "global_step": 0}
+        pos = RunPosition(stage=plan[0][0] if plan else 0)
         self.best = -math.inf
         self.kmeans_groups: list[int] = []
         resumed_state = None
         if self.resume:
             resumed_state = self._load_resume()
-            pos = resumed_state["position"]
+            pos = RunPosition.from_dict(resumed_state["position"])
             self.best = resumed_state["best_metric"]
             if (self.run_dir / "best.pt").is_file():     # killed after writing best.pt, before last.pt
                 self.best = max(self.best, load_checkpoint(self.run_dir / "best.pt")["best_metric"])
         if self.rank == 0:
             self._write_run_files()
-            self.log = MetricsLog(self.run_dir, pos["global_step"] if self.resume else None)
+            self.log = MetricsLog(self.run_dir, pos.global_step if self.resume else None)
         self.n_batches = self.order.n_batches() if tc.max_steps_per_epoch <= 0 else \
             min(self.order.n_batches(), tc.max_steps_per_epoch)
         self._total_steps = sum(e * self.n_batches for _, name, e in plan if STAGE_BY_NAME[name].gradient_steps)
+        self.global_step = pos.global_step
         self._t_start, self._steps_done_here = time.perf_counter(), 0
         if self._selection is None:
             yield ev.Planned(self._total_steps)
         for stage_idx, name, epochs in plan:
-            if stage_idx < pos["stage"]:
+            if stage_idx < pos.stage:
                 continue
             stopped = yield from self._run_stage(stage_idx, name, epochs, pos, resumed_state)
             if stopped:
                 return
             resumed_state = None   # the saved optimizer belongs to the resumed stage only, never a later one
-            pos = {"stage": stage_idx + 1, "epoch": 0, "batch": 0, "global_step": pos["global_step"]}
+            pos = self._at(stage_idx + 1)
         if self.rank == 0:
             if not (self.run_dir / "best.pt").exists():
                 self._save("best", pos, None, None)
@@ -317,10 +310,10 @@ class Trainer:
     def _selected_epochs(self, best: dict) -> dict[str, int]:
         """Per stage, the epochs the selection run had trained when it wrote ``best``: every
         stage before best.pt's in full, best.pt's own up to its epoch, none after it."""
-        at, done = best["position"]["stage"], best["position"]["epoch"]
+        at = RunPosition.from_dict(best["position"])
         out = {}
         for i, name, epochs in self._stage_plan():
-            out[name] = epochs if i < at else (done if i == at else 0)
+            out[name] = epochs if i < at.stage else (at.epoch if i == at.stage else 0)
         return out
 
     def _retrain_on_trainval(self) -> Iterator[ev.Event]:
@@ -373,35 +366,35 @@ class Trainer:
         yield ev.CheckpointSaved(str(self.run_dir / "final.pt"), "final")
         return False
 
-    def _run_stage(self, stage_idx: int, name: str, epochs: int, pos: dict,
+    def _run_stage(self, stage_idx: int, name: str, epochs: int, pos: RunPosition,
                    resumed_state: Optional[dict]) -> Iterator[ev.Event]:
         """One stage of ``_stage_plan`` from ``pos`` on; returns True when a stop request ended it."""
         tc = self.cfg.train
         opt, sched = self._make_optim(name, getattr(tc, name).lr or tc.lr)
-        if resumed_state is not None and stage_idx == pos["stage"] and resumed_state.get("optimizer"):
+        if resumed_state is not None and stage_idx == pos.stage and resumed_state.get("optimizer"):
             opt.load_state_dict(resumed_state["optimizer"])
             sched.load_state_dict(resumed_state["scheduler"])
         stage = STAGE_BY_NAME[name]
         yield ev.StageStarted(name, stage_idx, epochs, self.n_batches if stage.gradient_steps else 0)
-        start_epoch = pos["epoch"] if stage_idx == pos["stage"] else 0
+        start_epoch = pos.epoch if stage_idx == pos.stage else 0
         for epoch in range(start_epoch, epochs):
-            start_batch = pos["batch"] if (stage_idx == pos["stage"] and epoch == pos["epoch"]) else 0
-            at_start = {"stage": stage_idx, "epoch": 0, "batch": 0, "global_step": pos["global_step"]}
-            if name == "pretrain_parts" and epoch == 0 and start_batch == 0:
+            start_batch = pos.batch if (stage_idx == pos.stage and epoch == pos.epoch) else 0
+            at_start = self._at(stage_idx)
+            if stage.prepare == "fit_cropper" and epoch == 0 and start_batch == 0:
                 if (yield from self._fit_cropper()):         # stopped: a resume redoes the fit
                     return (yield from self._wait_or_stop(at_start, opt, sched))
             if not stage.gradient_steps:       # stage 1: one grouping fit, then one validation
-                if start_batch == 0 and epoch == 0:
+                if start_batch == 0 and epoch == 0 and stage.prepare == "group_channels":
                     if (yield from self._kmeans_stage(epochs)):
                         return (yield from self._wait_or_stop(at_start, opt, sched))
                 self._sync_ranks()
-                yield from self._end_epoch(name, stage_idx, epochs - 1, self._validate(), sched=None, opt=opt, pos=pos)
+                yield from self._end_epoch(name, stage_idx, epochs - 1, self._validate(), sched=None, opt=opt)
                 return False
-            stopped = yield from self._run_epoch(stage_idx, name, epoch, start_batch, pos, opt, sched)
+            stopped = yield from self._run_epoch(stage_idx, name, epoch, start_batch, opt, sched)
             if stopped:
                 return True
             self._sync_ranks()
-            yield from self._end_epoch(name, stage_idx, epoch, self._validate(), sched, opt, pos)
+            yield from self._end_epoch(name, stage_idx, epoch, self._validate(), sched, opt)
         return False
 
     def _epoch_rates(self, name: str, epoch: int, opt) -> None:
@@ -418,8 +411,7 @@ class Trainer:
         g = opt.param_groups[0]
         history.append(g["lr"] / g.get("stage_lr", g["lr"]))
 
-    def _run_epoch(self, stage_idx: int, name: str, epoch: int, start_batch: int, pos: dict,
-                   opt, sched) -> Iterator[ev.Event]:
+    def _run_epoch(self, stage_idx: int, name: str, epoch: int, start_batch: int, opt, sched) -> Iterator[ev.Event]:
         """The training steps of one epoch from ``start_batch``; returns True when stopped."""
         tc = self.cfg.train
         self._epoch_rates(name, epoch, opt)
@@ -432,26 +424,24 @@ class Trainer:
             if tc.max_steps_per_epoch > 0 and b >= tc.max_steps_per_epoch:
                 break
             if self._stop.is_set() or self._pause.is_set():
-                stopped = yield from self._wait_or_stop(
-                    {"stage": stage_idx, "epoch": epoch, "batch": b, "global_step": pos["global_step"]}, opt, sched)
+                stopped = yield from self._wait_or_stop(self._at(stage_idx, epoch, b), opt, sched)
                 if stopped:
                     return True
             t0 = time.perf_counter()
             losses = self._train_step(name, x, y, opt, idx)
-            pos["global_step"] += 1
+            self.global_step += 1
             self._steps_done_here += 1
             dt = time.perf_counter() - t0
             elapsed = time.perf_counter() - self._t_start
-            eta = elapsed / self._steps_done_here * max(self._total_steps - pos["global_step"], 0)
-            step = ev.Step(name, epoch, b, pos["global_step"], losses, opt.param_groups[0]["lr"],
+            eta = elapsed / self._steps_done_here * max(self._total_steps - self.global_step, 0)
+            step = ev.Step(name, epoch, b, self.global_step, losses, opt.param_groups[0]["lr"],
                            len(x) * self.world / max(dt, 1e-9), eta)
             if self.log:
                 self.log.step(step)
-            if pos["global_step"] % max(tc.log_every_steps, 1) == 0:
+            if self.global_step % max(tc.log_every_steps, 1) == 0:
                 yield step
-            if tc.checkpoint_every_steps and pos["global_step"] % tc.checkpoint_every_steps == 0:
-                p = self._save("last", {"stage": stage_idx, "epoch": epoch, "batch": b + 1,
-                                        "global_step": pos["global_step"]}, opt, sched)
+            if tc.checkpoint_every_steps and self.global_step % tc.checkpoint_every_steps == 0:
+                p = self._save("last", self._at(stage_idx, epoch, b + 1), opt, sched)
                 if p:
                     yield ev.CheckpointSaved(str(p), "last")
         return False
@@ -477,7 +467,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             frozen = self._frozen(x, idx, self.images) if idx is not None else None
-            losses = self.step_module(name, x, y, self.sem_train, self.cfg.model.part_side_init, frozen)
+            losses = self.step_module(STAGE_BY_NAME[name].loss, x, y, self.sem_train, self.cfg.model.part_side_init, frozen)
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(losses["total"]).backward()
         self.scaler.step(opt)
@@ -485,7 +475,11 @@ class Trainer:
         values = torch.stack([v.detach().float() for v in losses.values()]).tolist()   # one device sync
         return dict(zip(losses.keys(), values))
 
-    def _wait_or_stop(self, where: dict, opt, sched) -> Iterator[ev.Event]:
+    def _at(self, stage: int, epoch: int = 0, batch: int = 0) -> RunPosition:
+        """The position (stage, epoch, next batch) with the steps taken so far."""
+        return RunPosition(stage, epoch, batch, self.global_step)
+
+    def _wait_or_stop(self, where: RunPosition, opt, sched) -> Iterator[ev.Event]:
         if self._pause.is_set() and not self._stop.is_set():
             yield ev.Paused()
             while self._pause.is_set() and not self._stop.is_set():
@@ -593,7 +587,7 @@ class Trainer:
                 metrics[f"val_{p}_precision"] = part_precision(list(boxes[:, m]), gt[p])
         return metrics
 
-    def _end_epoch(self, name, stage_idx, epoch, metrics, sched, opt, pos) -> Iterator[ev.Event]:
+    def _end_epoch(self, name, stage_idx, epoch, metrics, sched, opt) -> Iterator[ev.Event]:
         score = metrics.get("val_zsl_mca", float("nan"))
         if sched is not None and not math.isnan(score):
             sched.step(score)
@@ -604,7 +598,7 @@ class Trainer:
         is_best = eligible and (math.isnan(score) or score > self.best)
         if is_best and not math.isnan(score):
             self.best = score
-        after = {"stage": stage_idx, "epoch": epoch + 1, "batch": 0, "global_step": pos["global_step"]}
+        after = self._at(stage_idx, epoch + 1)
         end = ev.EpochEnd(name, epoch, metrics, best=is_best)
         if self.log:
             self.log.epoch(end, opt.param_groups[0]["lr"])
@@ -616,7 +610,7 @@ class Trainer:
                 yield ev.CheckpointSaved(str(p), kind)
 
     # ------------------------------------------------------------------ persistence
-    def _state(self, position: dict, opt, sched) -> dict:
+    def _state(self, position: RunPosition, opt, sched) -> dict:
         ds = self.dataset
         return {
             "config": to_dict(self.cfg),
@@ -632,10 +626,10 @@ class Trainer:
             "optimizer": opt.state_dict() if opt is not None else {},
             "scheduler": sched.state_dict() if sched is not None else {},
             "grad_scaler": self.scaler.state_dict(),          # empty unless fp16 mixed precision
-            "position": dict(position),
-            "stage": STAGE_NAMES[position["stage"]] if position["stage"] < len(STAGE_NAMES) else "done",
-            "epoch": position["epoch"],
-            "step": position["global_step"],
+            "position": position.to_dict(),
+            "stage": STAGE_NAMES[position.stage] if position.stage < len(STAGE_NAMES) else "done",
+            "epoch": position.epoch,
+            "step": position.global_step,
             "best_metric": float(self.best),
             "kmeans_groups": list(self.kmeans_groups),
             "lr_history": {k: list(v) for k, v in self.lr_history.items()},
@@ -643,7 +637,7 @@ class Trainer:
             "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         }
 
-    def _save(self, kind: str, position: dict, opt, sched) -> Optional[Path]:
+    def _save(self, kind: str, position: RunPosition, opt, sched) -> Optional[Path]:
         if self.rank != 0:
             return None
         return save_checkpoint(self._state(position, opt, sched), self.run_dir / f"{kind}.pt")

@@ -173,3 +173,27 @@ def test_stage_plan_is_the_one_list_of_stages():
     assert [st.name for _, st, _ in C.stage_plan(cfg)] == ["joint"]
     assert [st.gradient_steps for st in C.STAGES] == [True, False, True, True]
     assert C.STAGE_BY_NAME["kmeans"].title == "channel grouping"
+    assert [(st.trains, st.loss, st.prepare) for st in C.STAGES] == [
+        ("image_branch", "image_softmax", ""), ("attention", "", "group_channels"),
+        ("parts", "pseudo_squares", "fit_cropper"), ("all", "sgma", "")]
+
+
+def test_stage_parameter_groups_are_what_each_stage_trains():
+    """SGMA.stage_parameters: the warm-up trains the image branch and its projection only; part
+    pre-training the cropper, part nets, projections and centres but not the attention subnet;
+    the end-to-end stage everything."""
+    import torch
+    from sgma.engine.model import SGMA
+    cfg = C.preset("tiny").model
+    m = SGMA(cfg, semantic_dim=6, n_train_classes=4)
+    ids = lambda group: {id(p) for p in m.stage_parameters(group)}
+    allp = {id(p) for p in m.parameters()}
+    assert ids("all") == allp
+    assert ids("image_branch") == {id(p) for p in m.theta_net.parameters()} | {id(p) for p in m.projections[0].parameters()}
+    parts = ids("parts")
+    assert id(m.centers) in parts and {id(p) for p in m.cropper.parameters()} <= parts
+    assert not ({id(p) for p in m.attention.parameters()} & parts)
+    assert not ({id(p) for p in m.attention.parameters()} & ids("image_branch"))
+    assert ids("attention") == {id(p) for p in m.attention.parameters()}
+    with pytest.raises(ValueError, match="unknown parameter group"):
+        m.stage_parameters("heads")

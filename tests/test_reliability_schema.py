@@ -207,3 +207,12 @@ def test_efficientnet_weights_are_loaded_with_weights_only(tmp_path):
     torch.save({"conv.weight": torch.zeros(3)}, wrong)
     with pytest.raises(ValueError, match="wrong.pth: weights do not fit efficientnet_lite0"):
         _efficientnet_lite0_net(str(wrong))
+
+
+def test_run_position_round_trip_and_its_fields_are_the_schema():
+    from sgma.engine.checkpoint import POSITION_FIELDS, RunPosition
+    assert POSITION_FIELDS == ("stage", "epoch", "batch", "global_step")
+    p = RunPosition.from_dict({"stage": 3, "epoch": 1, "batch": 7, "global_step": 40, "other": 1})
+    assert p == RunPosition(3, 1, 7, 40) and p.to_dict() == {"stage": 3, "epoch": 1, "batch": 7, "global_step": 40}
+    with pytest.raises(KeyError):
+        RunPosition.from_dict({"stage": 0, "epoch": 0, "batch": 0})

@@ -19,7 +19,7 @@ import torch
 
 from sgma.engine import config as config_mod
 from sgma.engine import events as ev
-from sgma.engine.checkpoint import load_checkpoint, save_checkpoint
+from sgma.engine.checkpoint import RunPosition, load_checkpoint, save_checkpoint
 from sgma.engine.config import load_toml, preset, save_toml
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.trainer import Trainer
@@ -223,6 +223,7 @@ def test_stop_saves_checkpoint_then_finishes(ds, tmp_path):
     assert rest[1].stopped is True and rest[1].run_dir == str(tmp_path)
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["position"] == {"stage": 0, "epoch": 0, "batch": 1, "global_step": 1}
+    assert RunPosition.from_dict(state["position"]) == RunPosition(stage=0, epoch=0, batch=1, global_step=1)
 
 
 # ---------------------------------------------------------------- d. pause / resume
