@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout,
                                QWidget)
 
+from sgma.engine.config import DataConfig
 from sgma.engine.data.registry import DATASET_KINDS as KINDS
 HELP = {
     "synthetic": "procedural birds, built in memory (no root folder)",
@@ -52,13 +53,14 @@ def parse_option(text: str, default, name: str = "option"):
 
 
 class OpenDatasetDialog(QDialog):
-    def __init__(self, parent: Optional[QWidget] = None, spec: Optional[dict] = None, recent=()):
+    def __init__(self, parent: Optional[QWidget] = None, current: Optional[DataConfig] = None, recent=()):
+        """``current``: the dataset open now; ``recent``: DataConfigs opened before."""
         super().__init__(parent)
         self.setWindowTitle("Open dataset")
-        spec = spec or {}
+        current = current or DataConfig.from_options("synthetic")
         self.kind = QComboBox()
         self.kind.addItems(KINDS)
-        self.root = QLineEdit(spec.get("root") or "")
+        self.root = QLineEdit(current.root)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.help = QLabel()
@@ -66,7 +68,7 @@ class OpenDatasetDialog(QDialog):
         self.recent = QComboBox()
         self.recent.addItem("—", None)
         for r in recent:
-            self.recent.addItem(f"{r['kind']}: {r.get('root') or '(built in)'}", r)
+            self.recent.addItem(r.label(), r)
         self.recent.currentIndexChanged.connect(self._use_recent)
         self.options_form = QFormLayout()
         self.option_fields: dict[str, tuple[QWidget, object]] = {}
@@ -91,8 +93,8 @@ class OpenDatasetDialog(QDialog):
         lay.addWidget(self.error)
         lay.addWidget(buttons)
         self.kind.currentTextChanged.connect(self._on_kind)
-        self.kind.setCurrentText(spec.get("kind", "synthetic"))
-        self._on_kind(self.kind.currentText(), spec.get("options") or {})
+        self.kind.setCurrentText(current.kind)
+        self._on_kind(self.kind.currentText(), current.loader_options())
         self.resize(520, 360)
 
     def _on_kind(self, kind: str, values: Optional[dict] = None) -> None:
@@ -115,9 +117,9 @@ class OpenDatasetDialog(QDialog):
     def _use_recent(self) -> None:
         r = self.recent.currentData()
         if r:
-            self.kind.setCurrentText(r["kind"])
-            self.root.setText(r.get("root") or "")
-            self._on_kind(r["kind"], r.get("options") or {})
+            self.kind.setCurrentText(r.kind)
+            self.root.setText(r.root)
+            self._on_kind(r.kind, r.loader_options())
 
     def _browse(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Dataset root folder", self.root.text())
@@ -128,7 +130,7 @@ class OpenDatasetDialog(QDialog):
         """OK: only with valid options; otherwise the dialog stays open with the input kept, the
         message under the options and the bad field focused."""
         try:
-            self.spec()
+            self.data_config()
         except ValueError as e:
             self.error.setText(str(e))
             name = str(e).split(":", 1)[0]
@@ -138,13 +140,13 @@ class OpenDatasetDialog(QDialog):
         self.error.setText("")
         super().accept()
 
-    def spec(self) -> dict:
-        """{"kind", "root", "options"}: only options that differ from their defaults."""
+    def data_config(self) -> DataConfig:
+        """The dataset the fields describe; a bad option is a ValueError naming it. The kind's own
+        options are kept only where they differ from their defaults."""
         opts = {}
         for name, (w, default) in self.option_fields.items():
             v = w.isChecked() if isinstance(w, QCheckBox) else parse_option(w.text(), default, name)
             if v != default:
                 opts[name] = v
         kind = self.kind.currentText()
-        return {"kind": kind, "root": self.root.text().strip() or None if kind != "synthetic" else None,
-                "options": opts}
+        return DataConfig.from_options(kind, self.root.text().strip() if kind != "synthetic" else "", opts)

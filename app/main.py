@@ -33,9 +33,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def dataset_spec(args: argparse.Namespace) -> Optional[dict]:
+def data_config(args: argparse.Namespace) -> Optional[DataConfig]:
     if not args.dataset:
         return None
+    from sgma.engine.config import DataConfig
     from .dialog_open_dataset import kind_options, parse_option
     known = kind_options(args.dataset)
     options = {}
@@ -47,12 +48,12 @@ def dataset_spec(args: argparse.Namespace) -> Optional[dict]:
             options[key.strip()] = parse_option(value, known.get(key.strip()), key.strip())
         except ValueError as e:
             raise SystemExit(f"sgma-gui: --option {e}") from None
-    return {"kind": args.dataset, "root": args.root, "options": options}
+    return DataConfig.from_options(args.dataset, args.root, options)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    spec = dataset_spec(args)
+    dc = data_config(args)
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -64,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from .settings import Settings
 
     reporter = ErrorReporter().install()
-    win = MainWindow(Settings(args.settings), dataset_spec=spec, checkpoint=args.checkpoint,
+    win = MainWindow(Settings(args.settings), data_config=dc, checkpoint=args.checkpoint,
                      load_demo=not args.no_demo)
     if args.tab:
         win.tabs.setCurrentIndex(TABS.index(args.tab))

@@ -9,6 +9,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QSplitter, QTabWidget
 
+from sgma.engine.config import DataConfig
+from sgma.engine.data.registry import load_data
+
 from . import messages
 from .audit import AuditPanel
 from .browser import Browser
@@ -60,21 +63,8 @@ def preload_engine() -> None:
 _warm = False
 
 
-def load_dataset_spec(spec: dict):
-    """Build the dataset a spec describes (runs in a worker thread)."""
-    kind, root, options = spec["kind"], spec.get("root"), dict(spec.get("options") or {})
-    try:
-        from sgma.engine.data.registry import load_dataset
-    except ImportError:
-        if kind != "synthetic":
-            raise
-        from sgma.engine.data.synthetic import make_synthetic
-        return make_synthetic(**options)
-    return load_dataset(kind, root, **options)
-
-
 class MainWindow(QMainWindow):
-    def __init__(self, settings: Optional[Settings] = None, dataset=None, dataset_spec: Optional[dict] = None,
+    def __init__(self, settings: Optional[Settings] = None, dataset=None, data_config: Optional[DataConfig] = None,
                  checkpoint: Optional[str] = None, load_demo: bool = True):
         super().__init__()
         import sys
@@ -127,13 +117,13 @@ class MainWindow(QMainWindow):
         self.evaluation.confusion.cellChosen.connect(lambda *_: self.browser.view.setFocus())
 
         if dataset is not None:
-            self.state.set_dataset(dataset, dataset_spec or {"kind": dataset.name, "root": dataset.root, "options": {}})
-        elif dataset_spec is not None:
-            self.open_dataset(dataset_spec)
+            self.state.set_dataset(dataset, data_config or DataConfig.from_options(dataset.name, dataset.root))
+        elif data_config is not None:
+            self.open_dataset(data_config)
         else:
             from sgma.engine.data.synthetic import make_synthetic
-            self.state.set_dataset(make_synthetic(), {"kind": "synthetic", "root": None, "options": {}})
-        kind = dataset.name if dataset is not None else (dataset_spec or {}).get("kind", "synthetic")
+            self.state.set_dataset(make_synthetic(), DataConfig.from_options("synthetic"))
+        kind = dataset.name if dataset is not None else (data_config.kind if data_config else "synthetic")
         ckpt = checkpoint or (bundled_model(kind) if load_demo else None)
         if ckpt is not None:
             self.load_model(str(ckpt))
@@ -217,9 +207,8 @@ class MainWindow(QMainWindow):
 
     def _fill_recent(self) -> None:
         self.recent_datasets_menu.clear()
-        for spec in self.settings.recent_datasets():
-            label = f"{spec['kind']}: {spec.get('root') or '(built in)'}"
-            self.recent_datasets_menu.addAction(label).triggered.connect(lambda _c=False, s=spec: self.open_dataset(s))
+        for dc in self.settings.recent_datasets():
+            self.recent_datasets_menu.addAction(dc.label()).triggered.connect(lambda _c=False, d=dc: self.open_dataset(d))
         self.recent_datasets_menu.setEnabled(not self.recent_datasets_menu.isEmpty())
         self.recent_models_menu.clear()
         for p in self.settings.recent_checkpoints():
@@ -237,34 +226,34 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- datasets
     def open_dataset_dialog(self) -> None:
         from .dialog_open_dataset import OpenDatasetDialog
-        dlg = OpenDatasetDialog(self, self.state.dataset_spec, self.settings.recent_datasets())
+        dlg = OpenDatasetDialog(self, self.state.data_config, self.settings.recent_datasets())
         if dlg.exec():
             try:
-                spec = dlg.spec()
+                dc = dlg.data_config()
             except ValueError as e:
                 messages.error(self, "Invalid option", str(e))
                 return
-            self.open_dataset(spec)
+            self.open_dataset(dc)
 
-    def open_dataset(self, spec: dict) -> None:
+    def open_dataset(self, dc: DataConfig) -> None:
         """Load a dataset in a worker thread; errors (they name the bad file) go to a dialog."""
         if self.training.is_running():
             messages.error(self, "Training is running", "Stop the training before opening another dataset.")
             return
         self.loading_dataset = True
-        self.state.status.emit(f"loading {spec['kind']} dataset {spec.get('root') or ''}…")
+        self.state.status.emit(f"loading {dc.kind} dataset {dc.root}…")
 
         def done(ds):
             self.loading_dataset = False
-            self.state.set_dataset(ds, spec)
-            self.settings.add_recent_dataset(spec)
+            self.state.set_dataset(ds, dc)
+            self.settings.add_recent_dataset(dc)
 
         def failed(msg, tb):
             self.loading_dataset = False
             self.state.status.emit("the dataset could not be opened")
             messages.error(self, "Cannot open the dataset", msg, tb)
 
-        self.tasks.start(load_dataset_spec, spec, on_done=done, on_error=failed)
+        self.tasks.start(load_data, dc, on_done=done, on_error=failed)
 
     # ---------------------------------------------------------------- models
     def open_model_dialog(self) -> None:

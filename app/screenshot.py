@@ -172,6 +172,8 @@ def main(argv=None) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from sgma.engine.config import DataConfig
+
     from . import messages
     from .dialog_open_dataset import OpenDatasetDialog
     from .mainwindow import MainWindow, demo_checkpoint
@@ -183,8 +185,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="sgma-shots-"))
     real = bool(args.dataset)
-    spec = {"kind": args.dataset, "root": args.root, "options": {}} if real else None
-    w = MainWindow(Settings(str(tmp / "settings.ini")), dataset_spec=spec, checkpoint=args.checkpoint,
+    dc = DataConfig.from_options(args.dataset, args.root) if real else None
+    w = MainWindow(Settings(str(tmp / "settings.ini")), data_config=dc, checkpoint=args.checkpoint,
                    load_demo=real)
     w.resize(1400, 880)
     w.show()
@@ -200,7 +202,7 @@ def main(argv=None) -> int:
         wait_until(app, lambda: w.state.dataset is not None and w.state.predictor is not None
                    and not w.tasks.busy, 600, "the dataset and its model")
         shoot_real(app, w, shoot, args.compare, args.history)
-        dlg = OpenDatasetDialog(w, spec, w.settings.recent_datasets())
+        dlg = OpenDatasetDialog(w, dc, w.settings.recent_datasets())
         dlg.show()
         shoot(dlg, "open_dataset.png")
         dlg.close()
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
     del cls
 
     # ---- the open-dataset dialog
-    dlg = OpenDatasetDialog(w, {"kind": "cub", "root": "/data/CUB_200_2011", "options": {}},
+    dlg = OpenDatasetDialog(w, DataConfig.from_options("cub", "/data/CUB_200_2011"),
                             w.settings.recent_datasets())
     dlg.show()
     shoot(dlg, "open_dataset.png")

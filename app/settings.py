@@ -7,11 +7,14 @@ one).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Optional
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from sgma.engine.config import DATA_FIELDS, DataConfig
 
 MAX_RECENT = 8
 
@@ -58,13 +61,19 @@ class Settings:
         items = [x for x in self._list(key) if x != item]
         self.q.setValue(key, json.dumps([item] + items[: MAX_RECENT - 1]))
 
-    def recent_datasets(self) -> list[dict]:
-        """Each as {"kind": ..., "root": ..., "options": {...}}."""
-        return [d for d in self._list("recent/datasets") if isinstance(d, dict) and "kind" in d]
+    def recent_datasets(self) -> list[DataConfig]:
+        """Stored as DataConfig dicts; entries of older versions ({"kind", "root", "options"}) read
+        the same way, and entries that are not a dataset are left out."""
+        out = []
+        for d in self._list("recent/datasets"):
+            if not (isinstance(d, dict) and isinstance(d.get("kind"), str) and isinstance(d.get("options", {}), dict)):
+                continue
+            shared = {} if d["kind"] == "synthetic" else {k: d[k] for k in DATA_FIELDS if k in d}
+            out.append(DataConfig.from_options(d["kind"], d.get("root") or "", {**shared, **(d.get("options") or {})}))
+        return out
 
-    def add_recent_dataset(self, spec: dict) -> None:
-        self._push("recent/datasets", {"kind": spec["kind"], "root": spec.get("root"),
-                                       "options": dict(spec.get("options") or {})})
+    def add_recent_dataset(self, dc: DataConfig) -> None:
+        self._push("recent/datasets", dataclasses.asdict(dc))
 
     def recent_checkpoints(self) -> list[str]:
         return [str(p) for p in self._list("recent/checkpoints")]

@@ -22,7 +22,7 @@ class AppState(QObject):
     def __init__(self, parent: Optional[QObject] = None):
         super().__init__(parent)
         self.dataset = None
-        self.dataset_spec: dict = {}
+        self.data_config = None                            # the DataConfig the dataset came from
         self.predictor = None
         self.checkpoint_path: Optional[str] = None
         self.evaluation = None
@@ -33,8 +33,9 @@ class AppState(QObject):
         self._ious = None                                  # (evaluation, dataset, image_ious()) cached
 
     # ------------------------------------------------------------------ setters
-    def set_dataset(self, dataset, spec: dict) -> None:
-        self.dataset, self.dataset_spec = dataset, dict(spec)
+    def set_dataset(self, dataset, data_config) -> None:
+        """``data_config``: the engine's ``DataConfig`` that ``dataset`` was opened from."""
+        self.dataset, self.data_config = dataset, data_config
         self.evaluation, self.features, self.current = None, None, -1
         self.selection, self.selection_label = None, ""
         self.datasetChanged.emit()

@@ -3,6 +3,7 @@ stop-and-save / resume-from-checkpoint, a progress bar with stage, epoch and ETA
 log. The run happens in ``workers.TrainingRun``'s thread; this panel only reads its events."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -287,16 +288,8 @@ class TrainingPanel(QWidget):
         cfg.train.device = self.device.currentText()
         if hasattr(cfg.train, "num_threads"):
             cfg.train.num_threads = self.threads.value()
-        spec = self.state.dataset_spec or {}
-        opts = dict(spec.get("options") or {})
-        cfg.data.kind = spec.get("kind", "synthetic")
-        cfg.data.root = spec.get("root") or ""
-        for key in ("split", "semantics", "fold"):
-            if key in opts and cfg.data.kind != "synthetic":
-                setattr(cfg.data, key, opts.pop(key))
-        if cfg.data.kind == "synthetic":
-            cfg.data.split = "synthetic"
-        cfg.data.options = opts
+        if self.state.data_config is not None:
+            cfg.data = copy.deepcopy(self.state.data_config)
         return cfg
 
     def _on_dataset(self) -> None:

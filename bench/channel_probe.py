@@ -26,7 +26,7 @@ from sgma.engine.cropping import squares_to_boxes
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
 from sgma.engine.stages import kmeans_channel_groups, pseudo_squares
-from sgma.engine.trainer import dataset_from_config
+from sgma.engine.data.registry import load_data
 
 PARTS = ("head", "tail")
 
@@ -60,7 +60,7 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     torch.set_num_threads(2)
     cfg = preset("demo")
-    ds = dataset_from_config(cfg)
+    ds = load_data(cfg.data)
     sp, size = ds.split, cfg.model.attention_size
     train_ids = [i for i in sp.trainval if ds.labels[i] in set(sp.train_classes)][:args.images]
     val_ids = [i for i in sp.trainval if ds.labels[i] in set(sp.val_classes)][:args.val]

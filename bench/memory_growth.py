@@ -119,14 +119,14 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import torch
     from sgma.engine.config import preset
-    from sgma.engine.trainer import dataset_from_config
+    from sgma.engine.data.registry import load_data
     torch.set_num_threads(a.threads)
     cfg = preset("demo")
     cfg.train.device = "cpu"
     if a.joint_epochs is not None:
         cfg.train.joint.epochs = a.joint_epochs
     cfg.train.max_steps_per_epoch = a.max_steps_per_epoch
-    ds = dataset_from_config(cfg)
+    ds = load_data(cfg.data)
     with tempfile.TemporaryDirectory() as d:
         rows = measure(cfg, ds, Path(d) / "run")
     info = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} Linux, "

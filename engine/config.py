@@ -198,12 +198,42 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
+    """A dataset: its kind (``data.registry.DATASET_KINDS``), folder, the loader options every
+    kind shares as fields, and the kind's own options. ``data.registry.load_data`` opens it; the
+    CLI, the trainer, the evaluator and the app all describe a dataset with it."""
     kind: str = "synthetic"
     root: str = ""
     split: str = "ps"
     semantics: str = "att"
     fold: int = 1
     options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, kind: str, root: Optional[str] = None, options: Optional[dict] = None) -> "DataConfig":
+        """A dataset given as a kind, a root and loader options (the open-dataset dialog,
+        ``sgma-gui --option``, a recent-datasets entry): the options it holds as fields move there."""
+        opts = dict(options or {})
+        dc = cls(kind=kind, root=root or "")
+        if kind == "synthetic":
+            dc.split = "synthetic"
+        else:
+            for key in DATA_FIELDS:
+                if key in opts:
+                    setattr(dc, key, opts.pop(key))
+        dc.options = opts
+        return dc
+
+    def loader_options(self) -> dict:
+        """Every option as the kind's loader takes it: the shared fields (left out for the
+        synthetic birds, which take none) and the kind's own."""
+        shared = {} if self.kind == "synthetic" else {k: getattr(self, k) for k in DATA_FIELDS}
+        return {**shared, **self.options}
+
+    def label(self) -> str:
+        return f"{self.kind}: {self.root or '(built in)'}"
+
+
+DATA_FIELDS = ("split", "semantics", "fold")     # loader options that DataConfig holds as fields
 
 
 @dataclass

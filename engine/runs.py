@@ -60,19 +60,18 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False, dataset=None, 
 
 
 def _dataset_for(state: dict, kind: str | None, root: str | None, split: str | None):
-    from .trainer import dataset_from_config
     from .config import DataConfig, from_dict
-    cfg = RunConfig()
-    cfg.data = from_dict(DataConfig, state["config"]["data"], "data")
-    if kind and kind != cfg.data.kind:
-        cfg.data = DataConfig(kind=kind, root=root or "")   # the old kind's options, split, semantics do not apply
+    from .data.registry import load_data
+    dc = from_dict(DataConfig, state["config"]["data"], "data")
+    if kind and kind != dc.kind:
+        dc = DataConfig(kind=kind, root=root or "")   # the old kind's options, split, semantics do not apply
     elif kind:
-        cfg.data.root = root or ""
+        dc.root = root or ""
     elif root:
-        cfg.data.root = root
+        dc.root = root
     if split:
-        cfg.data.split = split
-    return dataset_from_config(cfg)
+        dc.split = split
+    return load_data(dc)
 
 
 def evaluate_checkpoint(path: str, kind=None, root=None, split=None, gamma=None,

@@ -44,6 +44,7 @@ from .colocation import colocation_channel_groups
 from .config import (RESUMABLE_MODEL_KEYS, STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
                      save_toml, stage_plan, to_dict)
 from .data.base import ZSLDataset
+from .data.registry import load_data
 from .embedding import class_center_triplet_loss, embedding_softmax_loss
 from .errors import SGMAError
 from .extract import extract
@@ -182,7 +183,7 @@ class Trainer:
         np.random.seed(tc.seed)
         random.seed(tc.seed)
         if self._dataset is None:
-            self._dataset = dataset_from_config(cfg)
+            self._dataset = load_data(cfg.data)
         ds = self.dataset = self._dataset
         sp = ds.split
         if tc.select_on_val and sp.val_classes:
@@ -703,15 +704,6 @@ class Trainer:
             info["skipped_images"] = [{"path": path, "reason": reason} for _, path, reason in self.skipped]
         from .io import atomic_write_bytes
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
-
-
-def dataset_from_config(cfg: RunConfig) -> ZSLDataset:
-    d = cfg.data
-    if d.kind == "synthetic":
-        from .data.synthetic import make_synthetic
-        return make_synthetic(**d.options)
-    from .data.registry import load_dataset
-    return load_dataset(d.kind, d.root or None, split=d.split, semantics=d.semantics, fold=d.fold, **d.options)
 
 
 def _np_state() -> list:

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from app_fixtures import SMALL, answers, app_settings, make_window, small_ds  # noqa: F401
+from sgma.engine.config import DataConfig
 
 
 def test_first_launch_opens_synthetic_without_a_model(make_window, answers, monkeypatch):
@@ -174,7 +175,7 @@ def test_keyboard_next_previous_and_info_panel(qtbot, make_window, small_ds):
 def test_open_dataset_errors_name_the_bad_file(qtbot, make_window, answers, small_ds, tmp_path):
     w = make_window(dataset=small_ds)
     (tmp_path / "cub").mkdir()
-    w.open_dataset({"kind": "cub", "root": str(tmp_path / "cub"), "options": {}})
+    w.open_dataset(DataConfig(kind="cub", root=str(tmp_path / "cub")))
     qtbot.waitUntil(lambda: bool(answers.of("error")), timeout=20000)
     kind, title, text = answers.of("error")[0]
     assert title == "Cannot open the dataset"
@@ -185,27 +186,26 @@ def test_open_dataset_errors_name_the_bad_file(qtbot, make_window, answers, smal
 
 def test_open_dataset_succeeds_and_is_remembered(qtbot, make_window, small_ds):
     w = make_window(dataset=small_ds)
-    spec = {"kind": "synthetic", "root": None, "options": {"n_classes": 12, "n_unseen": 4, "n_val": 2,
-                                                           "n_train_per_class": 2, "n_test_seen_per_class": 1,
-                                                           "n_unseen_per_class": 2}}
-    w.open_dataset(spec)
+    w.open_dataset(DataConfig.from_options("synthetic", None, {"n_classes": 12, "n_unseen": 4, "n_val": 2,
+                                                              "n_train_per_class": 2, "n_test_seen_per_class": 1,
+                                                              "n_unseen_per_class": 2}))
     qtbot.waitUntil(lambda: w.state.dataset is not small_ds, timeout=20000)
     assert len(w.state.dataset.class_names) == 12
     assert w.browser.model.rowCount() == len(w.state.dataset)
-    assert w.settings.recent_datasets()[0]["options"]["n_classes"] == 12
+    assert w.settings.recent_datasets()[0].options["n_classes"] == 12
     w._fill_recent()
     assert w.recent_datasets_menu.actions()[0].text().startswith("synthetic")
 
 
 def test_open_dataset_dialog_spec():
     from sgma.app.dialog_open_dataset import OpenDatasetDialog
-    d = OpenDatasetDialog(None, {"kind": "cub", "root": "/data/cub", "options": {"split": "ss"}})
+    d = OpenDatasetDialog(None, DataConfig(kind="cub", root="/data/cub", split="ss"))
     assert d.kind.currentText() == "cub" and d.root.text() == "/data/cub"
-    spec = d.spec()
-    assert spec["kind"] == "cub" and spec["root"] == "/data/cub"
-    assert spec["options"].get("split") == "ss"
+    dc = d.data_config()
+    assert dc.kind == "cub" and dc.root == "/data/cub"
+    assert dc.split == "ss" and dc.options == {}
     d.kind.setCurrentText("synthetic")
-    assert not d.root.isEnabled() and d.spec()["root"] is None
+    assert not d.root.isEnabled() and d.data_config().root == ""
     d.deleteLater()
 
 
@@ -259,13 +259,28 @@ def test_uncaught_error_shows_a_dialog_and_the_app_lives(qtbot, make_window, ans
 
 
 def test_command_line_arguments(tmp_path):
-    from sgma.app.main import dataset_spec, parse_args
+    from sgma.app.main import data_config, parse_args
     a = parse_args(["--dataset", "cub", "--root", "/d", "--checkpoint", "m.pt", "--option", "split=ss",
                     "--option", "fold=2"])
     assert a.checkpoint == "m.pt"
-    spec = dataset_spec(a)
-    assert spec["kind"] == "cub" and spec["root"] == "/d"
-    assert spec["options"]["split"] == "ss" and spec["options"]["fold"] == 2
-    assert dataset_spec(parse_args([])) is None
+    dc = data_config(a)
+    assert dc.kind == "cub" and dc.root == "/d" and dc.options == {}
+    assert dc.split == "ss" and dc.fold == 2
+    assert data_config(parse_args([])) is None
     with pytest.raises(SystemExit):
         parse_args(["--root", "/d"])
+
+
+def test_recent_datasets_are_data_configs_and_old_entries_still_read(tmp_path):
+    import json
+    from sgma.app.settings import Settings
+    s = Settings(str(tmp_path / "s.ini"))
+    s.q.setValue("recent/datasets", json.dumps([
+        {"kind": "cub", "root": "/d", "options": {"split": "ss"}},          # an older version's entry
+        "junk", {"root": "/x"},
+        {"kind": "synthetic", "root": None, "options": {"n_classes": 12}}]))
+    assert s.recent_datasets() == [DataConfig(kind="cub", root="/d", split="ss"),
+                                   DataConfig(kind="synthetic", split="synthetic", options={"n_classes": 12})]
+    new = DataConfig(kind="awa2", root="/a", fold=3, options={"check_images": False})
+    s.add_recent_dataset(new)
+    assert s.recent_datasets()[0] == new and len(s.recent_datasets()) == 3

@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app_fixtures import answers, app_settings, make_window, small_ds, trained_run  # noqa: F401
+from sgma.engine.config import DataConfig
 
 
 def test_text_file_opened_as_a_model_is_named(qtbot, make_window, answers, small_ds, tmp_path):
@@ -29,7 +30,7 @@ def test_non_number_fold_keeps_the_dialog_open(qtbot):
     from sgma.app.dialog_open_dataset import OpenDatasetDialog, parse_option
     with pytest.raises(ValueError, match=r"fold: 'two' is not a whole number"):
         parse_option("two", 1, "fold")
-    dlg = OpenDatasetDialog(None, {"kind": "cub", "root": "/data/CUB", "options": {}})
+    dlg = OpenDatasetDialog(None, DataConfig(kind="cub", root="/data/CUB"))
     qtbot.addWidget(dlg)
     dlg.show()
     field = dlg.option_fields["fold"][0]
@@ -41,13 +42,13 @@ def test_non_number_fold_keeps_the_dialog_open(qtbot):
     field.setText("2")
     dlg.accept()
     assert not dlg.isVisible() and dlg.result() == 1
-    assert dlg.spec()["options"] == {"fold": 2}
+    assert dlg.data_config().fold == 2 and dlg.data_config().options == {}
 
 
 def test_command_line_option_that_is_not_a_number(tmp_path):
-    from sgma.app.main import dataset_spec, parse_args
+    from sgma.app.main import data_config, parse_args
     with pytest.raises(SystemExit, match="fold: 'x' is not a whole number"):
-        dataset_spec(parse_args(["--dataset", "cub", "--root", str(tmp_path), "--option", "fold=x"]))
+        data_config(parse_args(["--dataset", "cub", "--root", str(tmp_path), "--option", "fold=x"]))
 
 
 @pytest.fixture
@@ -57,6 +58,7 @@ def win(qtbot, make_window, small_ds, trained_run):
 
 def type_into_attribute(qtbot, ed, name, text):
     """Edit an attribute's value as a user does: open the cell's text field, type, press Enter."""
+    import shiboken6
     from PySide6.QtWidgets import QLineEdit
     item = ed.items[name]
     ed.tree.setCurrentItem(item, 1)
@@ -67,7 +69,8 @@ def type_into_attribute(qtbot, ed, name, text):
     field.selectAll()
     qtbot.keyClicks(field, text)
     qtbot.keyClick(field, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not field.isVisible(), timeout=5000)     # Qt commits in a queued call
+    # Qt commits in a queued call, and may delete the closed editor before the wait looks at it
+    qtbot.waitUntil(lambda: not shiboken6.isValid(field) or not field.isVisible(), timeout=5000)
 
 
 def test_attribute_values_refused_or_warned(qtbot, win, small_ds):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app_fixtures import SMALL, answers, app_settings, make_window, small_ds, trained_run, win  # noqa: F401
+from sgma.engine.config import DataConfig
 
 
 def test_dataset_switch_shows_the_new_datasets_prediction(qtbot, win, small_ds):
@@ -18,7 +19,7 @@ def test_dataset_switch_shows_the_new_datasets_prediction(qtbot, win, small_ds):
     old = a.prediction
     other = make_synthetic(seed=1, **SMALL)
     assert other.items[0].part_boxes != small_ds.items[0].part_boxes
-    win.state.set_dataset(other, {"kind": "synthetic", "root": None, "options": dict(SMALL, seed=1)})
+    win.state.set_dataset(other, DataConfig.from_options("synthetic", None, dict(SMALL, seed=1)))
     assert win.state.current == 0 and a.index == 0
     # the old dataset's image #0 prediction is never drawn over the new image #0
     assert a.prediction is not old
@@ -42,7 +43,7 @@ def test_prediction_in_flight_for_the_old_dataset_is_dropped(qtbot, win, small_d
     win.browser.select_index(3)              # queued behind the blockers
     assert a.index == 3 and a.prediction is None
     other = make_synthetic(seed=2, **SMALL)
-    win.state.set_dataset(other, {"kind": "synthetic", "root": None, "options": dict(SMALL, seed=2)})
+    win.state.set_dataset(other, DataConfig.from_options("synthetic", None, dict(SMALL, seed=2)))
     win.browser.select_index(5)
     gate.set()
     qtbot.waitUntil(lambda: not win.tasks.busy, timeout=20000)

@@ -9,6 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest
 import torch
 
+from sgma.engine.config import DataConfig
 from sgma.engine.bundled import BUNDLED, TRAINING_ONLY, bundled_checkpoint, slim_state, write_bundle
 from sgma.engine.checkpoint import load_checkpoint
 
@@ -49,7 +50,7 @@ def test_the_app_opens_cub_with_the_bundled_cub_model(qtbot, make_window, answer
     if p is None:
         pytest.skip("resources/cub.pt is not bundled")
     root = need_shared("cub50")
-    w = make_window(dataset_spec={"kind": "cub", "root": str(root), "options": {}}, load_demo=True)
+    w = make_window(data_config=DataConfig(kind="cub", root=str(root)), load_demo=True)
     qtbot.waitUntil(lambda: w.state.predictor is not None or bool(answers.of("error")), timeout=120000)
     assert not answers.of("error"), answers.of("error")
     assert w.state.checkpoint_path == str(p)

@@ -126,11 +126,11 @@ def test_to_dict_is_plain():
 
 def test_cpu_preset_names_no_development_path_and_asks_for_a_root():
     from sgma.engine.data.base import DatasetError
-    from sgma.engine.trainer import dataset_from_config
+    from sgma.engine.data.registry import load_data
     cfg = C.preset("cpu")
     assert cfg.data.root == ""
     with pytest.raises(DatasetError, match="needs a root folder: give --root"):
-        dataset_from_config(cfg)
+        load_data(cfg.data)
 
 
 def test_presets_are_the_toml_files_of_the_presets_folder(tmp_path, monkeypatch):
@@ -197,3 +197,19 @@ def test_stage_parameter_groups_are_what_each_stage_trains():
     assert ids("attention") == {id(p) for p in m.attention.parameters()}
     with pytest.raises(ValueError, match="unknown parameter group"):
         m.stage_parameters("heads")
+
+
+def test_data_config_from_loader_options_and_back():
+    """DataConfig.from_options moves the shared loader options into their fields; loader_options
+    gives them back as the kind's loader takes them; load_data opens it."""
+    dc = C.DataConfig.from_options("cub", "/d", {"split": "ss", "fold": 2, "att_splits": "/x.mat"})
+    assert (dc.kind, dc.root, dc.split, dc.fold, dc.semantics) == ("cub", "/d", "ss", 2, "att")
+    assert dc.options == {"att_splits": "/x.mat"} and dc.label() == "cub: /d"
+    assert dc.loader_options() == {"split": "ss", "semantics": "att", "fold": 2, "att_splits": "/x.mat"}
+    syn = C.DataConfig.from_options("synthetic", None, {"n_classes": 12, "n_unseen": 4, "n_val": 2})
+    assert syn.split == "synthetic" and syn.root == "" and syn.label() == "synthetic: (built in)"
+    assert syn.loader_options() == {"n_classes": 12, "n_unseen": 4, "n_val": 2}
+    from sgma.engine.data.registry import load_data
+    ds = load_data(C.DataConfig.from_options("synthetic", None, dict(syn.options, n_train_per_class=2,
+                   n_test_seen_per_class=1, n_unseen_per_class=1)))
+    assert len(ds.class_names) == 12 and len(ds.split.unseen) == 4

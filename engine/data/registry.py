@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable, Optional
 
+from ..config import DataConfig
 from .base import DatasetError, ZSLDataset
 
 DATASET_KINDS = ("synthetic", "cub", "awa2", "flo", "folder")
@@ -69,3 +70,10 @@ def load_dataset(kind: str, root: Optional[str] = None, **options) -> ZSLDataset
     if "fold" in options and (not isinstance(options["fold"], int) or options["fold"] < 1):
         raise DatasetError(f"fold must be an integer >= 1, got {options['fold']!r}")
     return fn(root, **options)
+
+
+def load_data(dc: DataConfig) -> ZSLDataset:
+    """The dataset a ``DataConfig`` describes: the one way from a configuration to a dataset."""
+    if dc.kind == "synthetic":
+        return load_dataset("synthetic", None, **dc.options)
+    return load_dataset(dc.kind, dc.root or None, **dc.loader_options())
