@@ -24,25 +24,6 @@ from .state import AppState
 RANGES = {"fixed [0, 1]": "fixed", "per image": "image"}
 
 
-def best_pairs(pred: np.ndarray, gt: dict[str, tuple], assignment: dict[int, str]) -> list[tuple[str, int, float]]:
-    """(part, map index, IoU) for every ground-truth part: the evaluator's assignment when known,
-    otherwise the distinct map with the largest IoU, greedily."""
-    from sgma.engine.metrics import iou
-    pairs, used = [], set()
-    by_part = {p: m for m, p in assignment.items()}
-    for part, box in gt.items():
-        if part in by_part and by_part[part] < len(pred):
-            m = by_part[part]
-        else:
-            free = [m for m in range(len(pred)) if m not in used and m not in assignment]
-            if not free:
-                continue
-            m = max(free, key=lambda k: iou(pred[k], box))
-        used.add(m)
-        pairs.append((part, m, iou(pred[m], box)))
-    return pairs
-
-
 class AuditPanel(QWidget):
     predicted = Signal(int)          # dataset index whose prediction is now drawn
 
@@ -304,7 +285,8 @@ class AuditPanel(QWidget):
             return
         gt = dict(ds.items[self.index].part_boxes)
         assignment = self.state.part_assignment()
-        pairs = best_pairs(pred.boxes, gt, assignment) if pred is not None and gt else []
+        from sgma.engine.evaluate import match_parts_on_image
+        pairs = match_parts_on_image(pred.boxes, gt, assignment) if pred is not None and gt else []
         iou_of_map = {m: (part, v) for part, m, v in pairs}
         for part, box in gt.items():
             self.gt_items.append(self._box(box, PART_COLOURS.get(part, OTHER_PART_COLOUR), True, f"{part} (truth)"))

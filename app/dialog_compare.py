@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QGraphicsPixmapI
                                QVBoxLayout, QWidget)
 
 from . import messages
-from .audit import best_pairs
 from .image_view import ImageView
 from .labels import clip_box, place_labels
 from .overlay import MAP_COLOURS, fill_map_box, label_plate, OTHER_PART_COLOUR, PART_COLOURS, map_range, render_map
@@ -129,7 +128,8 @@ class ModelColumn(QWidget):
         w, h = image_size
         for part, box in gt.items():
             self._rect(box, PART_COLOURS.get(part, OTHER_PART_COLOUR), True, f"{part} (truth)")
-        pairs = best_pairs(pred.boxes, gt, assignment) if gt else []
+        from sgma.engine.evaluate import match_parts_on_image
+        pairs = match_parts_on_image(pred.boxes, gt, assignment) if gt else []
         iou_of = {m: v for _p, m, v in pairs}
         for m, box in enumerate(pred.boxes):
             text = f"map{m + 1}" + (f" · {assignment[m]}" if m in assignment else "") + \

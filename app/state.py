@@ -91,80 +91,43 @@ class AppState(QObject):
                 out[np.asarray(idx)] = k
         return out
 
-    def correctness(self) -> Optional[np.ndarray]:
-        """Per image after an evaluation: 1 correct, 0 incorrect, -1 not evaluated. Unseen test
-        images are judged by their ZSL prediction, seen test images by their GZSL prediction,
-        under the checkpoint's inference mode."""
+    def _predicted(self) -> Optional[np.ndarray]:
         ev = self.evaluation
-        if ev is None or self.dataset is None:
+        if ev is None or self.dataset is None or ev.default_predictions() is None:
             return None
-        mode = ev.summary.get("inference", "combined")
-        p = ev.predictions.get(mode)
-        if p is None:
+        return ev.predicted_per_image(len(self.dataset), self.dataset.split.test_unseen)
+
+    def correctness(self) -> Optional[np.ndarray]:
+        """Per image after an evaluation: 1 correct, 0 incorrect, -1 not evaluated
+        (``Evaluation.predicted_per_image``: ZSL for unseen test images, GZSL for seen ones)."""
+        pred = self._predicted()
+        if pred is None:
             return None
-        labels = self.dataset.labels
-        out = np.full(len(labels), -1, dtype=np.int8)
-        idx = np.asarray(p["indices"], dtype=np.int64)
-        unseen = np.isin(idx, np.asarray(self.dataset.split.test_unseen, dtype=np.int64))
-        pred = np.where(unseen, np.asarray(p["zsl"]), np.asarray(p["gzsl"]))
-        out[idx] = (pred == labels[idx]).astype(np.int8)
-        return out
+        return np.where(pred < 0, -1, pred == self.dataset.labels).astype(np.int8)
 
     def image_ious(self) -> dict[str, np.ndarray]:
         """Per dataset image after an evaluation with part ground truth: part -> IoU of the square
-        of the map the evaluation assigned to that part (``Evaluation.part_iou``, the engine's),
-        NaN for images without that box or not evaluated."""
+        of the map the evaluation assigned to that part (``Evaluation.part_iou_per_image``), NaN
+        for images without that box or not evaluated."""
         ev = self.evaluation
-        if ev is None or self.dataset is None or not getattr(ev, "part_iou", None):
+        if ev is None or self.dataset is None:
             return {}
-        if self._ious is not None and self._ious[0] is ev and self._ious[1] is self.dataset:
-            return self._ious[2]
-        p = next(iter(ev.predictions.values()))
-        idx = np.asarray(p["indices"], dtype=np.int64)
-        out = {}
-        for part, v in ev.part_iou.items():
-            full = np.full(len(self.dataset), np.nan)
-            full[idx] = np.asarray(v, dtype=np.float64)
-            out[part] = full
-        self._ious = (ev, self.dataset, out)
-        return out
+        if self._ious is None or self._ious[0] is not ev or self._ious[1] is not self.dataset:
+            self._ious = (ev, self.dataset, ev.part_iou_per_image(len(self.dataset)))
+        return self._ious[2]
 
     def predicted_class(self, index: int) -> Optional[int]:
         """The evaluation's prediction for one image (ZSL for unseen, GZSL for seen), if any."""
-        ev = self.evaluation
-        if ev is None:
-            return None
-        p = ev.predictions.get(ev.summary.get("inference", "combined"))
-        if p is None:
-            return None
-        hit = np.nonzero(np.asarray(p["indices"]) == index)[0]
-        if not len(hit):
-            return None
-        k = int(hit[0])
-        return int(p["zsl"][k]) if index in set(self.dataset.split.test_unseen) else int(p["gzsl"][k])
+        pred = self._predicted()
+        return None if pred is None or pred[index] < 0 else int(pred[index])
 
     def part_assignment(self) -> dict[int, str]:
         """Attention-map index -> part name ("head", "tail") from the last evaluation, if known."""
-        ev = self.evaluation
-        parts = ev.summary.get("parts") if ev is not None else None
-        if not parts:
-            return {}
-        out = {}
-        for part, m in parts.get("assignment", {}).items():
-            try:
-                out[int(str(m).replace("map", "")) - 1] = part
-            except ValueError:
-                continue
-        return out
+        return self.evaluation.map_assignment() if self.evaluation is not None else {}
 
     def confusion_indices(self, row: int, col: int) -> np.ndarray:
         """Test images of confusion-matrix cell (true class row, predicted class col)."""
         ev = self.evaluation
-        conf = ev.summary["confusion"]
-        names = conf["classes"]
+        names = ev.summary["confusion"]["classes"]
         pos = {n: i for i, n in enumerate(self.dataset.class_names)}
-        true_c, pred_c = pos[names[row]], pos[names[col]]
-        p = ev.predictions[ev.summary.get("inference", "combined")]
-        idx = np.asarray(p["indices"], dtype=np.int64)
-        labels = self.dataset.labels[idx]
-        return idx[(labels == true_c) & (np.asarray(p["zsl"]) == pred_c)]
+        return ev.zsl_cell(pos[names[row]], pos[names[col]], self.dataset.labels)

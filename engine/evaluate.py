@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,54 @@ class Evaluation:
     # per test image (aligned with each mode's predictions["indices"]): part -> IoU of the square of
     # the map assigned to that part with its ground-truth box, NaN where the image has no such box
     part_iou: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def default_predictions(self) -> Optional[dict]:
+        """The predictions under the checkpoint's inference mode (``summary["inference"]``)."""
+        return self.predictions.get(self.summary.get("inference", "combined"))
+
+    def predicted_per_image(self, n_images: int, unseen: Sequence[int]) -> np.ndarray:
+        """The predicted class of every dataset image under the checkpoint's inference mode: the
+        ZSL prediction for unseen test images (``unseen``), the GZSL one for the seen, -1 where
+        the image was not evaluated. (n_images,) int."""
+        out = np.full(n_images, -1, dtype=np.int64)
+        p = self.default_predictions()
+        if p is None:
+            return out
+        idx = np.asarray(p["indices"], dtype=np.int64)
+        is_unseen = np.isin(idx, np.asarray(unseen, dtype=np.int64))
+        out[idx] = np.where(is_unseen, np.asarray(p["zsl"]), np.asarray(p["gzsl"]))
+        return out
+
+    def part_iou_per_image(self, n_images: int) -> dict[str, np.ndarray]:
+        """``part_iou`` spread over the whole dataset: part -> (n_images,), NaN where not evaluated."""
+        if not self.part_iou or not self.predictions:
+            return {}
+        idx = np.asarray(next(iter(self.predictions.values()))["indices"], dtype=np.int64)
+        out = {}
+        for part, v in self.part_iou.items():
+            full = np.full(n_images, np.nan)
+            full[idx] = np.asarray(v, dtype=np.float64)
+            out[part] = full
+        return out
+
+    def map_assignment(self) -> dict[int, str]:
+        """Attention-map index -> part name, as the summary's ``parts.assignment`` ("map1") records it."""
+        out = {}
+        for part, m in ((self.summary.get("parts") or {}).get("assignment") or {}).items():
+            try:
+                out[int(str(m).replace("map", "")) - 1] = part
+            except ValueError:
+                continue
+        return out
+
+    def zsl_cell(self, true_class: int, predicted_class: int, labels: np.ndarray) -> np.ndarray:
+        """Dataset indices of the test images of one ZSL confusion-matrix cell (``labels``: the
+        dataset's class of every image)."""
+        p = self.default_predictions()
+        if p is None:
+            return np.zeros(0, dtype=np.int64)
+        idx = np.asarray(p["indices"], dtype=np.int64)
+        return idx[(labels[idx] == true_class) & (np.asarray(p["zsl"]) == predicted_class)]
 
 
 # training images that assign maps to head and tail when the dataset has no validation images
@@ -279,6 +327,27 @@ def centred_square_iou(boxes: list, sizes: np.ndarray, side: np.ndarray) -> np.n
     hw, hh = np.asarray(side) * sizes[:, 0] / 2, np.asarray(side) * sizes[:, 1] / 2
     sq = np.stack([cx - hw, cy - hh, cx + hw, cy + hh], axis=1)
     return M.iou_pairs(sq, b)
+
+
+def match_parts_on_image(boxes: np.ndarray, gt: dict[str, tuple],
+                         assignment: dict[int, str]) -> list[tuple[str, int, float]]:
+    """One image's (part, map index, IoU) for every ground-truth part in ``gt``: the map the
+    evaluation assigned to that part (``assignment``, map index -> part) when known; otherwise the
+    free map (assigned to no part, not yet paired) with the largest IoU, parts taken in order.
+    ``boxes``: the image's predicted boxes, one per map, in the ground truth's pixels."""
+    pairs, used = [], set()
+    by_part = {p: m for m, p in assignment.items()}
+    for part, box in gt.items():
+        if part in by_part and by_part[part] < len(boxes):
+            m = by_part[part]
+        else:
+            free = [m for m in range(len(boxes)) if m not in used and m not in assignment]
+            if not free:
+                continue
+            m = max(free, key=lambda k: M.iou(boxes[k], box))
+        used.add(m)
+        pairs.append((part, m, M.iou(boxes[m], box)))
+    return pairs
 
 
 def image_part_ious(boxes: np.ndarray, gt: dict[str, list], assignment: dict[str, int]) -> dict[str, np.ndarray]:
