@@ -13,9 +13,9 @@ from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
 from app_fixtures import answers, app_settings, make_window, small_ds  # noqa: F401
 
-# The GUI thread must never stall longer than this while training runs. On a machine shared
-# with other busy processes the scheduler alone can exceed it; SGMA_MAX_STALL_MS relaxes it.
-MAX_STALL_MS = float(os.environ.get("SGMA_MAX_STALL_MS", "50"))
+# Training runs off the GUI thread: the event loop keeps ticking through the run. The test asserts
+# that behaviour (no gap near the run's length, ticks all along), not a speed: the worst stall is
+# printed, and how small it stays is a benchmark's question, not a timed test's (the brief).
 
 
 class StallMeter:
@@ -74,11 +74,14 @@ def test_training_run_with_live_curves_and_a_responsive_window(qtbot, make_windo
     # the window warms the engine up (torch, torch._dynamo) in a worker as it opens; measure the run
     qtbot.waitUntil(lambda: w.engine_ready, timeout=120000)
     meter = StallMeter()
+    run_clock = QElapsedTimer()
+    run_clock.start()
     meter.start()
     with qtbot.waitSignal(t.runFinished, timeout=240000) as finished:
         qtbot.mouseClick(t.start_button, Qt.MouseButton.LeftButton)
         assert t.is_running() and not t.start_button.isEnabled() and t.pause_button.isEnabled()
     meter.stop()
+    run_ms = run_clock.elapsed()
     run_dir, stopped, failed = finished.args
     assert not stopped and not failed, t.log.toPlainText()
     print(f"\nworst event-loop stall while training: {meter.worst:.1f} ms over {len(meter.gaps)} ticks")
@@ -103,7 +106,9 @@ def test_training_run_with_live_curves_and_a_responsive_window(qtbot, make_windo
     qtbot.waitUntil(lambda: w.state.checkpoint_path == run_dir, timeout=30000)
     assert w.state.predictor is not None and w.evaluation.run_button.isEnabled()
     assert (tmp_path / "runs").exists() and os.path.isfile(os.path.join(run_dir, "best.pt"))
-    assert meter.worst < MAX_STALL_MS, f"the event loop stalled {meter.worst:.0f} ms"
+    # a run on the GUI thread would show one gap as long as the run and a handful of ticks
+    assert meter.worst < 0.2 * run_ms, f"the event loop stalled {meter.worst:.0f} ms of a {run_ms} ms run"
+    assert len(meter.gaps) > run_ms / 100, f"{len(meter.gaps)} ticks of a 10 ms timer in a {run_ms} ms run"
     assert not answers.of("error")
 
 
