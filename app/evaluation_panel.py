@@ -16,12 +16,13 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
                                QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from . import messages
+from sgma.engine.config import INFERENCE_MODES as MODES
+
+from . import messages, ranking
 from .confusion import ConfusionView, short
 from .state import AppState
 from .workers import progress_text
 
-MODES = ("compatibility", "center", "combined")
 
 
 def pct(v) -> str:
@@ -60,15 +61,24 @@ def summary_csv(summary: dict) -> str:
     return buf.getvalue()
 
 
-def run_evaluation(model, state, dataset, ctx=None):
+def run_evaluation(model, state, dataset, features=None, checkpoint_path=None, ctx=None):
     """The engine's evaluator (runs in a worker thread); ``ctx`` gets the images extracted so
-    far after each batch, and Cancel stops it between batches."""
+    far after each batch, and Cancel stops it between batches. It reads the feature cache of
+    this model and dataset when one exists (``features``, the ranking's, or one stored in the
+    user's cache folder for ``checkpoint_path``) instead of a second pass over the images.
+    Choice (docs/gui.md): an evaluation without a cache does not build one over the whole
+    dataset, which would cost it a pass over every training image it does not need."""
     from sgma.engine.evaluate import evaluate
+    from sgma.engine.features import FeatureCache
 
     def progress(done, total):
         ctx.check()
         ctx.progress(done, total)
-    return evaluate(model, state, dataset, progress=progress if ctx is not None else None)
+    if features is None and checkpoint_path:
+        features = FeatureCache.stored(checkpoint_path, dataset, keep_maps=True)
+    if features is not None and features.maps is None:
+        features = None
+    return evaluate(model, state, dataset, progress=progress if ctx is not None else None, features=features)
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -221,8 +231,9 @@ class EvaluationPanel(QWidget):
             if msg != "cancelled":
                 messages.error(self, "Evaluation failed", msg, tb)
 
-        self.task = self.tasks.start(run_evaluation, predictor.model, predictor.state, dataset,
-                                     on_done=done, on_error=failed, on_progress=progress)
+        features = st.features if ranking.fits(st.features, predictor.model, dataset) else None
+        self.task = self.tasks.start(run_evaluation, predictor.model, predictor.state, dataset, features,
+                                     st.checkpoint_path, on_done=done, on_error=failed, on_progress=progress)
         self._update_enabled()
 
     def cancel(self) -> None:

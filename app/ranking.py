@@ -4,16 +4,15 @@ The class-centre feature of an image is the concatenation of its per-branch mapp
 phi_cct(x) = [phi_1(x), ..., phi_n(x)], and the fused compatibility with a class y is
 sum_i phi_i(x) . phi(y) (late fusion), i.e. phi_cct(x) . tile(phi(y), n). The features are
 extracted once per (model, dataset) by ``sgma.engine.features.FeatureCache`` (which also keeps
-them on disk in the user's cache folder); every ranking afterwards is a matrix-vector product. When
-that engine module is absent, a small in-memory equivalent below is used.
+them on disk in the user's cache folder, with the attention maps, so an evaluation of the same
+model and dataset reads it instead of a second pass); every ranking afterwards is a
+matrix-vector product.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import numpy as np
-
-CHUNK = 64
 
 
 def cache_path_for(checkpoint_path: str, dataset) -> str:
@@ -24,24 +23,20 @@ def cache_path_for(checkpoint_path: str, dataset) -> str:
 
 
 def build_cache(checkpoint_path: Optional[str], model, dataset, ctx=None):
-    """The feature cache of (model, dataset); runs in a worker thread. ``ctx`` reports progress
-    and cancels between chunks."""
+    """The feature cache of (model, dataset), with the attention maps so that the evaluation can
+    read it too (``evaluation_panel.run_evaluation``); runs in a worker thread. ``ctx`` reports
+    progress and cancels between chunks."""
+    from sgma.engine.features import FeatureCache
+
     def progress(done, total):
         if ctx is not None:
             ctx.check()
             ctx.progress(done, total)
 
-    try:
-        from sgma.engine.features import FeatureCache as EngineCache
-    except ImportError:
-        EngineCache = None
-    if EngineCache is not None:
-        if checkpoint_path:
-            cache = EngineCache.load_or_build(checkpoint_path, model, dataset, progress=progress)
-        else:
-            cache = EngineCache.build(model, dataset, progress=progress)
+    if checkpoint_path:
+        cache = FeatureCache.load_or_build(checkpoint_path, model, dataset, progress=progress, keep_maps=True)
     else:
-        cache = MemoryCache.build(model, dataset, progress)
+        cache = FeatureCache.build(model, dataset, progress=progress, keep_maps=True)
     cache.owner = (id(model), id(dataset))
     return cache
 
@@ -54,32 +49,3 @@ def rank(cache, class_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dataset image indices best match first, and their compatibility scores."""
     order, scores = cache.rank(np.asarray(class_vector, dtype=np.float32).reshape(1, -1), return_scores=True)
     return np.asarray(order, dtype=np.int64), np.asarray(scores, dtype=np.float64)
-
-
-class MemoryCache:
-    """The fallback: per-image class-centre features kept in memory."""
-
-    def __init__(self, cct: np.ndarray, n_branches: int, unit_norm: bool):
-        self.cct, self.n_branches, self.unit_norm = cct, n_branches, unit_norm
-        self.dim = cct.shape[1] // n_branches
-        self.fused = cct.reshape(len(cct), n_branches, self.dim).sum(axis=1)
-
-    @classmethod
-    def build(cls, model, dataset, progress) -> "MemoryCache":
-        from sgma.engine.extract import extract
-        n, out = len(dataset), []
-        for s in range(0, n, CHUNK):
-            progress(s, n)
-            out.append(np.asarray(extract(model, dataset, range(s, min(s + CHUNK, n)))["cct"], np.float32))
-        progress(n, n)
-        sem = np.asarray(dataset.semantics, dtype=np.float32)
-        cct = np.concatenate(out) if out else np.zeros((0, len(model.branch_names) * sem.shape[1]), np.float32)
-        return cls(cct, len(model.branch_names), bool(np.allclose(np.linalg.norm(sem, axis=1), 1, atol=1e-3)))
-
-    def rank(self, vector: np.ndarray, return_scores: bool = True):
-        v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if self.unit_norm and np.linalg.norm(v) > 0:
-            v = v / np.linalg.norm(v)
-        s = self.fused @ v
-        order = np.argsort(-s, kind="stable")
-        return order, s[order]

@@ -84,8 +84,8 @@ class ModelConfig:
     def validate(self) -> None:
         if self.n_parts < 1 and self.use_parts:
             raise ConfigError(f"model.n_parts must be >= 1, got {self.n_parts}")
-        if self.inference not in ("compatibility", "center", "combined"):
-            raise ConfigError(f"model.inference must be compatibility|center|combined, got {self.inference!r}")
+        if self.inference not in INFERENCE_MODES:
+            raise ConfigError(f"model.inference must be {'|'.join(INFERENCE_MODES)}, got {self.inference!r}")
         if not (self.use_image_branch or self.use_parts):
             raise ConfigError("model: at least one of use_image_branch and use_parts must be true")
         for name in ("attention_size", "image_size", "part_size"):
@@ -101,6 +101,10 @@ class ModelConfig:
         if not 0 < self.part_side_min <= self.part_side_init <= self.part_side_max <= 1:
             raise ConfigError("model: need 0 < part_side_min <= part_side_init <= part_side_max <= 1")
 
+
+# the inference modes of section 3.4: Eq. 9's compatibility alone, Eq. 13's class-centre
+# similarity alone, and their combination (the engine's inference.MODES, the evaluator's rows, the app's tables)
+INFERENCE_MODES = ("compatibility", "center", "combined")
 
 # model keys that shape neither the weights nor the training losses: Eq. 12's lambda, Eq. 13's beta
 # and mode, and the memory layout. A resume takes the new values; any other model key must match.

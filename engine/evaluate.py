@@ -163,8 +163,10 @@ def assign_parts(boxes: np.ndarray, gt: dict[str, list], part_names: list[str]) 
 
 def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, device="cpu",
              calibration_gamma: Optional[float] = None, seed: int = 0, progress=None,
-             skip_unreadable: bool = False) -> Evaluation:
+             skip_unreadable: bool = False, features=None) -> Evaluation:
     """``progress(done, total)``: images extracted so far, after each batch (it may raise to cancel).
+    ``features``: a ``features.FeatureCache`` of this model over the dataset's images, built with
+    its maps (the app's, shared with ranking): its rows are read instead of a second pass.
     Every image is checked before the first is extracted (engine/image_check.py): an unreadable
     one raises a DatasetError naming the files, or with ``skip_unreadable`` is left out and listed
     in the summary's ``skipped_images``."""
@@ -203,9 +205,14 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
         done[0] += n
         progress(done[0], total)
     tick = tick if progress is not None else None
-    ex_train = extract(model, dataset, train_idx, batch_size, device, progress=tick) if read_train else None
-    ex_val = extract(model, dataset, val_idx, batch_size, device, progress=tick) if val_idx else None
-    ex_test = extract(model, dataset, test_idx, batch_size, device, progress=tick, keep_maps=with_parts)
+
+    def read(ids, keep_maps=False):
+        if features is not None:
+            return features.extract_rows(ids, keep_maps)
+        return extract(model, dataset, ids, batch_size, device, progress=tick, keep_maps=keep_maps)
+    ex_train = read(train_idx) if read_train else None
+    ex_val = read(val_idx) if val_idx else None
+    ex_test = read(test_idx, keep_maps=with_parts)
     if stored is not None:
         protos = prototypes_from_seen(np.asarray(stored), train_classes, dataset.semantics, cfg.ridge_lambda)
     else:

@@ -36,10 +36,10 @@ from .data.base import ZSLDataset
 from .inference import MODES, ClassPrototypes
 from .io import atomic_write_bytes
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2                   # 2: the compatibility scores and, when asked, the attention maps
 FULL_HASH_LIMIT = 64 << 20          # checkpoints up to 64 MiB are hashed in full
+OPTIONAL_ARRAYS = ("squares", "seen_prototypes", "seen_semantics", "scores", "maps")
 CHUNK = 256                         # images per extraction chunk (progress / cancel granularity)
-MODES = ("compatibility", "center", "combined")
 
 
 _BLAS = None
@@ -97,6 +97,13 @@ def user_cache_dir() -> Path:
     return Path(base) / "sgma"
 
 
+def cache_key(checkpoint: Path, dataset: ZSLDataset, indices: Sequence[int], full_hash: Optional[bool] = None) -> dict:
+    """What a cache was built from: the cache version, the checkpoint's fingerprint, the
+    dataset's identity and the image indices. A stored cache with another key is not used."""
+    return {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(checkpoint, full_hash),
+            "dataset": dataset.identity()["sha256"], "indices": indices_digest(list(indices))}
+
+
 def default_cache_path(checkpoint_path: str | os.PathLike, dataset: ZSLDataset) -> Path:
     """``user_cache_dir()/features/<checkpoint>-<dataset>.npz``: named by a hash of the
     checkpoint's resolved path and the dataset's identity; the checkpoint's content fingerprint
@@ -111,14 +118,18 @@ class FeatureCache:
 
     ``cct`` (N, n_branches * A) phi_cct per image; ``fused`` (N, A) the sum over branches;
     ``indices`` (N,) dataset image indices; ``labels`` (N,) their classes; ``squares`` (N, n, 3)
-    predicted part squares; ``key`` what the cache was built from (see the module docstring).
+    predicted part squares; ``key`` what the cache was built from (see the module docstring);
+    ``scores`` (N, classes) the model's compatibility with the dataset's classes and, when built
+    with ``keep_maps``, ``maps`` (N, n, h, w) float16: with them the cache holds everything
+    ``extract`` gives, so the evaluator can read it instead of a second pass (``extract_rows``).
     Optional ``seen_prototypes`` (S, n A) and ``seen_semantics`` (S, A) (from the checkpoint)
     enable the class-centre and combined modes of ``score_classes``."""
 
     def __init__(self, cct: np.ndarray, n_branches: int, indices: np.ndarray, labels: np.ndarray,
                  key: dict, squares: Optional[np.ndarray] = None, unit_norm_semantics: bool = False,
                  seen_prototypes: Optional[np.ndarray] = None, seen_semantics: Optional[np.ndarray] = None,
-                 ridge_lambda: float = 1.0, beta: float = 1.0, path: Optional[Path] = None):
+                 ridge_lambda: float = 1.0, beta: float = 1.0, path: Optional[Path] = None,
+                 scores: Optional[np.ndarray] = None, maps: Optional[np.ndarray] = None):
         cct = np.ascontiguousarray(cct, dtype=np.float32)
         if cct.ndim != 2 or n_branches < 1 or cct.shape[1] % n_branches:
             raise ValueError(f"features of shape {cct.shape} are not {n_branches} equal branches")
@@ -134,6 +145,8 @@ class FeatureCache:
         self.seen_semantics = None if seen_semantics is None else np.asarray(seen_semantics, np.float32)
         self.ridge_lambda, self.beta = float(ridge_lambda), float(beta)
         self.path = path
+        self.scores = None if scores is None else np.asarray(scores, dtype=np.float32)   # (N, classes), extract's
+        self.maps = None if maps is None else np.asarray(maps, dtype=np.float16)         # (N, n, h, w) or None
         self._cct_unit: Optional[np.ndarray] = None
         self._classes = None            # ClassPrototypes over the stored seen prototypes, built on first use
 
@@ -145,7 +158,7 @@ class FeatureCache:
     def build(cls, model, dataset: ZSLDataset, indices: Optional[Sequence[int]] = None, batch_size: int = 32,
               device: Optional[str | torch.device] = None, key: Optional[dict] = None,
               state: Optional[dict] = None,
-              progress: Optional[Callable[[int, int], None]] = None) -> "FeatureCache":
+              progress: Optional[Callable[[int, int], None]] = None, keep_maps: bool = False) -> "FeatureCache":
         """One autograd-free pass of ``model`` over ``indices`` (all images by default), in chunks,
         on ``device`` (default: the model's); ``progress(done, total)`` is called between chunks
         and may raise to cancel."""
@@ -153,14 +166,17 @@ class FeatureCache:
         if device is None:
             device = next(model.parameters()).device
         indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
-        cct, squares, labels = [], [], []
+        cct, squares, labels, scores, maps = [], [], [], [], []
         for s in range(0, len(indices), CHUNK):
             if progress is not None:
                 progress(s, len(indices))
-            ex = extract(model, dataset, indices[s:s + CHUNK], batch_size, device)
+            ex = extract(model, dataset, indices[s:s + CHUNK], batch_size, device, keep_maps=keep_maps)
             cct.append(ex["cct"])
             squares.append(ex["squares"])
             labels.append(ex["labels"])
+            scores.append(ex["scores"])
+            if keep_maps:
+                maps.append(ex["maps"])
         if progress is not None:
             progress(len(indices), len(indices))
         n_br = len(model.branch_names)
@@ -177,32 +193,34 @@ class FeatureCache:
                    np.asarray(indices, dtype=np.int64),
                    np.concatenate(labels) if labels else np.zeros(0, np.int64), key or {},
                    np.concatenate(squares) if squares else None, unit, protos, seen_sem,
-                   model.cfg.ridge_lambda, float(state.get("beta", model.cfg.beta)) if state else model.cfg.beta)
+                   model.cfg.ridge_lambda, float(state.get("beta", model.cfg.beta)) if state else model.cfg.beta,
+                   scores=np.concatenate(scores) if scores else None,
+                   maps=np.concatenate(maps) if maps else None)
 
     @classmethod
     def load_or_build(cls, checkpoint_path: str | os.PathLike, model, dataset: ZSLDataset,
                       indices: Optional[Sequence[int]] = None, batch_size: int = 32,
                       device: Optional[str | torch.device] = None, cache_path: Optional[str | os.PathLike] = None,
                       full_hash: Optional[bool] = None, progress: Optional[Callable[[int, int], None]] = None,
-                      save: bool = True) -> "FeatureCache":
+                      save: bool = True, keep_maps: bool = False) -> "FeatureCache":
         """The cache of (checkpoint, dataset, indices): read from ``cache_path`` (default
         ``default_cache_path``) when its key matches, otherwise built with ``model`` (``None``:
         rebuilt from the checkpoint on ``device``, default CPU) and saved atomically. A cache
-        that cannot be written (read-only run folder) is still returned."""
+        that cannot be written (read-only run folder) is still returned. ``keep_maps``: the
+        attention maps too (a stored cache without them is rebuilt)."""
         ck = model_path(checkpoint_path)
         indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
-        key = {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(ck, full_hash),
-               "dataset": dataset.identity()["sha256"], "indices": indices_digest(indices)}
+        key = cache_key(ck, dataset, indices, full_hash)
         path = Path(cache_path) if cache_path is not None else default_cache_path(ck, dataset)
         cached = cls.load(path)
-        if cached is not None and cached.key == key:
+        if cached is not None and cached.key == key and (cached.maps is not None or not keep_maps):
             return cached
         from .checkpoint import load_checkpoint
         state = load_checkpoint(ck)
         if model is None:
             from .checkpoint import model_from_checkpoint
             model = model_from_checkpoint(state, device or "cpu")
-        cache = cls.build(model, dataset, indices, batch_size, device, key, state, progress)
+        cache = cls.build(model, dataset, indices, batch_size, device, key, state, progress, keep_maps)
         if save:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,13 +229,24 @@ class FeatureCache:
                 pass        # a read-only run folder: the cache still works in memory
         return cache
 
+    @classmethod
+    def stored(cls, checkpoint_path: str | os.PathLike, dataset: ZSLDataset,
+               keep_maps: bool = False) -> Optional["FeatureCache"]:
+        """The cache of (checkpoint, every image of the dataset) if one is already stored in the
+        default place and still valid (with maps when asked), else None; never builds one."""
+        ck = model_path(checkpoint_path)
+        cached = cls.load(default_cache_path(ck, dataset))
+        if cached is None or (keep_maps and cached.maps is None):
+            return None
+        return cached if cached.key == cache_key(ck, dataset, range(len(dataset))) else None
+
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         meta = {"key": self.key, "n_branches": self.n_branches, "unit_norm_semantics": self.unit_norm_semantics,
                 "ridge_lambda": self.ridge_lambda, "beta": self.beta}
         arrays = {"cct": self.cct, "indices": self.indices, "labels": self.labels,
                   "meta": np.array(json.dumps(meta))}
-        for name in ("squares", "seen_prototypes", "seen_semantics"):
+        for name in OPTIONAL_ARRAYS:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         buf = io.BytesIO()
@@ -237,10 +266,11 @@ class FeatureCache:
                 meta = json.loads(str(z["meta"]))
                 if meta.get("key", {}).get("version") != CACHE_VERSION:
                     return None
-                opt = {n: (z[n] if n in z.files else None) for n in ("squares", "seen_prototypes", "seen_semantics")}
+                opt = {n: (z[n] if n in z.files else None) for n in OPTIONAL_ARRAYS}
                 return cls(z["cct"], meta["n_branches"], z["indices"], z["labels"], meta["key"],
                            opt["squares"], meta.get("unit_norm_semantics", False), opt["seen_prototypes"],
-                           opt["seen_semantics"], meta.get("ridge_lambda", 1.0), meta.get("beta", 1.0), path)
+                           opt["seen_semantics"], meta.get("ridge_lambda", 1.0), meta.get("beta", 1.0), path,
+                           opt["scores"], opt["maps"])
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, EOFError):
             return None
 
@@ -300,6 +330,18 @@ class FeatureCache:
         if mode == "center":
             return csim
         return compat + (self.beta if beta is None else beta) * csim
+
+    def extract_rows(self, image_indices: Sequence[int], keep_maps: bool = False) -> dict[str, np.ndarray]:
+        """What ``engine.extract.extract`` returns for these dataset images, read from the cache
+        (KeyError for an image not in it; ValueError when it lacks the scores, or the maps asked for)."""
+        if self.scores is None or self.squares is None or (keep_maps and self.maps is None):
+            raise ValueError("this feature cache lacks the scores, squares or maps an evaluation reads")
+        rows = self.rows_of(image_indices)
+        out = {"scores": self.scores[rows], "cct": self.cct[rows], "squares": self.squares[rows],
+               "labels": self.labels[rows], "indices": self.indices[rows]}
+        if keep_maps:
+            out["maps"] = self.maps[rows]
+        return out
 
     def rows_of(self, image_indices: Sequence[int]) -> np.ndarray:
         """Cache rows of dataset image indices (KeyError for an image not in the cache)."""

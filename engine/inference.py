@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-MODES = ("compatibility", "center", "combined")
+from .config import INFERENCE_MODES as MODES
 
 
 def ridge_combination(phi_unseen: torch.Tensor, phi_seen: torch.Tensor, lam: float = 1.0) -> torch.Tensor:

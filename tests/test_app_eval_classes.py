@@ -152,9 +152,8 @@ def test_user_class_classify_rank_save_reload(qtbot, win, small_ds, tmp_path, an
     # a second ranking reuses the cached features: one matrix product
     p.list.setCurrentRow(0)
     cache = w.state.features
-    t = time.perf_counter()
     qtbot.mouseClick(p.rank_button, Qt.MouseButton.LeftButton)
-    assert time.perf_counter() - t < 0.5
+    assert p._feature_task is None                                 # no extraction started: ranked at once
     assert w.state.features is cache and p.last_ranking[0] == "new_class"
     # double-clicking a ranked image selects it
     i = int(p.rank_table.item(3, 1).data(Qt.ItemDataRole.UserRole))
@@ -200,19 +199,26 @@ def test_paste_and_rename(qtbot, win, small_ds, answers):
     assert visible and all("tail" in n for n in visible)
 
 
-def test_ranking_fallback_without_the_engine_feature_cache(win, small_ds, monkeypatch):
-    import sys
+def test_evaluation_reads_the_ranking_feature_cache(qtbot, win, small_ds, monkeypatch):
+    """Ranking extracts every image once, with its maps; the evaluation that follows reads that
+    cache (no extraction of its own) and gives the numbers of a fresh evaluation."""
     from sgma.app import ranking
-    model = win.state.predictor.model
-    vec = small_ds.semantics[small_ds.split.unseen[1]] * 3.0          # scale does not change the order
-    engine_cache = ranking.build_cache(None, model, small_ds)
-    monkeypatch.setitem(sys.modules, "sgma.engine.features", None)     # as if the module were absent
-    mem = ranking.build_cache(None, model, small_ds)
-    assert isinstance(mem, ranking.MemoryCache) and ranking.fits(mem, model, small_ds)
-    o1, s1 = ranking.rank(engine_cache, vec)
-    o2, s2 = ranking.rank(mem, vec)
-    np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-4)
-    assert o1[:10].tolist() == o2[:10].tolist()
+    from sgma.engine import evaluate as evaluate_mod
+    w = win
+    model = w.state.predictor.model
+    cache = ranking.build_cache(w.state.checkpoint_path, model, small_ds)
+    assert cache.maps is not None and len(cache) == len(small_ds)
+    w.state.features = cache
+    fresh = evaluate_mod.evaluate(model, w.state.predictor.state, small_ds)
+
+    def no_second_pass(*a, **k):
+        raise AssertionError("the evaluation extracted images although the ranking cache holds them")
+    monkeypatch.setattr(evaluate_mod, "extract", no_second_pass)
+    w.evaluation.run()
+    qtbot.waitUntil(lambda: w.evaluation.task is None, timeout=120000)
+    assert w.state.evaluation is not None
+    assert w.state.evaluation.summary["zsl"] == fresh.summary["zsl"]
+    assert w.state.evaluation.summary["parts"] == fresh.summary["parts"]
 
 
 def test_evaluation_of_a_replaced_model_is_discarded(qtbot, win, trained_run):

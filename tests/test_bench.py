@@ -218,3 +218,30 @@ def test_cache_without_prototypes_scores_compatibility_only(tmp_path, ds):
         cache.score_classes(ds.semantics, mode="combined")
     with pytest.raises(ValueError, match="mode"):
         cache.score_classes(ds.semantics, mode="nope")
+
+
+def test_evaluation_from_the_shared_feature_cache_equals_a_fresh_pass(tmp_path, ds):
+    """The app's one pass (FeatureCache with maps, also the ranking's) gives the evaluator the
+    same numbers as its own extraction, and a cache without maps is rebuilt when maps are asked."""
+    import json as _json
+    from sgma.engine.evaluate import evaluate
+    ck = tmp_path / "best.pt"
+    model, state = make_checkpoint(ck, ds)
+    plain = FeatureCache.load_or_build(ck, model, ds)
+    assert plain.maps is None and plain.scores is not None
+    with pytest.raises(ValueError, match="lacks"):
+        plain.extract_rows([0, 1], keep_maps=True)
+    cache = FeatureCache.load_or_build(ck, model, ds, keep_maps=True)       # rebuilt: the stored one has no maps
+    assert cache.maps is not None and cache.maps.shape[:2] == (len(ds), model.cfg.n_parts)
+    again = FeatureCache.load(cache.path)
+    assert np.array_equal(again.maps, cache.maps) and np.array_equal(again.scores, cache.scores)
+    ref = extract(model, ds, [3, 1], 16, keep_maps=True)
+    rows = again.extract_rows([3, 1], keep_maps=True)
+    for k in ("scores", "cct", "squares", "labels", "indices"):
+        assert np.allclose(rows[k], ref[k], atol=1e-5), k
+    assert np.allclose(rows["maps"].astype(np.float32), ref["maps"].astype(np.float32), atol=1e-3)
+    fresh = evaluate(model, state, ds)
+    shared = evaluate(model, state, ds, features=again)
+    drop = lambda s: {k: v for k, v in s.items() if k not in ("timing", "wall_s", "elapsed_s")}
+    assert _json.dumps(drop(shared.summary), sort_keys=True, default=str) == \
+        _json.dumps(drop(fresh.summary), sort_keys=True, default=str)
