@@ -578,6 +578,13 @@ class Trainer:
         pred = cand[out["scores"][:, cand].argmax(axis=1)]
         metrics = {"val_zsl_mca": float(mean_class_accuracy(out["labels"], pred)),
                    "val_part_side": float(out["squares"][..., 2].mean())}
+        # each branch alone (its block of phi_cct against the semantics, Eq. 9 without the late
+        # fusion): how well the part crops classify, a signal about them that reads no part box
+        names = self.model.branch_names
+        if len(names) > 1:
+            sem = np.asarray(self.dataset.semantics, dtype=np.float32)[cand]
+            for b, block in zip(names, np.split(np.asarray(out["cct"]), len(names), axis=1)):
+                metrics[f"val_zsl_mca_{b}"] = float(mean_class_accuracy(out["labels"], cand[(block @ sem.T).argmax(axis=1)]))
         if self.dataset.part_names and self.cfg.model.use_parts:   # logged for the user, never used to select
             from .evaluate import assign_parts, image_sizes, squares_to_pixel_boxes
             if self._val_sizes is None:

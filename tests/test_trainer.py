@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -324,6 +325,28 @@ def test_metrics_csv_has_step_and_epoch_rows(reference):
     assert {r["name"] for r in rows if r["kind"] == "step"} >= {"total", "lr"}
     assert {r["stage"] for r in rows if r["kind"] == "epoch"} == {"warmup", "kmeans", "pretrain_parts", "joint"}
     assert any(r["name"] == "val_zsl_mca" for r in rows if r["kind"] == "epoch")
+
+
+def test_validation_scores_each_branch_alone(reference, ds):
+    """val_zsl_mca_<branch>: the branch's block of phi_cct against the validation classes' semantics,
+    argmax, mean class accuracy; recomputed here by hand from the final model's features."""
+    from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from sgma.engine.extract import extract
+    from sgma.engine.metrics import mean_class_accuracy
+    ref = reference()
+    ends = [e for e in ref["events"] if isinstance(e, ev.EpochEnd)]
+    last = [e for e in ends if "val_zsl_mca" in e.metrics][-1].metrics     # the selection pass's last epoch
+    assert {"val_zsl_mca_image", "val_zsl_mca_part1", "val_zsl_mca_part2"} <= set(last)
+    model = model_from_checkpoint(load_checkpoint(ref["dir"] / "last.pt"))
+    val_classes = list(ds.split.val_classes)
+    idx = [i for i in ds.split.trainval if ds.labels[i] in set(val_classes)]
+    out = extract(model, ds, idx)
+    a = ds.semantics.shape[1]
+    cand = np.asarray(val_classes)
+    for k, b in enumerate(model.branch_names):
+        block = out["cct"][:, k * a:(k + 1) * a]
+        pred = cand[(block @ ds.semantics[cand].T).argmax(axis=1)]
+        assert last[f"val_zsl_mca_{b}"] == pytest.approx(mean_class_accuracy(out["labels"], pred), abs=1e-6), b
 
 
 # ---------------------------------------------------------------- i. unwritable output folder
