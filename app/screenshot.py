@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/screenshots")
     p.add_argument("--checkpoint", help="the model to audit and evaluate (default: demo model or the short run)")
-    p.add_argument("--epochs", default="2,1,2,3", help="warmup,kmeans,pretrain_parts,joint epochs of the short run")
+    p.add_argument("--epochs", default="2,1,2,3", help="warmup,grouping,pretrain_parts,joint epochs of the short run")
     p.add_argument("--steps", type=int, default=8, help="steps per epoch of the short run")
     p.add_argument("--dataset", help="a real dataset kind (e.g. cub): shoot on it with its bundled model "
                    "(or --checkpoint) instead of the synthetic birds; nothing is trained")

@@ -129,7 +129,7 @@ class Stage:
 
 STAGES = (
     Stage("warmup", "warm-up (image branch)", True, False, False, trains="image_branch", loss="image_softmax"),
-    Stage("kmeans", "channel grouping", False, True, False, trains="attention", prepare="group_channels"),  # k-means, co-location or NMF
+    Stage("grouping", "channel grouping", False, True, False, trains="attention", prepare="group_channels"),  # k-means, co-location or NMF
     Stage("pretrain_parts", "part pre-training", True, True, True, trains="parts", loss="pseudo_squares",
           prepare="fit_cropper"),
     Stage("joint", "end to end", True, False, True, trains="all", loss="sgma"),
@@ -160,10 +160,10 @@ class TrainConfig:
     lr_patience: int = 2
     min_lr: float = 5e-4
     warmup: StageConfig = field(default_factory=lambda: StageConfig(epochs=5))          # stage 0
-    kmeans: StageConfig = field(default_factory=lambda: StageConfig(epochs=3))          # stage 1
+    grouping: StageConfig = field(default_factory=lambda: StageConfig(epochs=3))          # stage 1
     pretrain_parts: StageConfig = field(default_factory=lambda: StageConfig(epochs=5))  # stage 2
     joint: StageConfig = field(default_factory=lambda: StageConfig(epochs=30))          # stage 3
-    kmeans_images: int = 256
+    grouping_images: int = 256
     # stage 1: "kmeans" (the paper, after MA-CNN: k-means over per-channel peak coordinates) or
     # "colocation" (groups of channels that peak strongly at the same place; engine/colocation.py)
     # or "nmf" (deep feature factorisation; stages.nmf_channel_targets)
@@ -290,11 +290,23 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# keys an earlier version wrote, read under their new names (configs and checkpoints keep loading)
+RENAMED_KEYS = {"TrainConfig": {"kmeans": "grouping", "kmeans_images": "grouping_images"}}
+
+
 def from_dict(cls: type, data: dict, where: str = "") -> Any:
-    """Build dataclass ``cls`` from a dict, rejecting unknown keys and wrong types by name."""
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys and wrong types by name; a key
+    of ``RENAMED_KEYS`` is read under its new name (both at once is an error)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a table, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
+    renamed = RENAMED_KEYS.get(cls.__name__, {})
+    for old, new in renamed.items():
+        if old in data:
+            if new in data:
+                raise ConfigError(f"config keys {where + '.' if where else ''}{old!r} and {new!r} are the same "
+                                  f"setting ({old!r} is its earlier name): keep {new!r}")
+            data = {(new if k == old else k): v for k, v in data.items()}
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key

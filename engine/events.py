@@ -11,7 +11,7 @@ class Event:
 
 @dataclass
 class StageStarted(Event):
-    stage: str               # "warmup", "kmeans", "pretrain_parts", "joint"
+    stage: str               # "warmup", "grouping", "pretrain_parts", "joint"
     index: int               # 0..3
     epochs: int
     steps_per_epoch: int

@@ -59,6 +59,10 @@ class MetricsLog:
             self._tb.close()
 
 
+# stage names an earlier version wrote into metrics.csv, read as today's (config.STAGES)
+EARLIER_STAGE_NAMES = {"kmeans": "grouping"}
+
+
 def read_history(run_dir: Path) -> tuple[list[tuple[int, str, float]], list[tuple[str, int, str, float]]]:
     """What ``MetricsLog`` wrote to ``run_dir/metrics.csv``: the step rows as (global step, loss
     term, value) and the epoch rows as (stage, epoch, metric, value), in file order, learning
@@ -78,7 +82,7 @@ def read_history(run_dir: Path) -> tuple[list[tuple[int, str, float]], list[tupl
                 if kind == "step":
                     steps.append((int(global_step), name, float(value)))
                 elif kind == "epoch":
-                    epochs.append((stage, int(epoch), name, float(value)))
+                    epochs.append((EARLIER_STAGE_NAMES.get(stage, stage), int(epoch), name, float(value)))
             except ValueError:
                 continue
     return steps, epochs

@@ -1,7 +1,7 @@
 """Staged SGMA training (section 4.1) as a generator of typed events.
 
     stage 0 "warmup"          image branch on seen-class classification, embedding softmax (Eq. 9)
-    stage 1 "kmeans"          channels grouped by peak position (k-means, or the co-location grouping
+    stage 1 "grouping"        channels grouped by peak position (k-means, or the co-location grouping
                               of engine/colocation.py); a_i pretrained on the groups
     stage 2 "pretrain_parts"  pseudo squares at the map peaks: cropping net by MSE (``cropper_fit_steps``
                               Adam steps, then with the part epochs), part branches by L_CLS + L_CCT
@@ -272,7 +272,7 @@ class Trainer:
         plan = self._stage_plan()
         pos = RunPosition(stage=plan[0][0] if plan else 0)
         self.best = -math.inf
-        self.kmeans_groups: list[int] = []
+        self.channel_groups: list[int] = []
         resumed_state = None
         if self.resume:
             resumed_state = self._load_resume()
@@ -386,7 +386,7 @@ class Trainer:
                     return (yield from self._wait_or_stop(at_start, opt, sched))
             if not stage.gradient_steps:       # stage 1: one grouping fit, then one validation
                 if start_batch == 0 and epoch == 0 and stage.prepare == "group_channels":
-                    if (yield from self._kmeans_stage(epochs)):
+                    if (yield from self._grouping_stage(epochs)):
                         return (yield from self._wait_or_stop(at_start, opt, sched))
                 self._sync_ranks()
                 yield from self._end_epoch(name, stage_idx, epochs - 1, self._validate(), sched=None, opt=opt)
@@ -515,15 +515,15 @@ class Trainer:
                 yield ev.Progress(stage, task, done, n, (time.perf_counter() - t0) / done * (n - done))
         return torch.cat(out)
 
-    def _kmeans_stage(self, epochs: int) -> Iterator[ev.Event]:
+    def _grouping_stage(self, epochs: int) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
-        n = min(tc.kmeans_images, len(self.images))
+        n = min(tc.grouping_images, len(self.images))
         feats = yield from self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(x) if fr is None else
                                                                         fr.attention).float().cpu(),
-                                             "kmeans", "reading features for the channel grouping")
+                                             "grouping", "reading features for the channel grouping")
         if feats is None:
             return True
-        yield ev.Progress("kmeans", f"{tc.channel_grouping} grouping of the channels", 0, 1)
+        yield ev.Progress("grouping", f"{tc.channel_grouping} grouping of the channels", 0, 1)
         groups, how, targets = np.zeros(0, dtype=np.int64), "co-location", None
         if tc.channel_grouping == "nmf":
             targets, factors = nmf_channel_targets(feats, m.cfg.n_parts, tc.seed)
@@ -536,21 +536,21 @@ class Trainer:
                              "channel groups; falling back to k-means over peak positions")
         if len(groups) == 0:
             groups, how = kmeans_channel_groups(feats, m.cfg.n_parts, tc.seed), "k-means"
-        self.kmeans_groups = groups.tolist()
+        self.channel_groups = groups.tolist()
         if targets is None:
             targets = pseudo_label_targets(groups, m.cfg.n_parts)
         att = m.attention.cpu()
         losses = pretrain_channel_weights(att, feats, targets, epochs, seed=tc.seed)
         m.attention.to(self.device)
         sizes = [int((groups == i).sum()) for i in range(m.cfg.n_parts)]
-        yield ev.Progress("kmeans", "channel-weight pretraining", 1, 1, 0.0)
+        yield ev.Progress("grouping", "channel-weight pretraining", 1, 1, 0.0)
         yield ev.Log(f"{how} grouped {len(groups)} channels into {sizes} on {n} images; "
                      f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         return False
 
     def _fit_cropper(self) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
-        n = min(tc.kmeans_images * 4, len(self.images))
+        n = min(tc.grouping_images * 4, len(self.images))
         maps = yield from self._sample_pass(n, tc.seed + 1,
                                             lambda x, fr: m.attend(x, None if fr is None else fr.attention)[1].float(),
                                             "pretrain_parts", "attention maps for the cropping net's start")
@@ -639,7 +639,7 @@ class Trainer:
             "epoch": position.epoch,
             "step": position.global_step,
             "best_metric": float(self.best),
-            "kmeans_groups": list(self.kmeans_groups),
+            "channel_groups": list(self.channel_groups),
             "lr_history": {k: list(v) for k, v in self.lr_history.items()},
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": repr(random.getstate())},
             "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
@@ -692,7 +692,7 @@ class Trainer:
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
         torch.set_rng_state(state["rng"]["torch"])
-        self.kmeans_groups = state.get("kmeans_groups", [])
+        self.channel_groups = state.get("channel_groups", state.get("kmeans_groups", []))   # the earlier key
         if self._selection is None:
             self.lr_history = {k: list(v) for k, v in state.get("lr_history", {}).items()}
         # a later stage may have been extended (--epochs): keep the position, train what is left

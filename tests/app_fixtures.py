@@ -40,12 +40,12 @@ def small_preset(real_preset):
 def tiny_config(kmeans: bool = True):
     from sgma.engine.config import preset
     cfg = small_model(preset("demo"))
-    for stage in ("warmup", "kmeans", "pretrain_parts", "joint"):
+    for stage in ("warmup", "grouping", "pretrain_parts", "joint"):
         getattr(cfg.train, stage).epochs = 1
-    cfg.train.kmeans.epochs = int(kmeans)
+    cfg.train.grouping.epochs = int(kmeans)
     cfg.train.max_steps_per_epoch = 3
     cfg.train.batch_size = 16
-    cfg.train.kmeans_images = 48
+    cfg.train.grouping_images = 48
     cfg.data.options = dict(SMALL)
     return cfg
 

@@ -17,10 +17,10 @@ from sgma.engine.trainer import Trainer
 
 def tiny_config():
     cfg = preset("tiny")
-    for stage in (cfg.train.warmup, cfg.train.kmeans, cfg.train.pretrain_parts, cfg.train.joint):
+    for stage in (cfg.train.warmup, cfg.train.grouping, cfg.train.pretrain_parts, cfg.train.joint):
         stage.epochs = 1
     cfg.train.batch_size = 4
-    cfg.train.kmeans_images = 16
+    cfg.train.grouping_images = 16
     cfg.train.max_steps_per_epoch = 2
     cfg.train.device = "cpu"
     cfg.train.seed = 3

@@ -32,8 +32,8 @@ def kill_config():
     from sgma.engine.config import preset
     cfg = preset("demo")
     tc = cfg.train
-    tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 1, 1
-    tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch = 8, 32, 6
+    tc.warmup.epochs, tc.grouping.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 1, 1
+    tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch = 8, 32, 6
     tc.device, tc.seed, tc.num_workers = "cpu", 0, 0
     tc.checkpoint_every_steps = 2
     tc.retrain_on_trainval = False      # one pass: the kill and the resume are of the selection run
@@ -78,8 +78,8 @@ def pair_config():
     from sgma.engine.config import preset
     cfg = preset("tiny")
     tc = cfg.train
-    tc.warmup.epochs = tc.kmeans.epochs = tc.pretrain_parts.epochs = tc.joint.epochs = 1
-    tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch, tc.device = 8, 16, 2, "cpu"
+    tc.warmup.epochs = tc.grouping.epochs = tc.pretrain_parts.epochs = tc.joint.epochs = 1
+    tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch, tc.device = 8, 16, 2, "cpu"
     tc.select_from = "parts"
     return cfg
 

@@ -68,11 +68,11 @@ def test_history_of_a_run_read_back_and_replayed_steps_replaced(qtbot, tmp_path)
     # validation points: numbered over the run's stages (k-means validates once), replaced on replay
     def stage(n, enabled=True):
         return SimpleNamespace(epochs=n, enabled=enabled)
-    cfg = SimpleNamespace(train=SimpleNamespace(warmup=stage(2), kmeans=stage(3), pretrain_parts=stage(0),
+    cfg = SimpleNamespace(train=SimpleNamespace(warmup=stage(2), grouping=stage(3), pretrain_parts=stage(0),
                                                 joint=stage(4)), model=SimpleNamespace(use_parts=True))
     slots = epoch_slots(cfg)
     assert [epoch_number(slots, "warmup", e) for e in (0, 1)] == [1, 2]
-    assert epoch_number(slots, "kmeans", 2) == 3
+    assert epoch_number(slots, "grouping", 2) == 3
     assert [epoch_number(slots, "joint", e) for e in range(4)] == [4, 5, 6, 7]
     for x in (1, 2, 3, 4):
         c.add_epoch(x, {"val_zsl_mca": x / 10})

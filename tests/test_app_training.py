@@ -66,7 +66,7 @@ def test_training_run_with_live_curves_and_a_responsive_window(qtbot, make_windo
     fill_form(w, tmp_path)
     t = w.training
     cfg = t.config()
-    assert [getattr(cfg.train, s).epochs for s in ("warmup", "kmeans", "pretrain_parts", "joint")] == [1, 1, 1, 1]
+    assert [getattr(cfg.train, s).epochs for s in ("warmup", "grouping", "pretrain_parts", "joint")] == [1, 1, 1, 1]
     assert cfg.train.max_steps_per_epoch == 3 and cfg.train.batch_size == 16
     assert cfg.data.kind == "synthetic"
     t.threads.setValue(1)
@@ -96,7 +96,7 @@ def test_training_run_with_live_curves_and_a_responsive_window(qtbot, make_windo
     assert len(t.curves.acc_line.getData()[0]) == 4
     assert t.progress.value() == 1000
     stages = [e.stage for e in events_of(w, "StageStarted")]
-    assert stages[:4] == ["warmup", "kmeans", "pretrain_parts", "joint"] and (retrain or len(stages) == 4)
+    assert stages[:4] == ["warmup", "grouping", "pretrain_parts", "joint"] and (retrain or len(stages) == 4)
     log = t.log.toPlainText()
     assert "finished" in log and ("co-location grouped" in log or "falling back to k-means" in log)  # demo stage 1
     # smoothing redraws the same points
@@ -222,21 +222,21 @@ def test_stop_progress_estimates_the_wait_from_the_last_steps(make_window, small
     assert done == pytest.approx(0.25)
     assert "between steps (validation or a checkpoint, 0:20 so far)" in t.stop_progress(now=132.0)[0]
     clock[0] = 200.0
-    t.on_event(ev.StageStarted("kmeans", 1, 1, 0))
+    t.on_event(ev.StageStarted("grouping", 1, 1, 0))
     text, done = t.stop_progress(now=245.0)
-    assert text.startswith("stage kmeans (channel grouping): grouping channels ends first") and "0:45" in text
+    assert text.startswith("stage grouping (channel grouping): grouping channels ends first") and "0:45" in text
     assert done != done
-    t.on_event(ev.Progress("kmeans", "reading features for the channel grouping", 64, 200, 30.0))
+    t.on_event(ev.Progress("grouping", "reading features for the channel grouping", 64, 200, 30.0))
     assert t.task_progress.isVisibleTo(t) and t.task_progress.value() == 320
     assert "reading features for the channel grouping 64/200 images · ETA 0:30" in t.progress_label.text()
     text, _ = t.stop_progress(now=250.0)
-    assert text == ("stage kmeans: reading features for the channel grouping stops at its next batch "
+    assert text == ("stage grouping: reading features for the channel grouping stops at its next batch "
                     "(64/200 images read), then the checkpoint is saved")
-    t.on_event(ev.Progress("kmeans", "kmeans grouping of the channels", 0, 1))
+    t.on_event(ev.Progress("grouping", "kmeans grouping of the channels", 0, 1))
     assert t.task_progress.isVisibleTo(t) and t.task_progress.maximum() == 0      # busy: no count to show
-    assert t.stop_progress(now=251.0)[0].startswith("stage kmeans (channel grouping): kmeans grouping of the "
+    assert t.stop_progress(now=251.0)[0].startswith("stage grouping (channel grouping): kmeans grouping of the "
                                                     "channels ends first")
-    t.on_event(ev.Progress("kmeans", "channel-weight pretraining", 1, 1, 0.0))
+    t.on_event(ev.Progress("grouping", "channel-weight pretraining", 1, 1, 0.0))
     assert not t.task_progress.isVisibleTo(t)
 
 

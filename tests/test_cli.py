@@ -21,9 +21,9 @@ def tiny_config(steps: int = 3, long_stages: int = 2):
     cfg = preset("tiny")
     cfg.name = "tiny"
     tc = cfg.train
-    tc.warmup.epochs, tc.kmeans.epochs = 1, 1
+    tc.warmup.epochs, tc.grouping.epochs = 1, 1
     tc.pretrain_parts.epochs = tc.joint.epochs = long_stages
-    tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch, tc.device = 8, 32, steps, "cpu"
+    tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch, tc.device = 8, 32, steps, "cpu"
     cfg.data.options = dict(DATA)
     return cfg
 
@@ -241,7 +241,7 @@ def test_bad_flag_values_are_refused_naming_the_flag(tmp_path, capsys, argv, fla
     ("[train]\nlr = 0.0\n", "train.lr must be > 0"),
     ("[train]\nlr = -0.1\n", "train.lr must be > 0"),
     ("[train.joint]\nlr = -1.0\n", "train.joint.lr must be > 0, or 0"),
-    ("[train.warmup]\nepochs = 0\n[train.kmeans]\nepochs = 0\n[train.pretrain_parts]\nepochs = 0\n"
+    ("[train.warmup]\nepochs = 0\n[train.grouping]\nepochs = 0\n[train.pretrain_parts]\nepochs = 0\n"
      "[train.joint]\nepochs = 0\n", "every stage has 0 epochs"),
 ])
 def test_bad_training_values_in_a_config_exit_2_naming_the_field(tmp_path, capsys, toml, field):
@@ -255,7 +255,7 @@ def test_bad_training_values_in_a_config_exit_2_naming_the_field(tmp_path, capsy
 
 def test_epochs_zero_with_every_other_stage_zero_is_refused(tmp_path, capsys):
     p = tmp_path / "c.toml"
-    p.write_text("[train.warmup]\nepochs = 0\n[train.kmeans]\nepochs = 0\n[train.pretrain_parts]\nepochs = 0\n")
+    p.write_text("[train.warmup]\nepochs = 0\n[train.grouping]\nepochs = 0\n[train.pretrain_parts]\nepochs = 0\n")
     assert main(["train", "--config", str(p), "--epochs", "0", "--out", str(tmp_path / "run")]) == 2
     assert "every stage has 0 epochs" in _one_error_line(capsys)
 

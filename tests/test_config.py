@@ -160,19 +160,19 @@ def test_no_preset_file_holds_a_path():
 
 def test_stage_plan_is_the_one_list_of_stages():
     """config.STAGES in order; stage_plan leaves out disabled, 0-epoch and (without parts) part stages."""
-    assert C.STAGE_NAMES == ("warmup", "kmeans", "pretrain_parts", "joint")
+    assert C.STAGE_NAMES == ("warmup", "grouping", "pretrain_parts", "joint")
     assert [f.name for f in dataclasses.fields(C.TrainConfig) if f.type in ("StageConfig", C.StageConfig)] \
         == list(C.STAGE_NAMES)                                     # one config table per stage, same order
     cfg = C.preset("tiny")
-    assert [(i, st.name, e) for i, st, e in C.stage_plan(cfg)] == [(0, "warmup", 2), (1, "kmeans", 1),
+    assert [(i, st.name, e) for i, st, e in C.stage_plan(cfg)] == [(0, "warmup", 2), (1, "grouping", 1),
                                                                    (2, "pretrain_parts", 1), (3, "joint", 2)]
     cfg.train.pretrain_parts.enabled = False
     cfg.train.warmup.epochs = 0
-    assert [st.name for _, st, _ in C.stage_plan(cfg)] == ["kmeans", "joint"]
+    assert [st.name for _, st, _ in C.stage_plan(cfg)] == ["grouping", "joint"]
     cfg.model.use_parts = False
     assert [st.name for _, st, _ in C.stage_plan(cfg)] == ["joint"]
     assert [st.gradient_steps for st in C.STAGES] == [True, False, True, True]
-    assert C.STAGE_BY_NAME["kmeans"].title == "channel grouping"
+    assert C.STAGE_BY_NAME["grouping"].title == "channel grouping"
     assert [(st.trains, st.loss, st.prepare) for st in C.STAGES] == [
         ("image_branch", "image_softmax", ""), ("attention", "", "group_channels"),
         ("parts", "pseudo_squares", "fit_cropper"), ("all", "sgma", "")]
@@ -213,3 +213,22 @@ def test_data_config_from_loader_options_and_back():
     ds = load_data(C.DataConfig.from_options("synthetic", None, dict(syn.options, n_train_per_class=2,
                    n_test_seen_per_class=1, n_unseen_per_class=1)))
     assert len(ds.class_names) == 12 and len(ds.split.unseen) == 4
+
+
+def test_earlier_names_of_stage_1_still_read():
+    """Stage 1 was called "kmeans" (for one of its algorithms); configs, checkpoints and
+    metrics.csv files of that name still read, as the "grouping" stage."""
+    cfg = C.from_dict(C.RunConfig, {"train": {"kmeans": {"epochs": 4}, "kmeans_images": 99}})
+    assert cfg.train.grouping.epochs == 4 and cfg.train.grouping_images == 99
+    with pytest.raises(C.ConfigError, match="'kmeans' and 'grouping' are the same setting"):
+        C.from_dict(C.RunConfig, {"train": {"kmeans": {"epochs": 1}, "grouping": {"epochs": 2}}})
+    assert cfg.train.channel_grouping == "kmeans"          # the algorithm keeps its name
+
+
+def test_metrics_csv_of_the_earlier_stage_name_reads_as_grouping(tmp_path):
+    from sgma.engine.metrics_log import read_history
+    (tmp_path / "metrics.csv").write_text("time,kind,stage,epoch,global_step,name,value\n"
+                                          "1.0,epoch,kmeans,1,10,val_zsl_mca,0.5\n"
+                                          "2.0,epoch,joint,0,20,val_zsl_mca,0.6\n")
+    _steps, epochs = read_history(tmp_path)
+    assert epochs == [("grouping", 1, "val_zsl_mca", 0.5), ("joint", 0, "val_zsl_mca", 0.6)]

@@ -67,4 +67,4 @@ def test_trainer_stage1_with_nmf_logs_it_and_pretrains_soft_targets(tmp_path):
     tr = Trainer(cfg, tmp_path, dataset=ds)
     logs = [e.message for e in tr.run() if isinstance(e, ev.Log)]
     assert any(m.startswith("NMF (factors") for m in logs), logs
-    assert len(tr.kmeans_groups) == tr.model.image_net.out_channels
+    assert len(tr.channel_groups) == tr.model.image_net.out_channels

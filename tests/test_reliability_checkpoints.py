@@ -37,8 +37,8 @@ def tiny_config():
     """demo preset cut down to 2 steps per epoch, 1 epoch per stage (6 training steps)."""
     cfg = preset("tiny")
     tc = cfg.train
-    tc.warmup.epochs = tc.kmeans.epochs = tc.pretrain_parts.epochs = tc.joint.epochs = 1
-    tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch, tc.device = 8, 16, 2, "cpu"
+    tc.warmup.epochs = tc.grouping.epochs = tc.pretrain_parts.epochs = tc.joint.epochs = 1
+    tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch, tc.device = 8, 16, 2, "cpu"
     return cfg
 
 

@@ -646,9 +646,9 @@ def test_every_corrupt_image_is_named_at_load_before_any_work(tmp_path):
 # ---------------------------------------------------------------- training with an undecodable image
 def _tiny_run_config():
     cfg = preset("tiny")
-    for stage in (cfg.train.warmup, cfg.train.kmeans, cfg.train.pretrain_parts, cfg.train.joint):
+    for stage in (cfg.train.warmup, cfg.train.grouping, cfg.train.pretrain_parts, cfg.train.joint):
         stage.epochs = 1
-    cfg.train.batch_size, cfg.train.kmeans_images, cfg.train.device = 4, 8, "cpu"
+    cfg.train.batch_size, cfg.train.grouping_images, cfg.train.device = 4, 8, "cpu"
     cfg.train.retrain_on_trainval = False
     return cfg
 

@@ -89,7 +89,7 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tmp_path):
     interval = kill_worker.kill_config().train.checkpoint_every_steps
     assert killed_at - interval <= saved <= killed_at, (saved, killed_at)
     assert state["stage"] == "pretrain_parts" and 0 < state["position"]["batch"] < 6, state["position"]
-    assert state["kmeans_groups"], "the k-means channel groups were not checkpointed"
+    assert state["channel_groups"], "the k-means channel groups were not checkpointed"
 
     trainer = Trainer(kill_worker.kill_config(), run_dir, dataset=kill_worker.kill_dataset(), resume=True)
     events = list(trainer.run())
@@ -98,7 +98,7 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tmp_path):
     assert steps == list(range(saved + 1, total + 1))      # picks up right after the checkpoint, to the end
     first = next(e for e in events if isinstance(e, ev.Step))
     assert (first.stage, first.step) == ("pretrain_parts", state["position"]["batch"])
-    assert not any(isinstance(e, ev.StageStarted) and e.stage in ("warmup", "kmeans") for e in events)
+    assert not any(isinstance(e, ev.StageStarted) and e.stage in ("warmup", "grouping") for e in events)
     assert load_checkpoint(run_dir / "best.pt")["position"]["global_step"] == total
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
@@ -132,7 +132,7 @@ def test_sigkill_between_best_and_last_keeps_the_pair_consistent(tmp_path):
     last = load_checkpoint(run_dir / "last.pt")
     best = load_checkpoint(run_dir / "best.pt")
     # last.pt (the k-means epoch) records no best that best.pt does not hold
-    assert last["stage"] == "kmeans" and last["best_metric"] == float("-inf")
+    assert last["stage"] == "grouping" and last["best_metric"] == float("-inf")
     assert best["stage"] == "pretrain_parts" and best["best_metric"] > float("-inf")
 
     events = list(Trainer(kill_worker.pair_config(), run_dir, dataset=kill_worker.pair_dataset(),

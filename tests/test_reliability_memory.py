@@ -37,8 +37,8 @@ def test_rss_does_not_grow_across_epochs(tmp_path):
     try:
         cfg = preset("tiny")
         tc = cfg.train
-        tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 3, 1, 3, 4
-        tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch, tc.device = 8, 32, 6, "cpu"
+        tc.warmup.epochs, tc.grouping.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 3, 1, 3, 4
+        tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch, tc.device = 8, 32, 6, "cpu"
         tc.retrain_on_trainval = False      # the 60 steps and 11 epochs of one pass
         ds = make_synthetic(n_train_per_class=6, n_test_seen_per_class=2, n_unseen_per_class=3, image_size=96)
         rows = bench.measure(cfg, ds, tmp_path / "run")

@@ -59,8 +59,8 @@ def test_protocol_block_says_what_the_numbers_rest_on(ds, run):
     assert p["train_classes"] == len(ds.split.seen) == p["seen_classes"]
     assert p["selected_on"] == "valclasses1" and p["retrained"] is True
     at, done = best["position"]["stage"], best["position"]["epoch"]
-    stages = ["warmup", "kmeans", "pretrain_parts", "joint"]
-    planned = {"warmup": 1, "kmeans": 1, "pretrain_parts": 2, "joint": 4}     # config()'s stages
+    stages = ["warmup", "grouping", "pretrain_parts", "joint"]
+    planned = {"warmup": 1, "grouping": 1, "pretrain_parts": 2, "joint": 4}     # config()'s stages
     want = {s: (planned[s] if i < at else done if i == at else 0) for i, s in enumerate(stages)}
     assert p["epochs"] == want
     assert p["beta"] == best["beta"] == final["beta"]          # Eq. 13's beta is the one chosen on the fold

@@ -31,7 +31,7 @@ def test_colocation_grouping_runs_in_stage_1_and_says_which_grouping_it_used(ds,
     logs = _logs(run_all(t))
     grouping = [m for m in logs if "grouped" in m]
     assert len(grouping) == 1
-    groups = np.array(t.kmeans_groups)
+    groups = np.array(t.channel_groups)
     assert len(groups) == t.model.image_net.out_channels
     assert set(groups) <= {-1, 0, 1}
     if grouping[0].startswith("co-location"):

@@ -34,8 +34,8 @@ def tiny_config(seed: int = 0, **model):
     """demo preset cut down: 3 steps per epoch, stages 1/1/2/2 epochs (15 training steps)."""
     cfg = preset("tiny")
     tc = cfg.train
-    tc.warmup.epochs, tc.kmeans.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 2, 2
-    tc.batch_size, tc.kmeans_images, tc.max_steps_per_epoch = 8, 32, 3
+    tc.warmup.epochs, tc.grouping.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 2, 2
+    tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch = 8, 32, 3
     tc.device, tc.seed = "cpu", seed
     for k, v in model.items():
         setattr(cfg.model, k, v)
@@ -151,7 +151,7 @@ def test_stop_during_stage_1_feature_pass_resumes_to_the_same_model(ds, referenc
     redoes the grouping and ends with the uninterrupted run's model."""
     ref = reference()
     def stop_in_pass(trainer, e, events):
-        if isinstance(e, ev.Progress) and e.stage == "kmeans" and e.done == 8:
+        if isinstance(e, ev.Progress) and e.stage == "grouping" and e.done == 8:
             trainer.request_stop()
     first = run_all(Trainer(tiny_config(), tmp_path, dataset=ds), stop_in_pass)
     progress = [e for e in first if isinstance(e, ev.Progress)]
@@ -159,11 +159,11 @@ def test_stop_during_stage_1_feature_pass_resumes_to_the_same_model(ds, referenc
     assert progress[0].task == "reading features for the channel grouping" and progress[0].eta_s >= 0
     assert isinstance(first[-1], ev.Finished) and first[-1].stopped
     state = load_checkpoint(tmp_path / "last.pt")
-    assert state["stage"] == "kmeans" and state["position"]["epoch"] == 0 and state["kmeans_groups"] == []
+    assert state["stage"] == "grouping" and state["position"]["epoch"] == 0 and state["channel_groups"] == []
     t = Trainer(tiny_config(), tmp_path, dataset=ds, resume=True)
     second = run_all(t)
     assert isinstance(second[-1], ev.Finished) and not second[-1].stopped
-    passes = [(e.done, e.total) for e in second if isinstance(e, ev.Progress) and e.stage == "kmeans" and e.total > 1]
+    passes = [(e.done, e.total) for e in second if isinstance(e, ev.Progress) and e.stage == "grouping" and e.total > 1]
     assert passes[:4] == [(8, 32), (16, 32), (24, 32), (32, 32)]
     assert_same(params(t.model), ref["params"])
 
@@ -323,7 +323,7 @@ def test_metrics_csv_has_step_and_epoch_rows(reference):
     steps = {int(r["global_step"]) for r in rows if r["kind"] == "step"}
     assert steps == set(range(1, 16))                              # 3 + 6 + 6 training steps
     assert {r["name"] for r in rows if r["kind"] == "step"} >= {"total", "lr"}
-    assert {r["stage"] for r in rows if r["kind"] == "epoch"} == {"warmup", "kmeans", "pretrain_parts", "joint"}
+    assert {r["stage"] for r in rows if r["kind"] == "epoch"} == {"warmup", "grouping", "pretrain_parts", "joint"}
     assert any(r["name"] == "val_zsl_mca" for r in rows if r["kind"] == "epoch")
 
 
