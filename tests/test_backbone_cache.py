@@ -108,7 +108,7 @@ def test_training_with_cache_matches_training_without(tmp_path):
     assert st["hits"] > 0 and st["entries"] <= 2 * len(on.train_idx) + len(on.val_idx)
     assert len(steps_on) == len(steps_off) > 0
     assert steps_on == pytest.approx(steps_off, rel=1e-3, abs=1e-4)
-    # Validation accuracy counts argmax decisions: a near-tie that the last float bits tip (seen
+    # Validation accuracy (fused, and each branch alone) counts argmax decisions: a near-tie that the last float bits tip (seen
     # on one machine and not on another) moves it by one image, so it may differ by one image.
     # Part precision counts squares with IoU > 0.5, and this tiny model's squares sit near that
     # threshold (two of 24 flipped on one machine): it is not compared; the mean side of the
@@ -118,7 +118,7 @@ def test_training_with_cache_matches_training_without(tmp_path):
     for a, b in zip(ep_on, ep_off):
         assert a.keys() == b.keys()
         for k in a:
-            if k == "val_zsl_mca":
+            if k.startswith("val_zsl_mca"):            # the fused scores and each branch alone
                 assert abs(a[k] - b[k]) <= one_image + 1e-9, (k, a[k], b[k])
             elif not k.endswith("_precision"):
                 assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-4), k
