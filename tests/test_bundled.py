@@ -11,7 +11,7 @@ import torch
 
 from sgma.engine.config import DataConfig
 from sgma.engine.bundled import BUNDLED, TRAINING_ONLY, bundled_checkpoint, slim_state, write_bundle
-from sgma.engine.checkpoint import load_checkpoint
+from sgma.engine.checkpoint import load_checkpoint, save_checkpoint
 
 from app_fixtures import answers, app_settings, make_window, small_ds, trained_run  # noqa: F401
 from fixtures_data import need_shared
@@ -63,11 +63,15 @@ def test_frozen_imagenet_weights_a_dependency_ships_are_not_stored_twice(tmp_pat
     src = bundled_checkpoint("synthetic")
     if src is None:
         pytest.skip("resources/demo.pt is not bundled")
-    full = load_checkpoint(src)
-    slim = load_checkpoint(write_bundle(src, tmp_path / "demo.pt"))
+    bundled = load_checkpoint(src)                       # itself a bundle: rebuild the full checkpoint
+    full = {k: v for k, v in bundled.items() if k not in ("packaged_weights", "bundled", "format_version")}
+    full["model"] = {k: v.clone() for k, v in model_from_checkpoint(bundled).state_dict().items()}
+    assert any(k.startswith("image_net.") for k in full["model"])
+    save_checkpoint(full, tmp_path / "full.pt")
+    slim = load_checkpoint(write_bundle(tmp_path / "full.pt", tmp_path / "demo.pt"))
     assert slim["packaged_weights"] == ["image_net"]
     assert not any(k.startswith("image_net.") for k in slim["model"])
-    assert os.path.getsize(tmp_path / "demo.pt") < os.path.getsize(src) / 2
+    assert os.path.getsize(tmp_path / "demo.pt") < os.path.getsize(tmp_path / "full.pt") / 2
     a, b = model_from_checkpoint(full).state_dict(), model_from_checkpoint(slim).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # weights that drifted from the package's cannot be left out
