@@ -270,7 +270,7 @@ class TrainingPanel(QWidget):
         self.lr.setValue(cfg.train.lr)
         self.batch.setValue(cfg.train.batch_size)
         self.lam.setValue(cfg.model.lambda_div)
-        self.beta.setValue(cfg.model.beta)
+        self.beta.setValue(cfg.inference.beta)
         self.max_steps.setValue(cfg.train.max_steps_per_epoch)
         self.device.setCurrentText(cfg.train.device)
 
@@ -283,7 +283,7 @@ class TrainingPanel(QWidget):
         cfg.train.lr = self.lr.value()
         cfg.train.batch_size = self.batch.value()
         cfg.model.lambda_div = self.lam.value()
-        cfg.model.beta = self.beta.value()
+        cfg.inference.beta = self.beta.value()
         cfg.train.max_steps_per_epoch = self.max_steps.value()
         cfg.train.device = self.device.currentText()
         if hasattr(cfg.train, "num_threads"):

@@ -11,7 +11,7 @@ seen classes), joint stage (stage 3: every branch, L_SGMA of Eq. 11), SGD with m
 Variants, each a fresh model, timed after warm-up with CUDA synchronisation:
   eager     fp32, NCHW, cudnn.benchmark off (TF32 per torch defaults, printed)
   bf16      + bf16 autocast (train.amp)
-  bf16_cl   + channels_last (model.channels_last)
+  bf16_cl   + channels_last (train.channels_last)
   fast      + cudnn.benchmark (train.cudnn_benchmark)
   compiled  + torch.compile of the step module (with --compile; compile time printed apart)
 

@@ -33,11 +33,16 @@ def _base_config(preset_name: str) -> RunConfig:
     return load_toml(p) if p.suffix == ".toml" or p.is_file() else preset(preset_name)
 
 
-def _variant(base: RunConfig, name: str, **model) -> RunConfig:
+def _variant(base: RunConfig, name: str, inference: str | None = None, **model) -> RunConfig:
+    """``base`` with model keys changed and, when given, the default inference mode."""
     cfg = copy.deepcopy(base)
     cfg.name = f"{base.name}_{name}"
     for k, v in model.items():
+        if not hasattr(cfg.model, k):
+            raise ValueError(f"unknown model key {k!r}")
         setattr(cfg.model, k, v)
+    if inference is not None:
+        cfg.inference.mode = inference
     cfg.validate()
     return cfg
 

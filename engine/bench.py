@@ -6,7 +6,7 @@ What is measured, all in one process on the same machine:
 - ``train_img_s_eager`` / ``train_img_s_fast``: images per second of the demo preset's joint stage
   (``StepModule`` forward + backward + SGD step) on synthetic tensors (no data loading). *Eager*
   is the plain configuration (fp32, NCHW, default threads); *fast* is what the configuration
-  switches offer: on CPU ``model.channels_last`` with the number of threads tuned, on CUDA
+  switches offer: on CPU ``train.channels_last`` with the number of threads tuned, on CUDA
   bf16 autocast (``train.amp``), channels_last and cudnn.benchmark. The two step functions are
   timed alternately (eager, fast, eager, ...) so that both see the same load on a shared machine;
   medians and best times are reported. Full mode adds ``torch.compile`` of the step module.
@@ -314,12 +314,13 @@ def demo_predictor(device: torch.device, tiny_cfg: Optional[ModelConfig] = None)
             "untrained demo-config model (resources/demo.pt absent)" if tiny_cfg is None else "tiny config")
 
 
-def model_predictor(cfg: ModelConfig, class_names, attribute_names, semantics, train_classes, device):
+def model_predictor(cfg: ModelConfig, class_names, attribute_names, semantics, train_classes, device,
+                    channels_last: bool = False):
     from .model import SGMA
     from .predict import Predictor
     torch.manual_seed(0)
     model = SGMA(cfg, semantics.shape[1], len(train_classes)).to(device).eval()
-    if cfg.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return Predictor(model, synthetic_state(cfg, class_names, attribute_names, semantics, train_classes, model), device)
 
@@ -464,9 +465,9 @@ def run_bench(quick: bool = True, tiny: bool = False, device: str = "cpu",
     fns = {"demo": lambda: pred.predict(image), "demo_t1": lambda: pred.predict(image)}
     if not tiny:     # the same model in channels_last, timed in turn with it
         import dataclasses
-        cl_cfg = dataclasses.replace(pred.model.cfg, channels_last=True, pretrained="none")
+        cl_cfg = dataclasses.replace(pred.model.cfg, pretrained="none")
         cl = model_predictor(cl_cfg, pred.class_names, pred.attribute_names, pred.semantics.numpy(),
-                             pred.train_idx, dev)
+                             pred.train_idx, dev, channels_last=True)
         cl.model.load_state_dict(pred.model.state_dict())
         cl.seen_prototypes = pred.seen_prototypes
         fns["demo_channels_last"] = lambda: cl.predict(image)

@@ -57,11 +57,11 @@ def slim_state(state: dict) -> dict:
     without the frozen ImageNet weights a dependency ships (``packaged_frozen_modules``): those are
     checked equal to the package's here and read from it again by ``model_from_checkpoint``."""
     import torch
-    from .config import ModelConfig, from_dict
+    from .config import model_config_of
     out = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
     out.pop("format_version", None)
     out["bundled"] = True
-    mcfg = from_dict(ModelConfig, state["config"]["model"], "model") if "config" in state else None
+    mcfg = model_config_of(state["config"]) if "config" in state else None
     mods = packaged_frozen_modules(mcfg) if mcfg is not None else []
     if mods:
         from .backbones import build_backbone

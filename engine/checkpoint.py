@@ -176,7 +176,7 @@ def _finite_tensor(path, key: str, t) -> torch.Tensor:
 def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> None:
     """Raise CheckpointError unless ``state`` has the keys, types, bounded sizes and finite values
     every reader of a checkpoint relies on (see the module docstring)."""
-    from .config import ConfigError, DataConfig, ModelConfig, from_dict
+    from .config import ConfigError, DataConfig, from_dict, model_config_of
     for key in ("config", "model", "semantics"):
         if key not in state:
             raise CheckpointError(f"{path}: not a usable SGMA checkpoint: the key {key!r} is missing")
@@ -184,9 +184,10 @@ def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> Non
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict) or not isinstance(cfg.get("data"), dict):
         raise CheckpointError(f"{path}: 'config' must be a table with 'model' and 'data' tables")
     try:
-        mcfg = from_dict(ModelConfig, cfg["model"], "model")
+        mcfg = model_config_of(cfg)
         mcfg.validate()
         from_dict(DataConfig, cfg["data"], "data")
+        inference_config(state)
     except ConfigError as e:
         raise CheckpointError(f"{path}: the stored configuration is invalid: {e}") from None
     for key, hi in MAX_SIZES.items():
@@ -232,11 +233,24 @@ def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> Non
         raise CheckpointError(f"{path}: 'position' must hold non-negative integers {', '.join(POSITION_FIELDS)}")
 
 
+def inference_config(state: dict):
+    """The checkpoint's ``InferenceConfig`` (beta, ridge lambda, mode), wherever its version kept
+    it (``config.inference``, or ``config.model`` before 2026-12-03); defaults when it has none."""
+    from .config import InferenceConfig, from_dict, moved_keys
+    cfg = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(cfg, dict):
+        return InferenceConfig()
+    table = moved_keys(cfg).get("inference", {})
+    ic = from_dict(InferenceConfig, table if isinstance(table, dict) else {}, "inference")
+    ic.validate()
+    return ic
+
+
 def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> "SGMA":
     """Rebuild a trained SGMA from a checkpoint dict (no pretrained weights are read)."""
-    from .config import ModelConfig, from_dict
+    from .config import model_config_of
     from .model import SGMA
-    mcfg = from_dict(ModelConfig, state["config"]["model"], "model")
+    mcfg = model_config_of(state["config"])
     packaged = list(state.get("packaged_weights") or [])     # a bundle's frozen CNNs (engine/bundled.py)
     if not packaged:
         mcfg.pretrained = "none"

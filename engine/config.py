@@ -75,17 +75,10 @@ class ModelConfig:
     use_image_branch: bool = True          # Table 4 ablations
     use_parts: bool = True
     random_parts: bool = False             # Table 4 "Baseline + Random Parts"
-    # at inference and for speed only (``RESUMABLE_MODEL_KEYS``): changing them never blocks a resume
-    beta: float = 1.0
-    ridge_lambda: float = 1.0
-    inference: str = "combined"            # "compatibility", "center", "combined"
-    channels_last: bool = False
 
     def validate(self) -> None:
         if self.n_parts < 1 and self.use_parts:
             raise ConfigError(f"model.n_parts must be >= 1, got {self.n_parts}")
-        if self.inference not in INFERENCE_MODES:
-            raise ConfigError(f"model.inference must be {'|'.join(INFERENCE_MODES)}, got {self.inference!r}")
         if not (self.use_image_branch or self.use_parts):
             raise ConfigError("model: at least one of use_image_branch and use_parts must be true")
         for name in ("attention_size", "image_size", "part_size"):
@@ -106,9 +99,25 @@ class ModelConfig:
 # similarity alone, and their combination (the engine's inference.MODES, the evaluator's rows, the app's tables)
 INFERENCE_MODES = ("compatibility", "center", "combined")
 
-# model keys that shape neither the weights nor the training losses: Eq. 12's lambda, Eq. 13's beta
-# and mode, and the memory layout. A resume takes the new values; any other model key must match.
-RESUMABLE_MODEL_KEYS = ("beta", "ridge_lambda", "inference", "channels_last")
+
+
+@dataclass
+class InferenceConfig:
+    """How a trained model scores classes (section 3.4): Eq. 13's beta (the trainer chooses it on
+    the validation classes and stores it in the checkpoint; this is where the search starts and
+    what a checkpoint without one uses), Eq. 12's ridge lambda and the default mode. None of it
+    shapes the weights or the training losses, so a resume takes whatever is set now."""
+    beta: float = 1.0
+    ridge_lambda: float = 1.0
+    mode: str = "combined"                 # INFERENCE_MODES
+
+    def validate(self) -> None:
+        if self.mode not in INFERENCE_MODES:
+            raise ConfigError(f"inference.mode must be {'|'.join(INFERENCE_MODES)}, got {self.mode!r}")
+        if not self.beta >= 0:
+            raise ConfigError(f"inference.beta must be >= 0, got {self.beta}")
+        if not self.ridge_lambda > 0:
+            raise ConfigError(f"inference.ridge_lambda must be > 0, got {self.ridge_lambda}")
 
 
 @dataclass(frozen=True)
@@ -188,6 +197,7 @@ class TrainConfig:
     amp: bool = False                      # mixed precision on GPU
     amp_dtype: str = "bf16"                # "bf16", or "fp16" with a gradient scaler
     compile: bool = False                  # torch.compile of the training step
+    channels_last: bool = False            # NHWC memory layout (speed only; docs/benchmarks.md)
     num_threads: int = 0                   # torch CPU threads; 0 = torch's default
     cudnn_benchmark: bool = True
     pin_memory: bool = True
@@ -246,9 +256,11 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def validate(self) -> None:
         self.model.validate()
+        self.inference.validate()
         if self.train.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.train.batch_size}")
         if self.train.select_from not in ("final", "parts"):
@@ -292,6 +304,33 @@ def to_dict(cfg: Any) -> dict:
 
 # keys an earlier version wrote, read under their new names (configs and checkpoints keep loading)
 RENAMED_KEYS = {"TrainConfig": {"kmeans": "grouping", "kmeans_images": "grouping_images"}}
+# keys an earlier version kept in [model], read from there into their own tables (table, new name)
+MOVED_MODEL_KEYS = {"beta": ("inference", "beta"), "ridge_lambda": ("inference", "ridge_lambda"),
+                    "inference": ("inference", "mode"), "channels_last": ("train", "channels_last")}
+
+
+def model_config_of(config: dict) -> "ModelConfig":
+    """The ModelConfig of a stored RunConfig dict (a checkpoint's ``config``), whatever version wrote it."""
+    return from_dict(ModelConfig, moved_keys(config)["model"], "model")
+
+
+def moved_keys(data: dict) -> dict:
+    """A RunConfig dict with the keys of ``MOVED_MODEL_KEYS`` moved out of ``model`` (a key set in
+    both places is an error); any other dict comes back as it is."""
+    model = data.get("model")
+    if not isinstance(model, dict) or not any(k in model for k in MOVED_MODEL_KEYS):
+        return data
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for old, (table, new) in MOVED_MODEL_KEYS.items():
+        if old in model:
+            dest = out.setdefault(table, {})
+            if not isinstance(dest, dict):
+                continue
+            if new in dest:
+                raise ConfigError(f"config keys 'model.{old}' and '{table}.{new}' are the same setting "
+                                  f"('model.{old}' is its earlier place): keep '{table}.{new}'")
+            dest[new] = out["model"].pop(old)
+    return out
 
 
 def from_dict(cls: type, data: dict, where: str = "") -> Any:
@@ -299,6 +338,8 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
     of ``RENAMED_KEYS`` is read under its new name (both at once is an error)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a table, got {type(data).__name__}")
+    if cls.__name__ == "RunConfig":
+        data = moved_keys(data)
     known = {f.name: f for f in fields(cls)}
     renamed = RENAMED_KEYS.get(cls.__name__, {})
     for old, new in renamed.items():

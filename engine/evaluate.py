@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, inference_config
 from .cropping import squares_to_boxes
 from .data.base import DatasetError, ZSLDataset
 from .extract import extract
@@ -171,6 +171,7 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     one raises a DatasetError naming the files, or with ``skip_unreadable`` is left out and listed
     in the summary's ``skipped_images``."""
     cfg = model.cfg
+    ic = inference_config(state)
     train_classes = align_classes(state, dataset)
     sp = dataset.split
     labels = dataset.labels
@@ -214,14 +215,14 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     ex_val = read(val_idx) if val_idx else None
     ex_test = read(test_idx, keep_maps=with_parts)
     if stored is not None:
-        protos = prototypes_from_seen(np.asarray(stored), train_classes, dataset.semantics, cfg.ridge_lambda)
+        protos = prototypes_from_seen(np.asarray(stored), train_classes, dataset.semantics, ic.ridge_lambda)
     else:
         protos = class_prototypes(ex_train["cct"], ex_train["labels"], train_classes, dataset.semantics,
-                                  cfg.ridge_lambda)
+                                  ic.ridge_lambda)
     compat = torch.as_tensor(ex_test["scores"])
     csim = center_similarity(torch.as_tensor(ex_test["cct"]), torch.as_tensor(protos, dtype=torch.float32))
-    stored_beta = float(state.get("beta", cfg.beta))     # chosen on validation classes at training time
-    beta, beta_scores = choose_beta(ex_val, protos, sp.val_classes, cfg.beta) if ex_val is not None \
+    stored_beta = float(state.get("beta", ic.beta))     # chosen on validation classes at training time
+    beta, beta_scores = choose_beta(ex_val, protos, sp.val_classes, ic.beta) if ex_val is not None \
         else (stored_beta, {})
     y = ex_test["labels"]
     is_unseen = np.isin(ex_test["indices"], sp.test_unseen)
@@ -243,8 +244,8 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
         full = np.full(len(y), -1)
         full[is_unseen] = zsl_pred
         predictions[mode] = {"indices": ex_test["indices"], "zsl": full, "gzsl": g_pred}
-    default = modes[cfg.inference]
-    zsl_pred = predictions[cfg.inference]["zsl"][is_unseen]
+    default = modes[ic.mode]
+    zsl_pred = predictions[ic.mode]["zsl"][is_unseen]
     per_class = {dataset.class_names[c]: float(np.mean(zsl_pred[y[is_unseen] == c] == c))
                  for c in unseen if np.any(y[is_unseen] == c)}
     conf = M.confusion_matrix(np.searchsorted(unseen_sorted := sorted(unseen), y[is_unseen]),
@@ -252,7 +253,7 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     summary = {"zsl": default["zsl"], "gzsl": default["gzsl"], "modes": modes, "per_class": per_class,
                "confusion": {"classes": [dataset.class_names[c] for c in unseen_sorted] if unseen else [],
                              "matrix": np.asarray(conf).astype(int).tolist()},
-               "inference": cfg.inference, "beta": beta, "beta_validation": beta_scores,
+               "inference": ic.mode, "beta": beta, "beta_validation": beta_scores,
                "n_images": int(len(y)), "dataset": dataset.name,
                "split": sp.name, "protocol": run_protocol(state, train_classes, len(seen), stored_beta)}
     if bad:

@@ -31,7 +31,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import model_path
+from .checkpoint import inference_config, model_path
+from .config import InferenceConfig
 from .data.base import ZSLDataset
 from .inference import MODES, ClassPrototypes
 from .io import atomic_write_bytes
@@ -180,6 +181,7 @@ class FeatureCache:
         if progress is not None:
             progress(len(indices), len(indices))
         n_br = len(model.branch_names)
+        ic = inference_config(state) if state is not None else InferenceConfig()
         d = n_br * int(dataset.semantics.shape[1])
         sem = np.asarray(dataset.semantics, dtype=np.float32)
         unit = bool(len(sem)) and bool(np.allclose(np.linalg.norm(sem, axis=1), 1.0, atol=1e-3))
@@ -193,7 +195,7 @@ class FeatureCache:
                    np.asarray(indices, dtype=np.int64),
                    np.concatenate(labels) if labels else np.zeros(0, np.int64), key or {},
                    np.concatenate(squares) if squares else None, unit, protos, seen_sem,
-                   model.cfg.ridge_lambda, float(state.get("beta", model.cfg.beta)) if state else model.cfg.beta,
+                   ic.ridge_lambda, float(state.get("beta", ic.beta)) if state else ic.beta,
                    scores=np.concatenate(scores) if scores else None,
                    maps=np.concatenate(maps) if maps else None)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import inference_config, load_checkpoint, model_from_checkpoint
 from .cropping import squares_to_boxes
 from .inference import ClassPrototypes
 from .loader import image_to_tensor
@@ -48,10 +48,11 @@ class Predictor:
         self.semantics = torch.as_tensor(state["semantics"], dtype=torch.float32)
         self.train_idx = [self.class_names.index(n) for n in state["train_classes"]]
         self.seen_prototypes = state.get("prototypes")          # (S, D) per training class, optional
+        self.inference = inference_config(state)
         self._classes = None if self.seen_prototypes is None else \
-            ClassPrototypes(self.semantics[self.train_idx], self.seen_prototypes, model.cfg.ridge_lambda)
+            ClassPrototypes(self.semantics[self.train_idx], self.seen_prototypes, self.inference.ridge_lambda)
         # Eq. 13's beta: the one chosen on the validation classes when training stored it
-        self.beta = float(state.get("beta", model.cfg.beta))
+        self.beta = float(state.get("beta", self.inference.beta))
         self.user_names: list[str] = []
         self.user_semantics = torch.zeros(0, self.semantics.shape[1])
 
@@ -99,7 +100,7 @@ class Predictor:
         if self._classes is None:               # no stored prototypes: the compatibility scores alone
             mode, scores = "compatibility", compat
         else:
-            mode = mode or cfg.inference
+            mode = mode or self.inference.mode
             scores = self._classes.scores(mode, compat, out.cct_features.float().cpu(), self.all_semantics(),
                                           self.beta, seen_rows=self.train_idx)
         scores = scores[0].numpy()

@@ -41,7 +41,7 @@ from . import events as ev
 from .backbone_cache import BackboneCache
 from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .config import (RESUMABLE_MODEL_KEYS, STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
+from .config import (STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
                      save_toml, stage_plan, to_dict)
 from .data.base import ZSLDataset
 from .data.registry import load_data
@@ -212,7 +212,7 @@ class Trainer:
         self.sem_all = torch.as_tensor(ds.semantics, dtype=torch.float32, device=self.device)
         self.sem_train = self.sem_all[self.train_classes]
         self.model = SGMA(cfg.model, ds.semantics.shape[1], len(self.train_classes)).to(self.device)
-        if cfg.model.channels_last:
+        if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_module: nn.Module = StepModule(self.model)
         if self.world > 1:
@@ -352,7 +352,7 @@ class Trainer:
         final = load_checkpoint(final_dir / "best.pt")
         protocol = {"train_classes": len(final["train_classes"]), "seen_classes": seen,
                     "selected_on": f"valclasses{self.cfg.data.fold}", "val_zsl_mca": float(self.best),
-                    "epochs": epochs, "beta": best.get("beta", self.cfg.model.beta), "retrained": True,
+                    "epochs": epochs, "beta": best.get("beta", self.cfg.inference.beta), "retrained": True,
                     "selection_checkpoint": "best.pt"}
         final["protocol"] = protocol
         for key in ("beta", "beta_validation"):       # Eq. 13's beta, as chosen on the validation classes
@@ -464,7 +464,7 @@ class Trainer:
 
     def _train_step(self, name: str, x, y, opt, idx=None) -> dict[str, float]:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if self.cfg.model.channels_last:
+        if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             frozen = self._frozen(x, idx, self.images) if idx is not None else None
@@ -661,12 +661,12 @@ class Trainer:
         bs = self.cfg.train.batch_size
         out = extract(model, self.dataset, self.train_idx, bs, self.device, cache=self.cache)
         every = class_prototypes(out["cct"], out["labels"], self.train_classes, self.dataset.semantics,
-                                 model.cfg.ridge_lambda)
+                                 self.cfg.inference.ridge_lambda)
         state["prototypes"] = torch.as_tensor(every[self.train_classes], dtype=torch.float32)
         if self.val_idx:
             ex_val = extract(model, self.dataset, self.val_idx, bs, self.device, images=self.val_images,
                              cache=self.cache)
-            beta, scores = choose_beta(ex_val, every, self.val_classes, model.cfg.beta)
+            beta, scores = choose_beta(ex_val, every, self.val_classes, self.cfg.inference.beta)
             state["beta"], state["beta_validation"] = beta, scores
         state.pop("format_version", None)
         save_checkpoint(state, path)
@@ -679,7 +679,7 @@ class Trainer:
         known = to_dict(ModelConfig())      # a key newer than the checkpoint holds its default there
         diff = [f"model.{k}: {theirs.get('model', {}).get(k, known[k])!r} in the checkpoint, {v!r} now"
                 for k, v in mine["model"].items()
-                if k not in RESUMABLE_MODEL_KEYS and theirs.get("model", {}).get(k, known[k]) != v]
+                if theirs.get("model", {}).get(k, known[k]) != v]
         if diff:
             raise CheckpointError(f"{path}: cannot resume, the checkpoint was trained with a different "
                                   f"model configuration: {'; '.join(diff[:5])}")

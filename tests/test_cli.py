@@ -195,17 +195,18 @@ def test_ablation_table4(micro_toml, tmp_path, capsys):
     assert [res[r]["inference"] for r in rows[-3:]] == ["compatibility", "center", "combined"]
     assert len({res[r]["run"] for r in rows[-3:]}) == 1          # three modes of one model
     from sgma.engine.checkpoint import load_checkpoint
-    base = load_checkpoint(out / "baseline" / "best.pt")["config"]["model"]
-    assert (base["use_parts"], base["alpha_cct"], base["inference"]) == (False, 0.0, "compatibility")
+    base = load_checkpoint(out / "baseline" / "best.pt")["config"]
+    assert (base["model"]["use_parts"], base["model"]["alpha_cct"], base["inference"]["mode"]) == (False, 0.0, "compatibility")
     assert load_checkpoint(out / "parts" / "best.pt")["config"]["model"]["use_image_branch"] is False
     assert load_checkpoint(out / "baseline_random_parts" / "best.pt")["config"]["model"]["random_parts"] is True
     # the upper rows differ only in their inputs: one loss (L_CLS) and one inference for all four
     for key in ("baseline", "parts", "baseline_parts", "baseline_random_parts"):
-        m = load_checkpoint(out / key / "best.pt")["config"]["model"]
-        assert (m["alpha_cct"], m["inference"]) == (0.0, "compatibility"), key
+        c = load_checkpoint(out / key / "best.pt")["config"]
+        assert (c["model"]["alpha_cct"], c["inference"]["mode"]) == (0.0, "compatibility"), key
     assert [res[r]["inference"] for r in rows[:4]] == ["compatibility"] * 4
-    m = load_checkpoint(out / "full_model" / "best.pt")["config"]["model"]
-    assert m["alpha_cct"] > 0 and m["inference"] == "combined" and m["use_parts"] and m["use_ma_loss"]
+    c = load_checkpoint(out / "full_model" / "best.pt")["config"]
+    m = c["model"]
+    assert m["alpha_cct"] > 0 and c["inference"]["mode"] == "combined" and m["use_parts"] and m["use_ma_loss"]
 
 
 # ---------------------------------------------------------------- issue 16: flag values and outputs

@@ -25,7 +25,7 @@ def test_toml_round_trip_defaults(tmp_path):
 def test_toml_round_trip_changed_values(tmp_path):
     cfg = C.preset("demo")
     cfg.name = "my run"
-    cfg.model.beta = 0.25
+    cfg.inference.beta = 0.25
     cfg.model.shared_backbone = True
     cfg.train.joint = C.StageConfig(epochs=7, lr=0.003, enabled=False)
     cfg.data.options = {"n_classes": 12, "seed": 3}
@@ -39,9 +39,9 @@ def test_toml_round_trip_changed_values(tmp_path):
 
 def test_integer_for_float_is_accepted(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text("[model]\nbeta = 2\n")
+    p.write_text("[inference]\nbeta = 2\n")
     cfg = C.load_toml(p)
-    assert cfg.model.beta == 2.0 and isinstance(cfg.model.beta, float)
+    assert cfg.inference.beta == 2.0 and isinstance(cfg.inference.beta, float)
 
 
 @pytest.mark.parametrize("text, key", [
@@ -61,7 +61,7 @@ def test_unknown_key_is_named(tmp_path, text, key):
     ("[model]\nn_parts = 2.5\n", "model.n_parts"),
     ("[model]\nn_parts = true\n", "model.n_parts"),
     ('[model]\nuse_parts = "yes"\n', "model.use_parts"),
-    ('[model]\nbeta = "high"\n', "model.beta"),
+    ('[inference]\nbeta = "high"\n', "inference.beta"),
     ("[model]\nbackbone = 19\n", "model.backbone"),
     ("[train]\njoint = 5\n", "train.joint"),
     ("[train]\nlr = nan\n", "train.lr"),
@@ -83,8 +83,8 @@ def test_from_dict_errors_directly():
 
 def test_invalid_values_and_files(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('[model]\ninference = "best"\n')
-    with pytest.raises(C.ConfigError, match="model.inference"):
+    p.write_text('[inference]\nmode = "best"\n')
+    with pytest.raises(C.ConfigError, match="inference.mode"):
         C.load_toml(p)
     p.write_text("[model\n")
     with pytest.raises(C.ConfigError, match="not valid TOML"):
@@ -232,3 +232,22 @@ def test_metrics_csv_of_the_earlier_stage_name_reads_as_grouping(tmp_path):
                                           "2.0,epoch,joint,0,20,val_zsl_mca,0.6\n")
     _steps, epochs = read_history(tmp_path)
     assert epochs == [("grouping", 1, "val_zsl_mca", 0.5), ("joint", 0, "val_zsl_mca", 0.6)]
+
+
+def test_inference_settings_have_their_own_table_and_the_earlier_place_still_reads():
+    """beta, ridge_lambda and the mode are [inference], channels_last is [train]: none shapes the
+    model. Configs and checkpoints that kept them in [model] read the same values."""
+    old = {"model": {"beta": 3.0, "ridge_lambda": 0.5, "inference": "center", "channels_last": True,
+                     "n_parts": 3}}
+    cfg = C.from_dict(C.RunConfig, old)
+    assert cfg.inference == C.InferenceConfig(beta=3.0, ridge_lambda=0.5, mode="center")
+    assert cfg.train.channels_last is True and cfg.model.n_parts == 3
+    assert old["model"]["beta"] == 3.0                         # the caller's dict is left as it was
+    assert not hasattr(cfg.model, "beta")
+    with pytest.raises(C.ConfigError, match="'model.beta' and 'inference.beta' are the same setting"):
+        C.from_dict(C.RunConfig, {"model": {"beta": 1.0}, "inference": {"beta": 2.0}})
+    with pytest.raises(C.ConfigError, match="inference.ridge_lambda must be > 0"):
+        C.from_dict(C.RunConfig, {"inference": {"ridge_lambda": 0.0}}).validate()
+    from sgma.engine.checkpoint import inference_config
+    assert inference_config({"config": old}).mode == "center"
+    assert inference_config({"config": {"model": {}}}) == C.InferenceConfig()

@@ -310,6 +310,8 @@ CONFIG_DICT = st.recursive(
 @example(data={"model": {"attention_size": 2}})
 @example(data={"train": {"warmup": 5}})
 @example(data={"model": {"beta": float("nan")}})
+@example(data={"inference": {"beta": float("nan")}})
+@example(data={"model": {"beta": 1.0}, "inference": {"beta": 2.0}})
 def test_from_dict_raises_only_config_error(data):
     try:
         cfg = from_dict(RunConfig, data)

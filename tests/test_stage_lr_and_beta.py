@@ -9,7 +9,7 @@ import torch
 
 from sgma.engine import events as ev
 from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from sgma.engine.config import ConfigError
+from sgma.engine.config import ConfigError, InferenceConfig
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.evaluate import BETA_GRID, evaluate
 from sgma.engine.predict import Predictor
@@ -118,7 +118,7 @@ def test_predictor_scores_with_the_stored_beta(ds, trained):
     np.testing.assert_allclose((combined[6.0] - compat) / 6.0, centre, atol=1e-5)
     assert np.abs(centre).max() > 1e-3
     legacy = {k: v for k, v in trained.items() if k != "beta"}
-    assert Predictor(model, legacy).beta == model.cfg.beta
+    assert Predictor(model, legacy).beta == InferenceConfig().beta
 
 
 @pytest.mark.parametrize("select_from,eligible", [("final", {"joint"}), ("parts", {"pretrain_parts", "joint"})])

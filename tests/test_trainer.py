@@ -21,7 +21,7 @@ import torch
 from sgma.engine import config as config_mod
 from sgma.engine import events as ev
 from sgma.engine.checkpoint import RunPosition, load_checkpoint, save_checkpoint
-from sgma.engine.config import load_toml, preset, save_toml
+from sgma.engine.config import InferenceConfig, load_toml, preset, save_toml
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.trainer import Trainer
 
@@ -294,7 +294,7 @@ def test_config_toml_round_trip(tmp_path):
     cfg = preset("tiny")
     cfg.name = "changed"
     cfg.model.use_ma_loss = False
-    cfg.model.beta = 0.5
+    cfg.inference.beta = 0.5
     cfg.train.joint.epochs = 9
     cfg.train.pretrain_parts.lr = 0.003
     cfg.data.options = {"n_train_per_class": 6, "image_size": 96}
@@ -391,9 +391,11 @@ def test_resume_refuses_another_architecture_but_takes_new_inference_settings(ds
     events = list(Trainer(other, tmp_path, dataset=ds, resume=True).run())
     assert isinstance(events[-1], ev.Failed)
     assert "cannot resume" in events[-1].error and "model.attention_size: 96 in the checkpoint, 112 now" in events[-1].error
-    new = tiny_config(beta=3.0, ridge_lambda=0.5, inference="center")
+    new = tiny_config()
+    new.inference = InferenceConfig(beta=3.0, ridge_lambda=0.5, mode="center")
+    new.train.channels_last = True
     new.train.retrain_on_trainval = False
     t = Trainer(new, tmp_path, dataset=ds, resume=True)
     events = run_all(t)
     assert isinstance(events[-1], ev.Finished) and not events[-1].stopped
-    assert t.model.cfg.inference == "center" and load_checkpoint(tmp_path / "last.pt")["config"]["model"]["beta"] == 3.0
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["inference"] == {"beta": 3.0, "ridge_lambda": 0.5, "mode": "center"}
