@@ -4,7 +4,11 @@ folder exists, and subprocesses of the tests inherit it."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+# helper scripts the tests run as subprocesses or import (tests/helpers/, not tests themselves)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 
 _DEV_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 if "SGMA_SHARED_DATA" not in os.environ and _DEV_DATA.is_dir():

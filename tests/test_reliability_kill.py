@@ -1,7 +1,7 @@
 """Interrupted training (issue 7): a training process killed with SIGKILL mid-epoch resumes from
 its last checkpoint and loses at most one checkpoint interval; a process killed while writing a
 checkpoint leaves the previous one loadable; a kill between the best.pt and last.pt writes of a
-best epoch leaves a consistent pair (issue 16). The child process is tests/kill_worker.py."""
+best epoch leaves a consistent pair (issue 16). The child process is tests/helpers/kill_worker.py."""
 from __future__ import annotations
 
 import csv
@@ -19,7 +19,7 @@ from sgma.engine import events as ev
 from sgma.engine.checkpoint import load_checkpoint
 from sgma.engine.trainer import Trainer
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "helpers"
 sys.path.insert(0, str(HERE))
 import kill_worker  # noqa: E402
 

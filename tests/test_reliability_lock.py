@@ -1,7 +1,7 @@
 """The run-folder lock (issue 16, engine/runlock.py): a second run into a folder that a live run
 holds is refused naming the holder's pid, before it writes anything; a lock left by a killed run
 is recovered; a finished run leaves no lock behind. The holder is a real second process
-(tests/kill_worker.py hold)."""
+(tests/helpers/kill_worker.py hold)."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,7 @@ from sgma.engine import events as ev
 from sgma.engine.runlock import LOCK_NAME, RunLock, RunLockError
 from sgma.engine.trainer import Trainer
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "helpers"
 sys.path.insert(0, str(HERE))
 import kill_worker  # noqa: E402
 

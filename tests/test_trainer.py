@@ -262,7 +262,7 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     if not Path(torchrun).exists():
         pytest.skip("torchrun not found next to the Python interpreter or on PATH")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(HERE / "ddp_worker.py"),
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(HERE / "helpers" / "ddp_worker.py"),
                            str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)

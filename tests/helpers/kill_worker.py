@@ -1,16 +1,16 @@
 """Child process of tests/test_reliability_kill.py; the test kills it with SIGKILL.
 
-    python tests/kill_worker.py train RUN_DIR   train ``kill_config()`` on ``kill_dataset()``,
+    python tests/helpers/kill_worker.py train RUN_DIR   train ``kill_config()`` on ``kill_dataset()``,
                                                  sleeping STEP_SLEEP_S after every step so that
                                                  the test's SIGKILL lands mid-epoch
-    python tests/kill_worker.py save PATH        save checkpoint A at PATH, then start writing
+    python tests/helpers/kill_worker.py save PATH        save checkpoint A at PATH, then start writing
                                                  checkpoint B and SIGKILL itself inside the fsync
                                                  of B's temporary file (a crash mid-write)
-    python tests/kill_worker.py pair RUN_DIR     train ``pair_config()`` and SIGKILL itself right
+    python tests/helpers/kill_worker.py pair RUN_DIR     train ``pair_config()`` and SIGKILL itself right
                                                  after the third checkpoint write: between the
                                                  two writes (best.pt, last.pt) of the first best
                                                  epoch
-    python tests/kill_worker.py hold RUN_DIR     take the run-folder lock, print "locked", sleep
+    python tests/helpers/kill_worker.py hold RUN_DIR     take the run-folder lock, print "locked", sleep
 
 The sleep is in the consumer of ``Trainer.run()`` (a generator), so the training itself is the
 real code path; it only makes the kill's timing deterministic on a loaded machine.
