@@ -76,8 +76,6 @@ def run_evaluation(model, state, dataset, features=None, checkpoint_path=None, c
         ctx.progress(done, total)
     if features is None and checkpoint_path:
         features = FeatureCache.stored(checkpoint_path, dataset, keep_maps=True)
-    if features is not None and features.maps is None:
-        features = None
     return evaluate(model, state, dataset, progress=progress if ctx is not None else None, features=features)
 
 

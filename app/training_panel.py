@@ -90,6 +90,12 @@ def epoch_slots(cfg) -> dict[str, int]:
     return out
 
 
+def _is_fit_stage(stage: Optional[str]) -> bool:
+    """A stage that is one fit without gradient steps (the channel grouping): its time is shown."""
+    st = STAGE_BY_NAME.get(stage)
+    return st is not None and not st.gradient_steps
+
+
 def epoch_number(slots: dict[str, int], stage: str, epoch: int) -> int:
     """The x of an epoch's validation point: its place among the run's epochs, from 1."""
     return slots.get(stage, 0) + (epoch if STAGE_BY_NAME[stage].gradient_steps else 0) + 1
@@ -411,7 +417,7 @@ class TrainingPanel(QWidget):
         return f"{t.task} {t.done}/{t.total} images{eta}"
 
     def _show_stage_time(self) -> None:
-        if not self.is_running() or self._stage not in STAGE_BY_NAME or STAGE_BY_NAME[self._stage].gradient_steps:
+        if not self.is_running() or not _is_fit_stage(self._stage):
             self._tick.stop()
             return
         self.progress_label.setText(f"stage {self._stage} · {self._task_text()} · "
@@ -427,7 +433,7 @@ class TrainingPanel(QWidget):
         if t is not None and t.stage == self._stage and t.total > 1 and t.done < t.total:
             return (f"stage {self._stage}: {t.task} stops at its next batch ({t.done}/{t.total} images read), "
                     "then the checkpoint is saved", float("nan"))
-        if self._stage in STAGE_BY_NAME and not STAGE_BY_NAME[self._stage].gradient_steps:
+        if _is_fit_stage(self._stage):
             return (f"stage {self._stage} ({STAGE_BY_NAME[self._stage].title}): {self._task_text()} ends first, then the checkpoint is "
                     f"saved (running for {fmt_duration(now - self._stage_at)})", float("nan"))
         if self._last_step is None or not math.isfinite(self._step_s):
@@ -499,7 +505,7 @@ class TrainingPanel(QWidget):
             self._stage, self._stage_at, self._last_step = e.stage, time.monotonic(), None
             self._task = None
             self.task_progress.setVisible(False)
-            if not STAGE_BY_NAME[e.stage].gradient_steps:      # a fit without steps: show its time
+            if _is_fit_stage(e.stage):      # a fit without steps: show its time
                 self._tick.start()
             else:
                 self._tick.stop()

@@ -100,7 +100,6 @@ class ModelConfig:
 INFERENCE_MODES = ("compatibility", "center", "combined")
 
 
-
 @dataclass
 class InferenceConfig:
     """How a trained model scores classes (section 3.4): Eq. 13's beta (the trainer chooses it on

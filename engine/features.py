@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from .checkpoint import inference_config, model_path
-from .config import InferenceConfig
 from .data.base import ZSLDataset
 from .inference import MODES, ClassPrototypes
 from .io import atomic_write_bytes
@@ -181,7 +180,7 @@ class FeatureCache:
         if progress is not None:
             progress(len(indices), len(indices))
         n_br = len(model.branch_names)
-        ic = inference_config(state) if state is not None else InferenceConfig()
+        ic = inference_config(state)                   # defaults without a checkpoint
         d = n_br * int(dataset.semantics.shape[1])
         sem = np.asarray(dataset.semantics, dtype=np.float32)
         unit = bool(len(sem)) and bool(np.allclose(np.linalg.norm(sem, axis=1), 1.0, atol=1e-3))
@@ -214,8 +213,8 @@ class FeatureCache:
         indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
         key = cache_key(ck, dataset, indices, full_hash)
         path = Path(cache_path) if cache_path is not None else default_cache_path(ck, dataset)
-        cached = cls.load(path)
-        if cached is not None and cached.key == key and (cached.maps is not None or not keep_maps):
+        cached = cls._load_valid(path, key, keep_maps)
+        if cached is not None:
             return cached
         from .checkpoint import load_checkpoint
         state = load_checkpoint(ck)
@@ -237,10 +236,15 @@ class FeatureCache:
         """The cache of (checkpoint, every image of the dataset) if one is already stored in the
         default place and still valid (with maps when asked), else None; never builds one."""
         ck = model_path(checkpoint_path)
-        cached = cls.load(default_cache_path(ck, dataset))
-        if cached is None or (keep_maps and cached.maps is None):
+        return cls._load_valid(default_cache_path(ck, dataset), cache_key(ck, dataset, range(len(dataset))), keep_maps)
+
+    @classmethod
+    def _load_valid(cls, path: Path, key: dict, keep_maps: bool) -> Optional["FeatureCache"]:
+        """The cache stored at ``path`` if it was built from ``key`` (and holds maps when asked)."""
+        cached = cls.load(path)
+        if cached is None or cached.key != key or (keep_maps and cached.maps is None):
             return None
-        return cached if cached.key == cache_key(ck, dataset, range(len(dataset))) else None
+        return cached
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

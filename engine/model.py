@@ -96,18 +96,17 @@ class SGMA(nn.Module):
         the projection that scores it, stage 0), "attention" (Eq. 2's subnet, which the channel
         grouping of stage 1 fits by its own solver), "parts" (cropping net, part CNNs, projections and
         class centres, plus the CNN the parts share when ``shared_backbone``, stage 2), "all"."""
+        if group == "all":
+            return list(self.parameters())
         if group == "image_branch":
             mods = [self.theta_net, self.warmup_projection or self.projections[0]]
+        elif group == "attention":
+            mods = [self.attention]
         elif group == "parts":
             mods = [self.cropper, self.part_nets, self.projections] + ([self.image_net] if self.cfg.shared_backbone else [])
-            return [p for mod in mods for p in mod.parameters()] + [self.centers]
-        elif group == "attention":
-            return list(self.attention.parameters())
-        elif group == "all":
-            return list(self.parameters())
         else:
             raise ValueError(f"unknown parameter group {group!r}")
-        return [p for mod in mods for p in mod.parameters()]
+        return [p for mod in mods for p in mod.parameters()] + ([self.centers] if group == "parts" else [])
 
     def _branch_net(self, name: str) -> Backbone:
         if name == "image":

@@ -74,6 +74,4 @@ def load_dataset(kind: str, root: Optional[str] = None, **options) -> ZSLDataset
 
 def load_data(dc: DataConfig) -> ZSLDataset:
     """The dataset a ``DataConfig`` describes: the one way from a configuration to a dataset."""
-    if dc.kind == "synthetic":
-        return load_dataset("synthetic", None, **dc.options)
     return load_dataset(dc.kind, dc.root or None, **dc.loader_options())
