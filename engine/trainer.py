@@ -216,6 +216,9 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_module: nn.Module = StepModule(self.model)
         if self.world > 1:
+            if cfg.model.finetune_blocks:      # DDP manages only the parameters trainable when it wraps
+                raise TrainingError("model.finetune_blocks is not supported with several processes (torchrun): "
+                                    "train in one process, or set model.finetune_blocks = 0")
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         if tc.compile:
             self.step_module = torch.compile(self.step_module)
@@ -236,7 +239,7 @@ class Trainer:
         self.cache = BackboneCache(self.model.image_net, cfg.model.image_size, tc.feature_cache_mb * 1024 ** 2,
                                    theta_backbone=self.model.theta_net) \
             if cfg.model.freeze_backbone and tc.feature_cache else None
-        if self.cache is not None and sel is not None and sel.cache is not None:
+        if self.cache is not None and sel is not None and sel.cache is not None and not cfg.model.finetune_blocks:
             self.cache = sel.cache     # the same frozen pretrained weights, keyed by dataset image and flip
         self.log = None            # opened in _run, once a resume has said where the run stands
         self._val_sizes = None
@@ -252,6 +255,7 @@ class Trainer:
         scales = {id(p): stage.localisation_lr_scale for p in self.model.attention.parameters()}
         scales.update({id(p): stage.localisation_lr_scale * stage.cropping_lr_scale
                        for p in self.model.cropper.parameters()})
+        scales.update({id(p): stage.backbone_lr_scale for p in self.model.finetuned_parameters()})
         params = [p for p in self.model.stage_parameters(STAGE_BY_NAME[name].trains) if p.requires_grad]
         by_scale: dict[float, list] = {1.0: []}     # the stage's own rate first: param_groups[0] is logged
         for p in params:
@@ -298,6 +302,7 @@ class Trainer:
                 return
             resumed_state = None   # the saved optimizer belongs to the resumed stage only, never a later one
             pos = self._at(stage_idx + 1)
+        self.model.fine_tune_backbone(False)
         if self.rank == 0:
             if not (self.run_dir / "best.pt").exists():
                 self._save("best", pos, None, None)
@@ -371,6 +376,8 @@ class Trainer:
                    resumed_state: Optional[dict]) -> Iterator[ev.Event]:
         """One stage of ``_stage_plan`` from ``pos`` on; returns True when a stop request ended it."""
         tc = self.cfg.train
+        # the warm-up fine-tunes model.finetune_blocks of the attention CNN; every later stage reads it fixed
+        self.model.fine_tune_backbone(STAGE_BY_NAME[name].trains == "image_branch")
         opt, sched = self._make_optim(name, getattr(tc, name).lr or tc.lr)
         if resumed_state is not None and stage_idx == pos.stage and resumed_state.get("optimizer"):
             opt.load_state_dict(resumed_state["optimizer"])
@@ -457,8 +464,9 @@ class Trainer:
                     torch.distributed.broadcast(t, 0)
 
     def _frozen(self, x, idx, images: ImageSet):
-        """The frozen backbone's outputs for a batch, from the feature cache (None without one)."""
-        if self.cache is None:
+        """The frozen backbone's outputs for a batch, from the feature cache (None without one, and
+        while the warm-up fine-tunes part of the backbone: its outputs change every step)."""
+        if self.cache is None or self.model.backbone_training:
             return None
         return self.cache.get(x, idx.tolist(), [images.is_flipped(int(i)) for i in idx])
 
@@ -573,7 +581,7 @@ class Trainer:
         if not self.val_idx:
             return {}
         out = extract(self.model, self.dataset, self.val_idx, self.cfg.train.batch_size, self.device,
-                      images=self.val_images, cache=self.cache)
+                      images=self.val_images, cache=None if self.model.backbone_training else self.cache)
         cand = np.asarray(self.val_classes)
         pred = cand[out["scores"][:, cand].argmax(axis=1)]
         metrics = {"val_zsl_mca": float(mean_class_accuracy(out["labels"], pred)),
