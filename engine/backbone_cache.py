@@ -91,6 +91,11 @@ class BackboneCache:
         rows = [fresh[k] if k in fresh else self._store[key] for k, key in enumerate(keys)]
         return FrozenFeatures(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]))
 
+    def clear(self) -> None:
+        """Forget every entry (the backbone's weights changed: engine/finetune.py)."""
+        self._store.clear()
+        self.bytes = 0
+
     def stats(self) -> dict:
         return {"entries": len(self._store), "bytes": self.bytes, "hits": self.hits, "misses": self.misses,
                 "over_bound": self.refused, "max_bytes": self.max_bytes}

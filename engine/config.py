@@ -54,9 +54,9 @@ class ModelConfig:
     # attention cut are the attention CNN's own (one set of weights, as the paper's one CNN), not a
     # copy (backbones.CONTINUATIONS lists the pairs)
     shared_trunk: bool = False
-    # with freeze_backbone and shared_trunk: the warm-up (stage 0) also fine-tunes the attention
-    # CNN's last N blocks through the image branch's loss, on the seen classes, before stage 1 groups
-    # its channels (MA-CNN groups a fine-tuned network's channels); fixed again from stage 1 on
+    # with freeze_backbone: stage 1 first fine-tunes the attention CNN's last N blocks on the seen
+    # classes (engine/finetune.py; MA-CNN groups a fine-tuned network's channels), then groups its
+    # channels; the blocks stay fixed after that. efficientnet_lite0_s16 only
     finetune_blocks: int = 0
     attention_size: int = 448
     image_size: int = 224
@@ -96,9 +96,11 @@ class ModelConfig:
             raise ConfigError("model.shared_trunk needs model.image_backbone: the CNN that continues the attention CNN")
         if self.finetune_blocks < 0:
             raise ConfigError(f"model.finetune_blocks must be >= 0, got {self.finetune_blocks}")
-        if self.finetune_blocks and not (self.freeze_backbone and self.shared_trunk):
-            raise ConfigError("model.finetune_blocks fine-tunes part of a frozen attention CNN through the image "
-                              "branch: it needs model.freeze_backbone = true and model.shared_trunk = true")
+        if self.finetune_blocks and not (self.freeze_backbone and self.backbone == "efficientnet_lite0_s16"):
+            raise ConfigError("model.finetune_blocks fine-tunes the last blocks of a frozen efficientnet_lite0_s16 "
+                              "attention CNN in stage 1: it needs model.freeze_backbone = true and that backbone")
+        if self.finetune_blocks > 11:
+            raise ConfigError(f"model.finetune_blocks: efficientnet_lite0_s16 has 11 blocks, got {self.finetune_blocks}")
         if self.image_backbone and self.shared_backbone:
             raise ConfigError("model.image_backbone (a CNN of its own for the image branch) cannot be combined "
                               "with model.shared_backbone (one CNN for image and parts)")
@@ -171,8 +173,6 @@ class StageConfig:
     localisation_lr_scale: float = 1.0
     # further multiplies the cropping subnet's rate (its gradients are large next to its weights)
     cropping_lr_scale: float = 1.0
-    # multiplies the rate of the backbone blocks fine-tuned in this stage (model.finetune_blocks)
-    backbone_lr_scale: float = 1.0
 
 
 @dataclass
@@ -189,6 +189,9 @@ class TrainConfig:
     pretrain_parts: StageConfig = field(default_factory=lambda: StageConfig(epochs=5))  # stage 2
     joint: StageConfig = field(default_factory=lambda: StageConfig(epochs=30))          # stage 3
     grouping_images: int = 256
+    # stage 1 with model.finetune_blocks: epochs of the classifier alone, then as many of the blocks
+    # with it (engine/finetune.py)
+    finetune_epochs: int = 3
     # stage 1: "kmeans" (the paper, after MA-CNN: k-means over per-channel peak coordinates) or
     # "colocation" (groups of channels that peak strongly at the same place; engine/colocation.py)
     # or "nmf" (deep feature factorisation; stages.nmf_channel_targets)
@@ -288,6 +291,8 @@ class RunConfig:
                               f"got {self.train.channel_grouping!r}")
         if not self.train.lr > 0:
             raise ConfigError(f"train.lr must be > 0, got {self.train.lr}")
+        if self.model.finetune_blocks and self.train.finetune_epochs < 1:
+            raise ConfigError(f"train.finetune_epochs must be >= 1 with model.finetune_blocks, got {self.train.finetune_epochs}")
         stages = {s: getattr(self.train, s) for s in STAGE_NAMES}
         for stage, sc in stages.items():
             if sc.epochs < 0:

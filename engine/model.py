@@ -24,7 +24,7 @@ from torch import nn
 
 from .attention import MultiAttention, multi_attention_loss
 from .backbone_cache import FrozenFeatures
-from .backbones import Backbone, build_backbone, continued_backbone, finetunable_blocks
+from .backbones import Backbone, build_backbone, continued_backbone
 from .config import ModelConfig
 from .cropping import CroppingNet, crop_parts, peak_centroid
 from .embedding import (SemanticProjection, class_center_triplet_loss, embedding_softmax_loss,
@@ -58,8 +58,6 @@ class SGMA(nn.Module):
             self.image_net.requires_grad_(False)
             if self.global_net is not None:
                 self.global_net.requires_grad_(False)
-        # the attention CNN's blocks the warm-up fine-tunes (model.finetune_blocks), else none
-        self.finetuned = list(finetunable_blocks(self.image_net)[-cfg.finetune_blocks:]) if cfg.finetune_blocks else []
         n_part_nets = 0 if (cfg.shared_backbone or not cfg.use_parts) else cfg.n_parts
         part_arch = cfg.part_backbone or cfg.backbone
         self.part_nets = nn.ModuleList(build_backbone(part_arch, cfg.pretrained) for _ in range(n_part_nets))
@@ -111,22 +109,6 @@ class SGMA(nn.Module):
         else:
             raise ValueError(f"unknown parameter group {group!r}")
         return [p for mod in mods for p in mod.parameters()] + ([self.centers] if group == "parts" else [])
-
-    def finetuned_parameters(self) -> list[nn.Parameter]:
-        """The parameters of the attention CNN's blocks that the warm-up fine-tunes."""
-        return [p for block in self.finetuned for p in block.parameters()]
-
-    def fine_tune_backbone(self, on: bool) -> None:
-        """Let the warm-up's gradient reach ``finetuned_parameters`` (on) or hold them fixed (off,
-        stage 1 on: the channel grouping and the feature cache read a fixed network). Batch-norm
-        statistics stay the pretrained ones either way (``train``)."""
-        for p in self.finetuned_parameters():
-            p.requires_grad_(on)
-
-    @property
-    def backbone_training(self) -> bool:
-        """Whether part of the frozen backbone is being fine-tuned now (no feature cache then)."""
-        return any(p.requires_grad for p in self.finetuned_parameters())
 
     def _branch_net(self, name: str) -> Backbone:
         if name == "image":

@@ -39,6 +39,7 @@ from torch import nn
 
 from . import events as ev
 from .backbone_cache import BackboneCache
+from .finetune import finetune_attention_cnn
 from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
 from .config import (STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
@@ -255,7 +256,6 @@ class Trainer:
         scales = {id(p): stage.localisation_lr_scale for p in self.model.attention.parameters()}
         scales.update({id(p): stage.localisation_lr_scale * stage.cropping_lr_scale
                        for p in self.model.cropper.parameters()})
-        scales.update({id(p): stage.backbone_lr_scale for p in self.model.finetuned_parameters()})
         params = [p for p in self.model.stage_parameters(STAGE_BY_NAME[name].trains) if p.requires_grad]
         by_scale: dict[float, list] = {1.0: []}     # the stage's own rate first: param_groups[0] is logged
         for p in params:
@@ -302,7 +302,6 @@ class Trainer:
                 return
             resumed_state = None   # the saved optimizer belongs to the resumed stage only, never a later one
             pos = self._at(stage_idx + 1)
-        self.model.fine_tune_backbone(False)
         if self.rank == 0:
             if not (self.run_dir / "best.pt").exists():
                 self._save("best", pos, None, None)
@@ -376,8 +375,6 @@ class Trainer:
                    resumed_state: Optional[dict]) -> Iterator[ev.Event]:
         """One stage of ``_stage_plan`` from ``pos`` on; returns True when a stop request ended it."""
         tc = self.cfg.train
-        # the warm-up fine-tunes model.finetune_blocks of the attention CNN; every later stage reads it fixed
-        self.model.fine_tune_backbone(STAGE_BY_NAME[name].trains == "image_branch")
         opt, sched = self._make_optim(name, getattr(tc, name).lr or tc.lr)
         if resumed_state is not None and stage_idx == pos.stage and resumed_state.get("optimizer"):
             opt.load_state_dict(resumed_state["optimizer"])
@@ -464,9 +461,8 @@ class Trainer:
                     torch.distributed.broadcast(t, 0)
 
     def _frozen(self, x, idx, images: ImageSet):
-        """The frozen backbone's outputs for a batch, from the feature cache (None without one, and
-        while the warm-up fine-tunes part of the backbone: its outputs change every step)."""
-        if self.cache is None or self.model.backbone_training:
+        """The frozen backbone's outputs for a batch, from the feature cache (None without one)."""
+        if self.cache is None:
             return None
         return self.cache.get(x, idx.tolist(), [images.is_flipped(int(i)) for i in idx])
 
@@ -523,8 +519,41 @@ class Trainer:
                 yield ev.Progress(stage, task, done, n, (time.perf_counter() - t0) / done * (n - done))
         return torch.cat(out)
 
+    def _finetune_attention(self) -> Iterator[ev.Event]:
+        """Stage 1's fine-tuning of the attention CNN (``model.finetune_blocks``, engine/finetune.py)
+        on the training images; the feature cache, filled with the features before it, is emptied.
+        Returns True when a stop request ended it: the blocks are then put back as they were, so
+        that a resume redoes the stage from the same weights."""
+        m, tc = self.model, self.cfg.train
+        before = {k: v.clone() for k, v in m.image_net.state_dict().items()}
+        labels = torch.as_tensor([self.label_map[int(self.dataset.labels[i])] for i in self.images.indices],
+                                 device=self.device)
+        # the unflipped training images; the fine-tuning flips its own inputs
+        image = lambda k: self.images._load(self.images.indices[k])          # noqa: E731
+        run = finetune_attention_cnn(m.image_net, image, len(self.images), labels, self.sem_train,
+                                     m.cfg.finetune_blocks, tc.finetune_epochs, tc.seed, m.cfg.pretrained)
+        t0 = time.perf_counter()
+        while True:
+            if self._stop.is_set():
+                m.image_net.load_state_dict(before)
+                return True
+            try:
+                task, done, total = next(run)
+            except StopIteration as fin:
+                losses = fin.value
+                break
+            yield ev.Progress("grouping", task, done, total, (time.perf_counter() - t0) / done * (total - done))
+        if self.cache is not None:
+            self.cache.clear()
+        yield ev.Log(f"fine-tuned the attention CNN's last {m.cfg.finetune_blocks} blocks on {len(self.images)} "
+                     f"images: loss {losses[0]:.3f} -> {losses[tc.finetune_epochs - 1]:.3f} (classifier alone), "
+                     f"{losses[tc.finetune_epochs]:.3f} -> {losses[-1]:.3f} (with the blocks)")
+        return False
+
     def _grouping_stage(self, epochs: int) -> Iterator[ev.Event]:
         tc, m = self.cfg.train, self.model
+        if m.cfg.finetune_blocks and (yield from self._finetune_attention()):
+            return True
         n = min(tc.grouping_images, len(self.images))
         feats = yield from self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(x) if fr is None else
                                                                         fr.attention).float().cpu(),
@@ -581,7 +610,7 @@ class Trainer:
         if not self.val_idx:
             return {}
         out = extract(self.model, self.dataset, self.val_idx, self.cfg.train.batch_size, self.device,
-                      images=self.val_images, cache=None if self.model.backbone_training else self.cache)
+                      images=self.val_images, cache=self.cache)
         cand = np.asarray(self.val_classes)
         pred = cand[out["scores"][:, cand].argmax(axis=1)]
         metrics = {"val_zsl_mca": float(mean_class_accuracy(out["labels"], pred)),
