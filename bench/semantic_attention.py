@@ -24,29 +24,24 @@ import torch
 import torch.nn.functional as F
 
 from sgma.engine.attention import MultiAttention, multi_attention_loss
-from sgma.engine.backbones import _efficientnet_lite0_net
+from sgma.engine.backbones import build_backbone, continued_backbone
 from sgma.engine.data.registry import load_dataset
 from sgma.engine.evaluate import image_sizes, peak_inside
 from sgma.engine.loader import ImageSet
 
 
 class Taps(torch.nn.Module):
-    """EfficientNet-Lite0: the stride-16 block output (signed, as the s16 backbone gives it) and
-    the stride-32 head after its activation."""
+    """EfficientNet-Lite0: the stride-16 cut's output (signed, what the s16 backbone gives) and the
+    stride-32 head after its activation computed on it (``backbones.continued_backbone``)."""
 
     def __init__(self):
         super().__init__()
-        self.net = _efficientnet_lite0_net("imagenet").eval()
+        self.cut = build_backbone("efficientnet_lite0_s16", "imagenet").eval()
+        self.top = continued_backbone(self.cut, "efficientnet_lite0_s16", "efficientnet_lite0").trunk.top.eval()
 
     def forward(self, x):
-        net = self.net
-        x = net._swish(net._bn0(net._conv_stem((x - 0.5) / 0.5)))
-        s16 = None
-        for i, block in enumerate(net._blocks):
-            x = block(x)
-            if i == 10:
-                s16 = x
-        return s16, net._swish(net._bn1(net._conv_head(x)))
+        s16 = self.cut(x)
+        return s16, self.top(s16)
 
 
 def extract(taps, ds, ids, size, flip=False):

@@ -56,7 +56,7 @@ def slim_state(state: dict) -> dict:
     """A checkpoint dict without the training-only entries (it can no longer be resumed) and
     without the frozen ImageNet weights a dependency ships (``packaged_frozen_modules``): every
     tensor of those modules that equals the package's is left out, to be read from it again by
-    ``model_from_checkpoint``; one that differs (blocks fine-tuned in the warm-up,
+    ``model_from_checkpoint``; one that differs (blocks fine-tuned in stage 1,
     ``model.finetune_blocks``) stays in the bundle."""
     import torch
     from .config import model_config_of

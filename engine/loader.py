@@ -66,6 +66,10 @@ class ImageSet(torch.utils.data.Dataset):
         """Whether dataset image ``i`` is flipped in the current epoch."""
         return self.augment and _flip(self.seed, self.epoch, i)
 
+    def unflipped(self, k: int) -> torch.Tensor:
+        """Image ``k`` of the set without augmentation (engine/finetune.py flips its own inputs)."""
+        return self._load(self.indices[k])
+
     def __getitem__(self, k: int):
         i = self.indices[k]
         x = self._load(i)

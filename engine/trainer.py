@@ -217,9 +217,6 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_module: nn.Module = StepModule(self.model)
         if self.world > 1:
-            if cfg.model.finetune_blocks:      # DDP manages only the parameters trainable when it wraps
-                raise TrainingError("model.finetune_blocks is not supported with several processes (torchrun): "
-                                    "train in one process, or set model.finetune_blocks = 0")
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         if tc.compile:
             self.step_module = torch.compile(self.step_module)
@@ -528,9 +525,8 @@ class Trainer:
         before = {k: v.clone() for k, v in m.image_net.state_dict().items()}
         labels = torch.as_tensor([self.label_map[int(self.dataset.labels[i])] for i in self.images.indices],
                                  device=self.device)
-        # the unflipped training images; the fine-tuning flips its own inputs
-        image = lambda k: self.images._load(self.images.indices[k])          # noqa: E731
-        run = finetune_attention_cnn(m.image_net, image, len(self.images), labels, self.sem_train,
+        # every rank fine-tunes the same way on all training images; _sync_ranks then gives them rank 0's
+        run = finetune_attention_cnn(m.image_net, self.images.unflipped, len(self.images), labels, self.sem_train,
                                      m.cfg.finetune_blocks, tc.finetune_epochs, tc.seed, m.cfg.pretrained)
         t0 = time.perf_counter()
         while True:
