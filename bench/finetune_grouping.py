@@ -69,10 +69,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--blocks", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=0, help="at most this many images per split (a quick check)")
     args = ap.parse_args()
     ds = load_dataset("cub", args.root, split="ps", fold=1)
     sp, labels = ds.split, ds.labels
     tr_ids, va_ids = sp.fold_train_images(labels), sp.fold_val_images(labels)
+    if args.limit:
+        tr_ids, va_ids = tr_ids[:args.limit], va_ids[:args.limit]
     tr, va = ImageSet(ds, tr_ids, args.size, cache=True), ImageSet(ds, va_ids, args.size)
     sizes = image_sizes(ds, va_ids)
     gt = {p: [ds.items[i].part_boxes.get(p) for i in va_ids] for p in ("head", "tail")}
