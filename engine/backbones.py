@@ -43,8 +43,11 @@ class Backbone(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.trunk((images - self.mean) / self.std)
+        return self.trunk(self.normalise(images))
 
 
 def weights_dirs() -> list[Path]:
@@ -120,6 +123,15 @@ class _EfficientTrunk(nn.Module):
         return self.net.extract_features(x)
 
 
+def _run_blocks(blocks, x: torch.Tensor, first: int, n_total: int, drop_connect_rate) -> torch.Tensor:
+    """EfficientNet's MBConv blocks in order, block ``first + j`` at its own drop-connect rate (as
+    ``EfficientNet.extract_features``; drop-connect acts only in training mode)."""
+    for idx, block in enumerate(blocks, start=first):
+        rate = drop_connect_rate * idx / n_total if drop_connect_rate else None
+        x = block(x, drop_connect_rate=rate)
+    return x
+
+
 class _EfficientTrunkS16(nn.Module):
     """The stem and the first 11 MBConv blocks: stride 16, 112 channels (before the stride-32 stage)."""
 
@@ -130,12 +142,12 @@ class _EfficientTrunkS16(nn.Module):
         self.drop_connect_rate = net._global_params.drop_connect_rate
         self.n_total = len(net._blocks)
 
+    def run_blocks(self, x, start: int = 0, stop=None):
+        """Blocks ``start`` to ``stop`` (exclusive; None: the last) on the output of the one before."""
+        return _run_blocks(self.blocks[start:stop], x, start, self.n_total, self.drop_connect_rate)
+
     def forward(self, x):
-        x = self.stem(x)
-        for idx, block in enumerate(self.blocks):
-            rate = self.drop_connect_rate * idx / self.n_total if self.drop_connect_rate else None
-            x = block(x, drop_connect_rate=rate)
-        return x
+        return self.run_blocks(self.stem(x))
 
 
 def _efficientnet_lite0_net(pretrained: str):
@@ -176,10 +188,13 @@ class _EfficientTopS16(nn.Module):
         self.n_cut, self.n_total = n_cut, len(net._blocks)
 
     def forward(self, x):
-        for idx, block in enumerate(self.blocks, start=self.n_cut):
-            rate = self.drop_connect_rate * idx / self.n_total if self.drop_connect_rate else None
-            x = block(x, drop_connect_rate=rate)
-        return self.head(x)
+        return self.head(_run_blocks(self.blocks, x, self.n_cut, self.n_total, self.drop_connect_rate))
+
+
+def efficientnet_lite0_top_s16(pretrained: str = "imagenet") -> nn.Module:
+    """EfficientNet-Lite0's layers after the stride-16 cut, at ``pretrained`` weights: (B, 112, h, w)
+    -> (B, 1280, h / 2, w / 2)."""
+    return _EfficientTopS16(_efficientnet_lite0_net(pretrained))
 
 
 class _Continued(nn.Module):
@@ -192,7 +207,7 @@ class _Continued(nn.Module):
 
 
 # (attention CNN, image-branch CNN) pairs where the second continues the first (model.shared_trunk)
-CONTINUATIONS = {("efficientnet_lite0_s16", "efficientnet_lite0"): _EfficientTopS16}
+CONTINUATIONS = {("efficientnet_lite0_s16", "efficientnet_lite0"): efficientnet_lite0_top_s16}
 
 
 def continued_backbone(cut: Backbone, cut_name: str, name: str, pretrained: str = "imagenet") -> Backbone:
@@ -202,7 +217,7 @@ def continued_backbone(cut: Backbone, cut_name: str, name: str, pretrained: str 
     if (cut_name, name) not in CONTINUATIONS:
         pairs = ", ".join(f"{a} -> {b}" for a, b in CONTINUATIONS)
         raise ValueError(f"model.shared_trunk: {name} does not continue {cut_name}; supported: {pairs}")
-    top = CONTINUATIONS[(cut_name, name)](_efficientnet_lite0_net(pretrained))
+    top = CONTINUATIONS[(cut_name, name)](pretrained)
     # the cut normalises the images itself: the wrapper's own normalisation is the identity
     return Backbone(_Continued(cut, top), 1280, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 

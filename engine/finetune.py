@@ -20,26 +20,12 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .backbones import Backbone, CONTINUATIONS, _efficientnet_lite0_net, finetunable_blocks
+from .backbones import Backbone, efficientnet_lite0_top_s16, finetunable_blocks
 
 SCALE = 10.0            # cosine classifier's softmax scale
 BATCH = 32
 HEAD_LR = 1e-3          # the linear map alone
 LR = 1e-4               # the blocks and the linear map together
-
-
-def _below(backbone: Backbone, n: int, x: torch.Tensor) -> torch.Tensor:
-    trunk = backbone.trunk
-    x = trunk.stem((x - backbone.mean) / backbone.std)
-    for block in trunk.blocks[:len(trunk.blocks) - n]:
-        x = block(x)
-    return x
-
-
-def _tuned(blocks, x: torch.Tensor) -> torch.Tensor:
-    for block in blocks:
-        x = block(x)
-    return x
 
 
 def finetune_attention_cnn(backbone: Backbone, images: Callable[[int], torch.Tensor], n_images: int,
@@ -49,9 +35,10 @@ def finetune_attention_cnn(backbone: Backbone, images: Callable[[int], torch.Ten
     place. ``images(k)`` gives image k (3, S, S) in [0, 1]; ``labels`` (N,) index the rows of
     ``semantics`` (training classes x attributes). A generator: yields (task, done, total) as it
     goes and returns the mean loss of each epoch (the linear map's epochs first)."""
-    blocks = list(finetunable_blocks(backbone)[-n_blocks:])
-    top = CONTINUATIONS[("efficientnet_lite0_s16", "efficientnet_lite0")](_efficientnet_lite0_net(pretrained))
-    top = top.to(semantics.device).eval().requires_grad_(False)
+    trunk = backbone.trunk
+    cut = len(finetunable_blocks(backbone)) - n_blocks       # the first fine-tuned block
+    blocks = list(trunk.blocks[cut:])
+    top = efficientnet_lite0_top_s16(pretrained).to(semantics.device).eval().requires_grad_(False)
     was = backbone.training
     backbone.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -62,7 +49,7 @@ def finetune_attention_cnn(backbone: Backbone, images: Callable[[int], torch.Ten
         low = []
         for s in range(0, n_images, BATCH):
             x = torch.stack([images(k) for k in range(s, min(s + BATCH, n_images))]).to(semantics.device)
-            low.append(_below(backbone, n_blocks, x).half())
+            low.append(trunk.run_blocks(trunk.stem(backbone.normalise(x)), 0, cut).half())
             yield "features below the fine-tuned blocks", min(s + BATCH, n_images), n_images
         low = torch.cat(low)
 
@@ -82,7 +69,7 @@ def finetune_attention_cnn(backbone: Backbone, images: Callable[[int], torch.Ten
         total = 0.0
         for x, y in batches():
             with torch.no_grad():
-                pooled = top(_tuned(blocks, x)).mean(dim=(2, 3))
+                pooled = top(trunk.run_blocks(x, cut)).mean(dim=(2, 3))
             loss = loss_of(pooled, y)
             opt.zero_grad()
             loss.backward()
@@ -98,7 +85,7 @@ def finetune_attention_cnn(backbone: Backbone, images: Callable[[int], torch.Ten
         for ep in range(epochs):
             total = 0.0
             for x, y in batches():
-                loss = loss_of(top(_tuned(blocks, x)).mean(dim=(2, 3)), y)
+                loss = loss_of(top(trunk.run_blocks(x, cut)).mean(dim=(2, 3)), y)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
