@@ -49,10 +49,10 @@ def load_thumbnail(dataset, index: int, size: int) -> QImage:
     item = dataset.items[index]
     if item.path is not None and item.render is None:
         try:
-            with Image.open(item.path) as im:
+            from sgma.engine.data.base import open_image, to_rgb
+            with open_image(item.path) as im:
                 im.draft("RGB", (size * 2, size * 2))     # JPEG: decode at a reduced scale
                 im.load()
-                from sgma.engine.data.base import to_rgb
                 img = to_rgb(im)
         except Exception:  # noqa: BLE001 - a broken file gets a grey tile; the audit shows the error
             img = Image.new("RGB", (size, size), (90, 90, 90))

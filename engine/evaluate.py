@@ -29,7 +29,7 @@ import torch
 from . import metrics as M
 from .checkpoint import CheckpointError, inference_config
 from .cropping import squares_to_boxes
-from .data.base import DatasetError, ZSLDataset
+from .data.base import DatasetError, ZSLDataset, open_image
 from .extract import extract
 from .image_check import describe, find_unreadable
 from .inference import MODES, ClassPrototypes, center_similarity, mode_scores
@@ -127,12 +127,11 @@ def prototypes_from_seen(proto_seen: np.ndarray, train_classes: list[int], seman
 
 
 def image_sizes(dataset: ZSLDataset, indices) -> np.ndarray:
-    from PIL import Image
     sizes = []
     for i in indices:
         it = dataset.items[i]
         if it.path:
-            with Image.open(it.path) as im:
+            with open_image(it.path) as im:
                 sizes.append(im.size)
         else:
             sizes.append(dataset.load_image(i).size)

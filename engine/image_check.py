@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
-from PIL import Image
-
-from .data.base import IMAGE_ERRORS, ZSLDataset
+from .data.base import IMAGE_ERRORS, ZSLDataset, open_image
 
 
 def image_problem(path: str) -> Optional[str]:
     """Why the image at ``path`` cannot be decoded, or None when it can."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
     except FileNotFoundError:
         return "file is missing"

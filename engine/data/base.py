@@ -111,6 +111,69 @@ class ZSLDataset:
                 "split": self.split.name, "sha256": h.hexdigest()}
 
 
+LINK_STAND_IN_MAX_BYTES = 1024
+
+
+def link_stand_in_target(path: str | os.PathLike) -> Optional[str]:
+    """Where a *symbolic link stand-in* points, or None when ``path`` is not one.
+
+    A copy that cannot make symbolic links (``git`` with ``core.symlinks = false``, some archive
+    tools and file shares) writes each link as a small text file holding the link's target, e.g.
+    ``../../../../cub50/CUB_200_2011/images/001.Black_footed_Albatross/x.jpg``. Such a file is
+    taken to be a link when it is at most 1 KiB, is one line of UTF-8 text without NUL, and names
+    a file that exists (relative targets resolve from the stand-in's folder, as a link's do).
+    Anything else (an unreadable or truncated image included) is not a stand-in."""
+    try:
+        if os.path.getsize(path) > LINK_STAND_IN_MAX_BYTES:
+            return None
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    if not text or "\n" in text or "\0" in text:
+        return None
+    target = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), text))
+    return target if os.path.isfile(target) else None
+
+
+def broken_stand_in_hint(path: str | os.PathLike) -> str:
+    """For an error message: "" unless ``path`` is a small one-line text file (a link stand-in
+    whose target is missing), then what it holds and what that means."""
+    try:
+        if os.path.getsize(path) > LINK_STAND_IN_MAX_BYTES:
+            return ""
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if not text or "\n" in text or "\0" in text:
+        return ""
+    return (f" (the file is text holding {text!r}: a symbolic link flattened into a file by a copy,"
+            " whose target does not exist; restore the link or copy the image there)")
+
+
+def resolve_image_path(path: str | os.PathLike) -> str:
+    """``path``, or for a symbolic link stand-in the image it names (stand-ins pointing at
+    stand-ins are followed, at most 8 deep, as the system follows links)."""
+    current = str(path)
+    for _ in range(8):
+        target = link_stand_in_target(current)
+        if target is None:
+            return current
+        current = target
+    return current
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """``Image.open`` for users' image files, following symbolic link stand-ins. Every reader of
+    user image files opens them through it."""
+    return Image.open(resolve_image_path(path))
+
+
 def image_header_sizes(paths: Sequence[str]) -> list[tuple[int, int]]:
     """(width, height) of each image from its header only (no pixel is decoded), so that a
     missing, empty, corrupt or non-image file is named at load, before training or evaluation
@@ -119,10 +182,10 @@ def image_header_sizes(paths: Sequence[str]) -> list[tuple[int, int]]:
     sizes, bad = [], []
     for p in paths:
         try:
-            with Image.open(p) as im:
+            with open_image(p) as im:
                 sizes.append(im.size)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            bad.append(f"{p} ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            bad.append(f"{p} ({str(e).splitlines()[0] if str(e) else type(e).__name__}){broken_stand_in_hint(p)}")
             sizes.append((0, 0))
     if bad:
         raise DatasetError(f"cannot read image {bad[0]}" + (f"; {len(bad)} unreadable images in all: "
@@ -152,10 +215,10 @@ def read_image(path: str | os.PathLike) -> Image.Image:
     """An image file as 8-bit RGB; a DatasetError naming the file when it is missing or cannot
     be decoded. Every reader of user image files goes through it."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             return to_rgb(im)
     except FileNotFoundError:
         raise DatasetError(f"image file is missing: {path}") from None
     except IMAGE_ERRORS as e:
-        raise DatasetError(f"cannot read image {path}: {e}") from None
+        raise DatasetError(f"cannot read image {path}: {e}{broken_stand_in_hint(path)}") from None
