@@ -1,7 +1,10 @@
 """Deep feature factorisation on real birds: which layer of the fixed EfficientNet-Lite0 gives NMF
 factors that point at the head and the tail, chosen without part boxes?
 
-    python bench/nmf_parts.py --root CUB50_PLUS [--size 320] [--fit 300] [--k 4 6]
+    python bench/nmf_parts.py --root CUB50_PLUS [--size 320] [--fit 300] [--k 4 6] [--checkpoint RUN/best.pt]
+
+``--checkpoint``: the stride-16 blocks are that model's attention CNN (its fine-tuned blocks with
+``model.finetune_blocks``, run 16); the stride-32 head stays ImageNet's.
 
 For each feature layer (the stride-16 block output the model reads, clipped at 0; the same block's
 post-activation expansion before its linear projection; the stride-32 head conv after its
@@ -94,6 +97,7 @@ def main() -> None:
     ap.add_argument("--fit", type=int, default=300)
     ap.add_argument("--k", type=int, nargs="+", default=[4, 6])
     ap.add_argument("--val", type=int, default=400)
+    ap.add_argument("--checkpoint", default="")
     args = ap.parse_args()
     from sklearn.decomposition import NMF
     torch.manual_seed(0)
@@ -105,6 +109,11 @@ def main() -> None:
     fit_ids = sorted(rng.choice(fit_ids, min(args.fit, len(fit_ids)), replace=False).tolist())
     val_ids = [i for i in sp.trainval if ds.labels[i] in val_c][: args.val]
     taps = Taps()
+    if args.checkpoint:
+        from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
+        trunk = model_from_checkpoint(load_checkpoint(args.checkpoint)).image_net.trunk
+        for i, block in enumerate(trunk.blocks):
+            taps.net._blocks[i].load_state_dict(block.state_dict())
     t0 = time.time()
     f_fit, f_val = extract(taps, ds, fit_ids, args.size), extract(taps, ds, val_ids, args.size)
     print(f"features of {len(fit_ids)} + {len(val_ids)} images in {time.time() - t0:.0f} s")

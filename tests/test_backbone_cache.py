@@ -16,12 +16,7 @@ from sgma.engine.trainer import Trainer
 from test_trainer import tiny_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def frozen_tiny(**train):

@@ -28,12 +28,7 @@ def tiny_config(steps: int = 3, long_stages: int = 2):
     return cfg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)      # see tests/test_trainer.py: spinning OpenMP threads on shared cores
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

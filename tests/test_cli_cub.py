@@ -11,7 +11,9 @@ from sgma.engine.config import save_toml
 from sgma.engine.data.cub import load_cub
 
 from fixtures_data import make_cub
-from test_cli import one_thread, tiny_config  # noqa: F401  (fixture and helper)
+from test_cli import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

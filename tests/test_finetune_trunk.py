@@ -23,12 +23,7 @@ pytest.importorskip("efficientnet_lite_pytorch")
 TUNED = 2                                   # the last two of the stride-16 cut's 11 blocks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_continued_network_is_the_full_network_on_the_shared_cut():

@@ -14,7 +14,9 @@ from sgma.engine import events as ev
 from sgma.engine.checkpoint import load_checkpoint, save_checkpoint
 from sgma.engine.trainer import Trainer
 
-from test_trainer import ds, one_thread, run_all, stop_after, tiny_config  # noqa: F401  (fixtures)
+from test_trainer import ds, run_all, stop_after, tiny_config  # noqa: F401  (ds: a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(**train):

@@ -11,7 +11,9 @@ from sgma.engine.config import ConfigError
 from sgma.engine.data.synthetic import make_synthetic
 from sgma.engine.trainer import Trainer
 
-from test_trainer import one_thread, run_all, tiny_config  # noqa: F401  (fixture and helpers)
+from test_trainer import run_all, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

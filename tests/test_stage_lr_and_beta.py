@@ -15,7 +15,9 @@ from sgma.engine.evaluate import BETA_GRID, evaluate
 from sgma.engine.predict import Predictor
 from sgma.engine.trainer import Trainer
 
-from test_trainer import one_thread, run_all, tiny_config  # noqa: F401  (fixture and helpers)
+from test_trainer import run_all, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -42,14 +42,7 @@ def tiny_config(seed: int = 0, **model):
     return cfg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny convolutions gain nothing from more, and on a shared two-core
-    machine OpenMP threads that spin-wait for each other make a 1 s run take 30 s."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
