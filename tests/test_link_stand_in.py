@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_data import make_cub
+from fixtures_data import make_cub, need_shared
 from sgma.engine.data.base import (DatasetError, image_header_sizes, link_stand_in_target, read_image,
                                    resolve_image_path)
 from sgma.engine.data.cub import load_cub
@@ -88,3 +88,17 @@ def test_cub_folder_with_stand_ins_loads_and_measures(tmp_path):
         expect = np.asarray(read_image(real / "CUB_200_2011" / "images" / os.path.relpath(d.items[i].path, images)))
         np.testing.assert_array_equal(np.asarray(d.load_image(i)), expect)
     np.testing.assert_array_equal(image_sizes(d, range(len(d))), np.tile([40.0, 30.0], (len(d), 1)))
+
+
+def test_shared_cub50_plus_reads_its_cub50_images():
+    """The shared copy (skipped when absent): its images shared with cub50 are read from cub50,
+    whether they arrived as links or as stand-ins."""
+    root = need_shared("cub50_plus")
+    cub50 = need_shared("cub50")
+    d = load_cub(root, check_images=False)
+    shared = [i for i, it in enumerate(d.items)
+              if os.path.realpath(resolve_image_path(it.path)).startswith(os.path.realpath(cub50) + os.sep)]
+    assert len(shared) == 820
+    i = shared[0]
+    rel = os.path.relpath(d.items[i].path, root)
+    np.testing.assert_array_equal(np.asarray(d.load_image(i)), np.asarray(read_image(cub50 / rel)))
