@@ -123,34 +123,30 @@ def link_stand_in_target(path: str | os.PathLike) -> Optional[str]:
     taken to be a link when it is at most 1 KiB, is one line of UTF-8 text without NUL, and names
     a file that exists (relative targets resolve from the stand-in's folder, as a link's do).
     Anything else (an unreadable or truncated image included) is not a stand-in."""
-    try:
-        if os.path.getsize(path) > LINK_STAND_IN_MAX_BYTES:
-            return None
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return None
-    if not text or "\n" in text or "\0" in text:
+    text = _one_line_text(path)
+    if text is None:
         return None
     target = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), text))
     return target if os.path.isfile(target) else None
 
 
-def broken_stand_in_hint(path: str | os.PathLike) -> str:
-    """For an error message: "" unless ``path`` is a small one-line text file (a link stand-in
-    whose target is missing), then what it holds and what that means."""
+def _one_line_text(path: str | os.PathLike) -> Optional[str]:
+    """The text of a file of at most 1 KiB that is one line of UTF-8 without NUL, else None."""
     try:
         if os.path.getsize(path) > LINK_STAND_IN_MAX_BYTES:
-            return ""
+            return None
         with open(path, "rb") as f:
             text = f.read().decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
-        return ""
-    if not text or "\n" in text or "\0" in text:
+        return None
+    return text if text and "\n" not in text and "\0" not in text else None
+
+
+def broken_stand_in_hint(path: str | os.PathLike) -> str:
+    """For an error message: "" unless ``path`` is a small one-line text file (a link stand-in
+    whose target is missing), then what it holds and what that means."""
+    text = _one_line_text(path)
+    if text is None:
         return ""
     return (f" (the file is text holding {text!r}: a symbolic link flattened into a file by a copy,"
             " whose target does not exist; restore the link or copy the image there)")
