@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgma.engine.backbones import _efficientnet_lite0_net
+from sgma.engine.backbones import build_backbone
 from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from sgma.engine.cropping import crop_parts, peak_centroid
+from sgma.engine.cropping import crop_parts, peak_centroid, zoom_grid
 from sgma.engine.data.registry import load_dataset
 from sgma.engine.evaluate import assign_parts, image_sizes, squares_to_pixel_boxes
 from sgma.engine.extract import extract
@@ -33,22 +33,6 @@ from sgma.engine.metrics import iou_pairs
 def images_u8(ds, ids, size):
     ims = ImageSet(ds, ids, size)
     return torch.stack([(ims[k][0] * 255).round().to(torch.uint8) for k in range(len(ids))])
-
-
-class Lite0(torch.nn.Module):
-    """The fixed ImageNet EfficientNet-Lite0: pooled stride-32 head (crop embedding) and the head
-    map itself (the annotation-free object box: channel sum above its mean, largest component)."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = _efficientnet_lite0_net("imagenet").eval()
-
-    def forward(self, x):
-        net = self.net
-        x = net._swish(net._bn0(net._conv_stem((x - 0.5) / 0.5)))
-        for block in net._blocks:
-            x = block(x)
-        return net._swish(net._bn1(net._conv_head(x)))
 
 
 @torch.no_grad()
@@ -119,7 +103,6 @@ def zoom_refined(model, ims_u8, centre, m, zoom=0.5, batch=32):
         x = ims_u8[s:s + batch].float() / 255
         c = torch.as_tensor(centre[s:s + batch], dtype=torch.float32).clamp(zoom / 2, 1 - zoom / 2)
         sq = torch.cat([c, torch.full((len(c), 1), zoom)], 1)
-        from sgma.engine.cropping import zoom_grid
         crops = F.grid_sample(x, zoom_grid(sq, x.shape[-1]), mode="bilinear", align_corners=False)
         _, maps, _ = model.attend(crops)
         p = peak_centroid(maps[:, m:m + 1], 1)[:, 0]
@@ -170,7 +153,8 @@ def main():
         ex = extract(model, ds, ids, keep_maps=True)
         data[name] = dict(ids=ids, maps=ex["maps"].astype(np.float32), squares=ex["squares"],
                           y=np.array([ds.labels[i] for i in ids]), ims=images_u8(ds, ids, size))
-    net = Lite0()
+    # the fixed ImageNet EfficientNet-Lite0 (stride 32): crop embedding and the SCDA object box
+    net = build_backbone("efficientnet_lite0", "imagenet").eval()
     for d in data.values():
         d["obj"] = object_boxes(net, d["ims"])
     print(f"{len(tr)} training / {len(va)} validation images, maps {data['val']['maps'].shape}: {time.time() - t0:.0f} s")

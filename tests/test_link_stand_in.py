@@ -55,6 +55,7 @@ def test_stand_in_to_a_missing_file_names_what_it_holds(tmp_path):
     assert str(tmp_path / "bird.jpg") in msg and "'../gone/bird.jpg'" in msg and "symbolic link" in msg
     with pytest.raises(DatasetError, match="symbolic link"):
         image_header_sizes([str(tmp_path / "bird.jpg")])
+    assert "'../gone/bird.jpg'" in image_problem(str(tmp_path / "bird.jpg"))      # the unreadable-image scan
 
 
 def test_other_small_files_are_not_stand_ins(tmp_path):

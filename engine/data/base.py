@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import SGMAError
 
@@ -142,7 +142,7 @@ def _one_line_text(path: str | os.PathLike) -> Optional[str]:
     return text if text and "\n" not in text and "\0" not in text else None
 
 
-def broken_stand_in_hint(path: str | os.PathLike) -> str:
+def _broken_stand_in_hint(path: str | os.PathLike) -> str:
     """For an error message: "" unless ``path`` is a small one-line text file (a link stand-in
     whose target is missing), then what it holds and what that means."""
     text = _one_line_text(path)
@@ -166,8 +166,16 @@ def resolve_image_path(path: str | os.PathLike) -> str:
 
 def open_image(path: str | os.PathLike) -> Image.Image:
     """``Image.open`` for users' image files, following symbolic link stand-ins. Every reader of
-    user image files opens them through it."""
-    return Image.open(resolve_image_path(path))
+    user image files opens them through it. A stand-in whose target is missing raises PIL's
+    ``UnidentifiedImageError`` with what the file holds and what that means appended."""
+    resolved = resolve_image_path(path)
+    try:
+        return Image.open(resolved)
+    except UnidentifiedImageError as e:
+        hint = _broken_stand_in_hint(resolved)
+        if not hint:
+            raise
+        raise UnidentifiedImageError(f"{e}{hint}") from None
 
 
 def image_header_sizes(paths: Sequence[str]) -> list[tuple[int, int]]:
@@ -181,7 +189,7 @@ def image_header_sizes(paths: Sequence[str]) -> list[tuple[int, int]]:
             with open_image(p) as im:
                 sizes.append(im.size)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            bad.append(f"{p} ({str(e).splitlines()[0] if str(e) else type(e).__name__}){broken_stand_in_hint(p)}")
+            bad.append(f"{p} ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
             sizes.append((0, 0))
     if bad:
         raise DatasetError(f"cannot read image {bad[0]}" + (f"; {len(bad)} unreadable images in all: "
@@ -217,4 +225,4 @@ def read_image(path: str | os.PathLike) -> Image.Image:
     except FileNotFoundError:
         raise DatasetError(f"image file is missing: {path}") from None
     except IMAGE_ERRORS as e:
-        raise DatasetError(f"cannot read image {path}: {e}{broken_stand_in_hint(path)}") from None
+        raise DatasetError(f"cannot read image {path}: {e}") from None

@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from .base import DatasetError, ImageItem, Split, ZSLDataset, broken_stand_in_hint, open_image
+from .base import DatasetError, ImageItem, Split, ZSLDataset, open_image
 from . import parts as P
 from .xlsa17 import (SPLITS, by_id, class_list_split, find_att_splits, fold_classes, listed_classes,
                      loc_split, names_to_indices, read_att_splits, read_class_list, read_matrix,
@@ -165,7 +165,7 @@ def load_cub(root, split: str = "ps", att_splits=None, semantics: str = "att", f
                 with open_image(p) as im:
                     sizes[iid] = im.size
             except (OSError, Image.DecompressionBombError) as e:
-                raise DatasetError(f"cannot read image {p}: {e}{broken_stand_in_hint(p)}") from None
+                raise DatasetError(f"cannot read image {p}: {e}") from None
     boxes = _part_boxes(base, ids, sizes) if parts else None
     items = [ImageItem(label=cindex[labels_by_id[i]], path=str(base / "images" / images[i]),
                        part_boxes=(boxes[i] if boxes else {}), image_id=str(i)) for i in ids]
