@@ -20,7 +20,7 @@ import json
 import math
 from pathlib import Path
 
-from .config import RunConfig, load_toml, preset
+from .config import RunConfig, load_toml, preset, stages_trained_by_ma
 from .io import atomic_write_bytes
 from .runs import evaluate_checkpoint, run_training
 
@@ -71,6 +71,12 @@ def _table(title: str, header: list[str], rows: list[list]) -> str:
 def ablation_ma(base: RunConfig, out: Path, quiet: bool = False) -> dict:
     """Table 1: part precision (IoU > 0.5) of head and tail, and ZSL, with and without L_MA."""
     res = {}
+    trained = stages_trained_by_ma(base)
+    if not trained:
+        print(f"note: in {base.name} L_MA trains no weight (no stage with it trains the attention subnet "
+              "or the CNN under the maps), so 'w/o MA' is the same model by construction; both are trained "
+              "and evaluated anyway", flush=True)
+    res["ma_trains"] = trained
     for key, use in (("with_ma", True), ("without_ma", False)):
         s = _train_and_evaluate(_variant(base, key, use_ma_loss=use), out / key, quiet)
         parts = s.get("parts", {})

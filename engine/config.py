@@ -319,6 +319,26 @@ def stage_plan(cfg: RunConfig) -> list[tuple[int, Stage, int]]:
     return plan
 
 
+# the stage losses that hold Eq. 11's L_MA (config.Stage.loss): only the end-to-end objective
+MA_LOSSES = ("sgma",)
+
+
+def stages_trained_by_ma(cfg: RunConfig) -> list[str]:
+    """The stages of ``stage_plan(cfg)`` in which L_MA's gradient reaches a weight that trains: a
+    stage whose loss holds L_MA, with the parts on, and either the attention subnet at a rate above
+    0 (``localisation_lr_scale``) or the CNN under the maps trainable. Empty when L_MA trains
+    nothing, so that "w/o MA" (``model.use_ma_loss = false``) is the same model by construction:
+    the ``cpu`` preset holds the attention subnet fixed in its only L_MA stage."""
+    if not (cfg.model.use_parts and cfg.model.use_ma_loss):
+        return []
+    out = []
+    for _, st, _ in stage_plan(cfg):
+        if st.loss in MA_LOSSES and st.trains in ("all", "attention"):
+            if getattr(cfg.train, st.name).localisation_lr_scale > 0 or not cfg.model.freeze_backbone:
+                out.append(st.name)
+    return out
+
+
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 

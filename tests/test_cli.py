@@ -164,7 +164,9 @@ def test_ablation_ma(micro_toml, tmp_path, capsys):
                  "--json", str(tmp_path / "ma.json")]) == 0
     text = capsys.readouterr().out
     assert "Ours w/o MA" in text and "difference" in text
+    assert "same model by construction" not in text       # the tiny preset trains its attention with L_MA
     res = json.loads((tmp_path / "ma.json").read_text())
+    assert res["results"]["ma_trains"] == ["joint"]
     assert res == json.loads((out / "results.json").read_text())
     r = res["results"]
     for key in ("with_ma", "without_ma"):

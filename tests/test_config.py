@@ -251,3 +251,24 @@ def test_inference_settings_have_their_own_table_and_the_earlier_place_still_rea
     from sgma.engine.checkpoint import inference_config
     assert inference_config({"config": old}).mode == "center"
     assert inference_config({"config": {"model": {}}}) == C.InferenceConfig()
+
+
+def test_stages_trained_by_ma_says_when_w_o_ma_is_the_same_model():
+    """L_MA (Eq. 11) trains a weight only in a stage whose loss holds it and whose attention subnet
+    (or the CNN under the maps) learns: the cpu preset holds the attention fixed in its joint stage,
+    so its Table 1 "w/o MA" run is the same model; at any rate above 0 it is not."""
+    cpu = C.preset("cpu")
+    assert cpu.train.joint.localisation_lr_scale == 0 and C.stages_trained_by_ma(cpu) == []
+    cpu.train.joint.localisation_lr_scale = 0.1
+    assert C.stages_trained_by_ma(cpu) == ["joint"]
+    cpu.model.use_ma_loss = False
+    assert C.stages_trained_by_ma(cpu) == []
+    cpu = C.preset("cpu")
+    cpu.model.freeze_backbone = False          # the CNN under the maps trains in the joint stage
+    assert C.stages_trained_by_ma(cpu) == ["joint"]
+    cpu.train.joint.enabled = False
+    assert C.stages_trained_by_ma(cpu) == []
+    paper = C.preset("paper")
+    assert C.stages_trained_by_ma(paper) == ["joint"]
+    paper.model.use_parts = False
+    assert C.stages_trained_by_ma(paper) == []
