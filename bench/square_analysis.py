@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np, torch
-from scipy import ndimage
+from scda import mask_box, object_mask
 from sgma.engine.checkpoint import load_checkpoint
 try:
     from sgma.engine.checkpoint import model_from_checkpoint
@@ -88,16 +88,8 @@ from nmf_parts import Taps, extract as tap_extract
 taps = Taps()
 F = tap_extract(taps, ds, ids, model.cfg.attention_size)["s32_head"]
 A = F.sum(axis=1); oh, ow = A.shape[1:]
-masks = []
-for a in A:
-    mk = a > a.mean(); lab, nl = ndimage.label(mk)
-    if nl: mk = lab == (int(np.argmax(ndimage.sum(mk, lab, range(1, nl + 1)))) + 1)
-    masks.append(mk)
-masks = np.array(masks)
-bx = []
-for mk in masks:
-    ys, xs = np.nonzero(mk); bx.append((xs.min() / ow, ys.min() / oh, (xs.max() + 1) / ow, (ys.max() + 1) / oh))
-bx = np.array(bx); ow_f, oh_f = bx[:, 2] - bx[:, 0], bx[:, 3] - bx[:, 1]
+masks = np.array([object_mask(a) for a in A])
+bx = np.array([mask_box(mk) for mk in masks]); ow_f, oh_f = bx[:, 2] - bx[:, 0], bx[:, 3] - bx[:, 1]
 obj_side = 0.25 * np.maximum(ow_f * W, oh_f * H) / np.sqrt(W * H)
 print(f"\nobject side (0.25 of the SCDA box, pixel square): mean {obj_side.mean():.3f}")
 for p, m_i in assign.items():

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scda import mask_box, object_mask
 from sgma.engine.backbones import build_backbone
 from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from sgma.engine.cropping import crop_parts, peak_centroid, zoom_grid
@@ -48,18 +49,10 @@ def embed(net, ims_u8, squares, part_size=112, batch=64):
 @torch.no_grad()
 def object_boxes(net, ims_u8, batch=64):
     """SCDA boxes (x0, y0, x1, y1) as fractions of the resized image's side."""
-    from scipy import ndimage
     boxes = []
     for s in range(0, len(ims_u8), batch):
         a = net(ims_u8[s:s + batch].float() / 255).sum(dim=1).numpy()
-        for m in a:
-            mk = m > m.mean()
-            lab, nl = ndimage.label(mk)
-            if nl:
-                mk = lab == (int(np.argmax(ndimage.sum(mk, lab, range(1, nl + 1)))) + 1)
-            ys, xs = np.nonzero(mk)
-            h, w = m.shape
-            boxes.append((xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h))
+        boxes.extend(mask_box(object_mask(m)) for m in a)
     return np.array(boxes)
 
 
