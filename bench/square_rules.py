@@ -1,5 +1,5 @@
 """Which square rule (centre x side) should turn a trained model's attention maps into part crops,
-chosen without part boxes? (docs/results.md, run 16.)
+chosen without part boxes? (docs/results.md, runs 16 and 20.)
 
     SGMA_SHARED_DATA=../shared/data python bench/square_rules.py RUN/best.pt CUB_ROOT [--train 400]
 
@@ -9,7 +9,9 @@ and fits a ridge map from the crops of ``--train`` training-class images to thei
 The annotation-free criterion is that map's zero-shot accuracy (MCA) on the validation classes of
 fold 1: a rule that crops the same part on every bird gives crops whose features agree within a
 class, so its crops classify unseen classes better. Part boxes of the validation images are
-reported beside it (IoU > 0.5, mean IoU), never used to choose. CPU only.
+reported beside it (IoU > 0.5, mean IoU), never used to choose. CPU only. A centre rule named
+"flip-averaged <rule>" applies <rule> to each map averaged with the mirrored map of the mirrored
+image.
 """
 from __future__ import annotations
 
@@ -104,6 +106,17 @@ def zoom_refined(model, ims_u8, centre, m, zoom=0.5, batch=32):
 
 
 @torch.no_grad()
+def flip_averaged_maps(model, ims_u8, batch=32):
+    """Each map averaged with the mirrored map of the mirrored image: (N, n, h, w). A square rule
+    over it is mirror-consistent by construction (run 20)."""
+    out = []
+    for s in range(0, len(ims_u8), batch):
+        x = ims_u8[s:s + batch].float() / 255
+        out.append(((model.attend(x)[1] + model.attend(x.flip(-1))[1].flip(-1)) / 2).numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
 def flip_disagreement(model, ims_u8, m, rule, batch=32):
     """Unsupervised: the median distance (fraction of the side) between a rule's centre on the
     image and the mirror of its centre on the flipped image."""
@@ -174,13 +187,17 @@ def main():
         have = [k for k, g in enumerate(gt[p]) if g is not None]
         g = np.array([gt[p][k] for k in have])
         for crule in args.centres.split(","):
-            if crule != "model":
+            if crule != "model" and not crule.startswith("flip-averaged"):
                 print(f"map {m + 1} ({p}) centre {crule}: flip disagreement (unsupervised) "
                       f"{flip_disagreement(model, v['ims'], m, crule):.4f}", flush=True)
             cs = {}
             for k, d in data.items():
                 if crule == "model":
                     cs[k] = d["squares"][:, m, :2]
+                elif crule.startswith("flip-averaged "):
+                    if "fmaps" not in d:
+                        d["fmaps"] = flip_averaged_maps(model, d["ims"])
+                    cs[k] = centres(d["fmaps"][:, m], crule[len("flip-averaged "):])
                 elif crule.startswith("zoom"):
                     cs[k] = zoom_refined(model, d["ims"], centres(d["maps"][:, m], "centroid 1"), m)
                 else:
