@@ -29,6 +29,23 @@ def pct(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.1f}"
 
 
+# the per-part measures of an evaluation (engine/evaluate.py _parts), as the table and the CSV
+# show them: (key in summary["parts"], "" = the precision itself; CSV metric; table header; percent?)
+PART_MEASURES = (
+    ("", "precision", "Found", True),
+    ("random", "random_precision", "Random", True),
+    ("pointing", "pointing", "Pointing", True),
+    ("ceiling", "ceiling", "Ceiling", True),
+    ("mean_iou", "mean_iou", "IoU", False),
+)
+
+
+def part_measure(parts: dict, key: str, part: str):
+    """One measure of one part, None where the evaluation has none (older evaluation files lack
+    pointing and ceiling; a part without a map has no pointing)."""
+    return parts.get(part) if key == "" else (parts.get(key) or {}).get(part)
+
+
 def summary_rows(summary: dict) -> list[list[str]]:
     """The evaluation as long-format rows: section, key, metric, value."""
     rows = []
@@ -41,12 +58,10 @@ def summary_rows(summary: dict) -> list[list[str]]:
                 rows.append(["gzsl_calibrated", mode, k, res["gzsl_calibrated"][k]])
     parts = summary.get("parts") or {}
     for part in parts.get("n_images", {}):
-        if part in parts:
-            rows.append(["parts", part, "precision", parts[part]])
-        if part in parts.get("random", {}):
-            rows.append(["parts", part, "random_precision", parts["random"][part]])
-        if part in parts.get("mean_iou", {}):
-            rows.append(["parts", part, "mean_iou", parts["mean_iou"][part]])
+        for key, metric, _, _ in PART_MEASURES:
+            v = part_measure(parts, key, part)
+            if v is not None:
+                rows.append(["parts", part, metric, v])
     for name, acc in summary.get("per_class", {}).items():
         rows.append(["per_class", name, "accuracy", acc])
     return rows
@@ -134,9 +149,11 @@ class EvaluationPanel(QWidget):
         top.addWidget(self.status, 1)
 
         self.zsl_table = _table(["Inference", "ZSL", "A_U", "A_S", "H"])
-        self.parts_table = _table(["Part", "Map", "Found", "Random", "IoU", "Images"])
+        self.parts_table = _table(["Part", "Map"] + [m[2] for m in PART_MEASURES] + ["Images"])
         self.parts_table.setToolTip("Found: % of images whose square has IoU > 0.5 with the ground truth; "
-                                    "Random: the same for random squares of the same side; IoU: mean IoU")
+                                    "Random: the same for random squares of the same side; Pointing: % of "
+                                    "images whose map peaks inside the box; Ceiling: % that a square of the "
+                                    "model's side, centred on the box, would find; IoU: mean IoU")
         self.bars = pg.PlotWidget(title="Per-class ZSL accuracy")
         self.bars.setXRange(0, 1)
         self.bars.showGrid(x=True, alpha=0.2)
@@ -267,10 +284,11 @@ class EvaluationPanel(QWidget):
         parts = s.get("parts") or {}
         prow = []
         for part in parts.get("n_images", {}):
-            prow.append([part, parts.get("assignment", {}).get(part, "—"), pct(parts.get(part)),
-                         pct(parts.get("random", {}).get(part)),
-                         f"{parts.get('mean_iou', {}).get(part, float('nan')):.3f}",
-                         str(parts["n_images"][part])])
+            cells = []
+            for key, _, _, percent in PART_MEASURES:
+                v = part_measure(parts, key, part)
+                cells.append(pct(v) if percent else ("—" if v is None else f"{v:.3f}"))
+            prow.append([part, parts.get("assignment", {}).get(part, "—"), *cells, str(parts["n_images"][part])])
         _fill(self.parts_table, prow)
         self._show_bars(s.get("per_class", {}))
         conf = s.get("confusion", {})

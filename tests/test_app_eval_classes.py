@@ -45,10 +45,16 @@ def test_evaluation_tables_bars_confusion_and_csv(qtbot, win, small_ds, tmp_path
         assert float(e.zsl_table.item(r, 4).text()) == pytest.approx(100 * s["modes"][mode]["gzsl"]["h"], abs=0.051)
     # part precision against the random baseline
     assert e.parts_table.rowCount() == 2
-    head = [e.parts_table.item(0, c).text() for c in range(6)]
-    assert head[0] == "head" and head[1].startswith("map")
-    assert float(head[3]) == pytest.approx(100 * s["parts"]["random"]["head"], abs=0.051)
-    assert int(head[5]) == s["parts"]["n_images"]["head"]
+    cols = [e.parts_table.horizontalHeaderItem(c).text() for c in range(e.parts_table.columnCount())]
+    assert cols == ["Part", "Map", "Found", "Random", "Pointing", "Ceiling", "IoU", "Images"]
+    head = dict(zip(cols, (e.parts_table.item(0, c).text() for c in range(len(cols)))))
+    assert head["Part"] == "head" and head["Map"].startswith("map")
+    parts = s["parts"]
+    for col, key in (("Found", "head"), ("Random", "random"), ("Pointing", "pointing"), ("Ceiling", "ceiling")):
+        want = parts["head"] if key == "head" else parts[key]["head"]
+        assert float(head[col]) == pytest.approx(100 * want, abs=0.051), col
+    assert float(head["IoU"]) == pytest.approx(parts["mean_iou"]["head"], abs=5e-4)
+    assert int(head["Images"]) == parts["n_images"]["head"]
     # per-class accuracy bars: one per unseen class
     heights = e.bar_item.opts["width"]                      # horizontal bars: the length is the accuracy
     assert len(heights) == len(small_ds.split.unseen)
@@ -95,6 +101,8 @@ def test_evaluation_tables_bars_confusion_and_csv(qtbot, win, small_ds, tmp_path
     got = {(a, b_, m): float(v) for a, b_, m, v in rows[1:]}
     assert got[("zsl", "combined", "mca")] == pytest.approx(s["modes"]["combined"]["zsl"]["mca"], rel=1e-5)
     assert ("parts", "tail", "random_precision") in got
+    assert got[("parts", "head", "pointing")] == pytest.approx(s["parts"]["pointing"]["head"], rel=1e-5)
+    assert got[("parts", "tail", "ceiling")] == pytest.approx(s["parts"]["ceiling"]["tail"], rel=1e-5)
     assert sum(1 for k in got if k[0] == "per_class") == n_unseen
     # the audit now names the maps after the parts they were matched to
     qtbot.waitUntil(lambda: w.audit.prediction is not None, timeout=20000)
@@ -249,3 +257,13 @@ def test_feature_cache_of_the_bundled_model_stays_out_of_the_package(tmp_path, s
     assert q.parent == p.parent and q != p                  # keyed by checkpoint
     from sgma.engine.data.synthetic import make_synthetic
     assert Path(cache_path_for(str(run / "best.pt"), make_synthetic(seed=3, image_size=64))) != q   # and dataset
+
+
+def test_part_measures_of_an_older_evaluation_show_a_dash():
+    """An evaluation file written before pointing and ceiling existed: those cells and CSV rows are
+    left out, the others kept."""
+    from sgma.app.evaluation_panel import PART_MEASURES, part_measure, summary_rows
+    parts = {"head": 0.2, "random": {"head": 0.01}, "mean_iou": {"head": 0.3}, "n_images": {"head": 5}}
+    assert [part_measure(parts, k, "head") for k, *_ in PART_MEASURES] == [0.2, 0.01, None, None, 0.3]
+    rows = summary_rows({"parts": parts})
+    assert [r[2] for r in rows] == ["precision", "random_precision", "mean_iou"]
