@@ -121,6 +121,15 @@ def _fill(t: QTableWidget, rows: list[list[str]]) -> None:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             t.setItem(r, c, item)
     _fit_height(t)
+    _fit_width(t)
+
+
+def _fit_width(t: QTableWidget) -> None:
+    """At least as wide as its columns' contents, so that no column is cut or scrolled away."""
+    t.resizeColumnsToContents()
+    header = t.horizontalHeader()
+    width = sum(max(header.sectionSizeHint(c), t.sizeHintForColumn(c)) for c in range(t.columnCount()))
+    t.setMinimumWidth(width + 2 * t.frameWidth())
 
 
 class EvaluationPanel(QWidget):
@@ -169,8 +178,9 @@ class EvaluationPanel(QWidget):
                       "A_U on unseen and A_S on seen test images, H their harmonic mean")
         QVBoxLayout(g1).addWidget(self.zsl_table)
         g2 = QGroupBox("Part localisation")
-        g2.setToolTip("precision: share of images whose predicted square has IoU > 0.5 with the "
-                      "ground-truth box; random: squares of the same side placed at random")
+        g2.setToolTip("found: share of images whose predicted square has IoU > 0.5 with the "
+                      "ground-truth box; random: squares of the same side placed at random; pointing: "
+                      "the map's peak inside the box; ceiling: a square of the model's side centred on the box")
         QVBoxLayout(g2).addWidget(self.parts_table)
         tl.addWidget(g1)
         tl.addWidget(g2)

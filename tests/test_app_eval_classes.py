@@ -55,6 +55,11 @@ def test_evaluation_tables_bars_confusion_and_csv(qtbot, win, small_ds, tmp_path
         assert float(head[col]) == pytest.approx(100 * want, abs=0.051), col
     assert float(head["IoU"]) == pytest.approx(parts["mean_iou"]["head"], abs=5e-4)
     assert int(head["Images"]) == parts["n_images"]["head"]
+    # every column in view: the table is as wide as its contents, nothing scrolled or cut
+    t = e.parts_table
+    assert t.minimumWidth() >= sum(t.sizeHintForColumn(c) for c in range(t.columnCount()))
+    w.tabs.setCurrentWidget(e)
+    qtbot.waitUntil(lambda: t.horizontalScrollBar().maximum() == 0, timeout=5000)
     # per-class accuracy bars: one per unseen class
     heights = e.bar_item.opts["width"]                      # horizontal bars: the length is the accuracy
     assert len(heights) == len(small_ds.split.unseen)
