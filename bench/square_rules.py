@@ -1,5 +1,5 @@
 """Which square rule (centre x side) should turn a trained model's attention maps into part crops,
-chosen without part boxes? (docs/results.md, runs 16 and 20.)
+chosen without part boxes? (docs/results.md, runs 16 and 21.)
 
     SGMA_SHARED_DATA=../shared/data python bench/square_rules.py RUN/best.pt CUB_ROOT [--train 400]
 
@@ -108,7 +108,7 @@ def zoom_refined(model, ims_u8, centre, m, zoom=0.5, batch=32):
 @torch.no_grad()
 def flip_averaged_maps(model, ims_u8, batch=32):
     """Each map averaged with the mirrored map of the mirrored image: (N, n, h, w). A square rule
-    over it is mirror-consistent by construction (run 20)."""
+    over it is mirror-consistent by construction (run 21)."""
     out = []
     for s in range(0, len(ims_u8), batch):
         x = ims_u8[s:s + batch].float() / 255
