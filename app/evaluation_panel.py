@@ -7,7 +7,7 @@ import csv
 import io
 import math
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pyqtgraph as pg
@@ -29,21 +29,40 @@ def pct(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.1f}"
 
 
-# the per-part measures of an evaluation (engine/evaluate.py _parts), as the table and the CSV
-# show them: (key in summary["parts"], "" = the precision itself; CSV metric; table header; percent?)
+class PartMeasure(NamedTuple):
+    key: str          # in summary["parts"]: a dict by part, or "" for the precision itself
+    metric: str       # the CSV export's name
+    header: str       # the part table's column
+    percent: bool     # shown as a percentage (else three decimals)
+    meaning: str      # the tooltip
+
+
+# the per-part measures of an evaluation (engine/evaluate.py _parts), as the table, its tooltip and
+# the CSV show them
 PART_MEASURES = (
-    ("", "precision", "Found", True),
-    ("random", "random_precision", "Random", True),
-    ("pointing", "pointing", "Pointing", True),
-    ("ceiling", "ceiling", "Ceiling", True),
-    ("mean_iou", "mean_iou", "IoU", False),
+    PartMeasure("", "precision", "Found", True, "% of images whose square has IoU > 0.5 with the ground truth"),
+    PartMeasure("random", "random_precision", "Random", True, "the same for random squares of the same side"),
+    PartMeasure("pointing", "pointing", "Pointing", True, "% of images whose map peaks inside the box"),
+    PartMeasure("ceiling", "ceiling", "Ceiling", True,
+                "% that a square of the model's side, centred on the box, would find"),
+    PartMeasure("mean_iou", "mean_iou", "IoU", False, "mean IoU"),
 )
+PART_MEASURES_HELP = "; ".join(f"{m.header}: {m.meaning}" for m in PART_MEASURES)
 
 
 def part_measure(parts: dict, key: str, part: str):
     """One measure of one part, None where the evaluation has none (older evaluation files lack
     pointing and ceiling; a part without a map has no pointing)."""
     return parts.get(part) if key == "" else (parts.get(key) or {}).get(part)
+
+
+def part_cells(parts: dict, part: str) -> list[str]:
+    """The part table's cells of ``PART_MEASURES`` for one part; "—" where a measure is missing."""
+    cells = []
+    for m in PART_MEASURES:
+        v = part_measure(parts, m.key, part)
+        cells.append(pct(v) if m.percent else ("—" if v is None else f"{v:.3f}"))
+    return cells
 
 
 def summary_rows(summary: dict) -> list[list[str]]:
@@ -58,10 +77,10 @@ def summary_rows(summary: dict) -> list[list[str]]:
                 rows.append(["gzsl_calibrated", mode, k, res["gzsl_calibrated"][k]])
     parts = summary.get("parts") or {}
     for part in parts.get("n_images", {}):
-        for key, metric, _, _ in PART_MEASURES:
-            v = part_measure(parts, key, part)
+        for m in PART_MEASURES:
+            v = part_measure(parts, m.key, part)
             if v is not None:
-                rows.append(["parts", part, metric, v])
+                rows.append(["parts", part, m.metric, v])
     for name, acc in summary.get("per_class", {}).items():
         rows.append(["per_class", name, "accuracy", acc])
     return rows
@@ -158,11 +177,8 @@ class EvaluationPanel(QWidget):
         top.addWidget(self.status, 1)
 
         self.zsl_table = _table(["Inference", "ZSL", "A_U", "A_S", "H"])
-        self.parts_table = _table(["Part", "Map"] + [m[2] for m in PART_MEASURES] + ["Images"])
-        self.parts_table.setToolTip("Found: % of images whose square has IoU > 0.5 with the ground truth; "
-                                    "Random: the same for random squares of the same side; Pointing: % of "
-                                    "images whose map peaks inside the box; Ceiling: % that a square of the "
-                                    "model's side, centred on the box, would find; IoU: mean IoU")
+        self.parts_table = _table(["Part", "Map"] + [m.header for m in PART_MEASURES] + ["Images"])
+        self.parts_table.setToolTip(PART_MEASURES_HELP)
         self.bars = pg.PlotWidget(title="Per-class ZSL accuracy")
         self.bars.setXRange(0, 1)
         self.bars.showGrid(x=True, alpha=0.2)
@@ -178,9 +194,7 @@ class EvaluationPanel(QWidget):
                       "A_U on unseen and A_S on seen test images, H their harmonic mean")
         QVBoxLayout(g1).addWidget(self.zsl_table)
         g2 = QGroupBox("Part localisation")
-        g2.setToolTip("found: share of images whose predicted square has IoU > 0.5 with the "
-                      "ground-truth box; random: squares of the same side placed at random; pointing: "
-                      "the map's peak inside the box; ceiling: a square of the model's side centred on the box")
+        g2.setToolTip(PART_MEASURES_HELP)
         QVBoxLayout(g2).addWidget(self.parts_table)
         tl.addWidget(g1)
         tl.addWidget(g2)
@@ -294,11 +308,8 @@ class EvaluationPanel(QWidget):
         parts = s.get("parts") or {}
         prow = []
         for part in parts.get("n_images", {}):
-            cells = []
-            for key, _, _, percent in PART_MEASURES:
-                v = part_measure(parts, key, part)
-                cells.append(pct(v) if percent else ("—" if v is None else f"{v:.3f}"))
-            prow.append([part, parts.get("assignment", {}).get(part, "—"), *cells, str(parts["n_images"][part])])
+            prow.append([part, parts.get("assignment", {}).get(part, "—"), *part_cells(parts, part),
+                         str(parts["n_images"][part])])
         _fill(self.parts_table, prow)
         self._show_bars(s.get("per_class", {}))
         conf = s.get("confusion", {})

@@ -267,8 +267,9 @@ def test_feature_cache_of_the_bundled_model_stays_out_of_the_package(tmp_path, s
 def test_part_measures_of_an_older_evaluation_show_a_dash():
     """An evaluation file written before pointing and ceiling existed: those cells and CSV rows are
     left out, the others kept."""
-    from sgma.app.evaluation_panel import PART_MEASURES, part_measure, summary_rows
+    from sgma.app.evaluation_panel import PART_MEASURES, part_cells, part_measure, summary_rows
     parts = {"head": 0.2, "random": {"head": 0.01}, "mean_iou": {"head": 0.3}, "n_images": {"head": 5}}
-    assert [part_measure(parts, k, "head") for k, *_ in PART_MEASURES] == [0.2, 0.01, None, None, 0.3]
+    assert [part_measure(parts, m.key, "head") for m in PART_MEASURES] == [0.2, 0.01, None, None, 0.3]
+    assert part_cells(parts, "head") == ["20.0", "1.0", "—", "—", "0.300"]
     rows = summary_rows({"parts": parts})
     assert [r[2] for r in rows] == ["precision", "random_precision", "mean_iou"]
