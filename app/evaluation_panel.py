@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
+                               QProgressBar, QPushButton, QScrollArea, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
 from sgma.engine.config import INFERENCE_MODES as MODES
@@ -205,8 +205,15 @@ class EvaluationPanel(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.bars)
         right.addWidget(g3)
+        # the tables keep their full width (no column cut) but scroll in a narrow window, so the
+        # tab never grows wider than the window and pushes the chart out of view
+        self.tables_scroll = QScrollArea()
+        self.tables_scroll.setWidget(tables)
+        self.tables_scroll.setWidgetResizable(True)
+        self.tables_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.tables_scroll.setMinimumWidth(200)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(tables)
+        split.addWidget(self.tables_scroll)
         split.addWidget(right)
         split.setSizes([460, 540])
         lay = QVBoxLayout(self)

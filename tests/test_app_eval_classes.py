@@ -273,3 +273,28 @@ def test_part_measures_of_an_older_evaluation_show_a_dash():
     assert part_cells(parts, "head") == ["20.0", "1.0", "—", "—", "0.300"]
     rows = summary_rows({"parts": parts})
     assert [r[2] for r in rows] == ["precision", "random_precision", "mean_iou"]
+
+
+def test_evaluation_tab_fits_a_narrow_window(qtbot, win):
+    """The part table is as wide as its columns, but that width does not add to the tab's minimum:
+    in a narrow window the tables scroll in their pane, and the bar chart and the confusion matrix
+    stay in view (with the 960-image synthetic set, the tab once pushed the chart out of a 1400 px
+    window)."""
+    w = win
+    evaluate_in(qtbot, w)
+    e = w.evaluation
+    t = e.parts_table
+    assert e.minimumSizeHint().width() < t.minimumWidth() + e.bars.minimumSizeHint().width()
+    width = max(1000, w.minimumSizeHint().width())
+    w.resize(width, 800)
+    w.show()
+    qtbot.waitExposed(w)
+    w.splitter.setSizes([width - 560, 560])     # the tab as narrow as the user may drag it
+    qtbot.wait(50)
+    assert w.width() == width
+    for view in (e.bars, e.confusion):
+        right = view.mapTo(w, view.rect().topRight()).x()
+        assert view.width() > 100 and right <= w.width()
+    # the whole part table is still there, scrolled within its pane rather than cut
+    assert t.width() >= sum(t.sizeHintForColumn(c) for c in range(t.columnCount()))
+    assert e.tables_scroll.horizontalScrollBar().maximum() > 0
