@@ -25,6 +25,9 @@ from .workers import progress_text
 
 
 
+CHART_MIN_WIDTH = 300     # px the bar chart and confusion matrix keep when the tables take their width
+
+
 def pct(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.1f}"
 
@@ -215,7 +218,11 @@ class EvaluationPanel(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tables_scroll)
         split.addWidget(right)
+        split.setStretchFactor(0, 0)           # a wider window widens the chart, not the tables
+        split.setStretchFactor(1, 1)
         split.setSizes([460, 540])
+        self.split = split
+        self._room_pending = False
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
@@ -323,6 +330,30 @@ class EvaluationPanel(QWidget):
         self.confusion.model_.set_matrix(conf.get("classes", []), conf.get("matrix", []))
         self.status.setText(f"{s.get('dataset', '')} split {s.get('split', '')}: {s.get('n_images', 0)} test images; "
                             f"ZSL {pct(s['zsl']['mca'])} %, GZSL H {pct(s['gzsl']['h'])} % ({default})")
+        self._give_tables_room()
+
+    def _give_tables_room(self) -> None:
+        """The tables' pane as wide as the tables where the chart keeps ``CHART_MIN_WIDTH``; done
+        when the tab is next shown if it is hidden now (a hidden splitter has no sizes)."""
+        total = sum(self.split.sizes())
+        self._room_pending = not self.isVisible() or total <= 0
+        if self._room_pending:
+            return
+        need = (self.tables_scroll.widget().minimumSizeHint().width()
+                + self.tables_scroll.verticalScrollBar().sizeHint().width())
+        left = max(self.tables_scroll.minimumWidth(), min(need, total - CHART_MIN_WIDTH))
+        self.split.setSizes([left, total - left])
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._room_pending:
+            self._give_tables_room()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        sizes = self.split.sizes()
+        if sum(sizes) > 0 and sizes[1] < CHART_MIN_WIDTH:   # narrowed: the tables scroll, the chart stays
+            self._give_tables_room()
 
     def _show_bars(self, per_class: dict) -> None:
         if self.bar_item is not None:

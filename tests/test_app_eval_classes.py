@@ -285,16 +285,22 @@ def test_evaluation_tab_fits_a_narrow_window(qtbot, win):
     e = w.evaluation
     t = e.parts_table
     assert e.minimumSizeHint().width() < t.minimumWidth() + e.bars.minimumSizeHint().width()
-    width = max(1000, w.minimumSizeHint().width())
-    w.resize(width, 800)
+    # in a wide window the tables get their whole width, and the chart the rest
+    w.resize(1600, 900)
     w.show()
     qtbot.waitExposed(w)
+    e.show_evaluation()
+    qtbot.wait(50)
+    assert e.tables_scroll.horizontalScrollBar().maximum() == 0
+    assert e.bars.width() >= 300
+    width = max(1000, w.minimumSizeHint().width())
+    w.resize(width, 800)
     w.splitter.setSizes([width - 560, 560])     # the tab as narrow as the user may drag it
     qtbot.wait(50)
     assert w.width() == width
     for view in (e.bars, e.confusion):
         right = view.mapTo(w, view.rect().topRight()).x()
-        assert view.width() > 100 and right <= w.width()
+        assert view.width() > 200 and right <= w.width()
     # the whole part table is still there, scrolled within its pane rather than cut
     assert t.width() >= sum(t.sizeHintForColumn(c) for c in range(t.columnCount()))
     assert e.tables_scroll.horizontalScrollBar().maximum() > 0
