@@ -54,7 +54,7 @@ class Curves(QWidget):
         row.addWidget(QLabel("Smoothing"))
         row.addWidget(self.smoothing, 1)
         row.addWidget(self.smoothing_label)
-        plots = QHBoxLayout()
+        plots = QVBoxLayout()                 # stacked: the pane beside the form is tall and narrow
         plots.addWidget(self.loss_plot, 3)
         plots.addWidget(self.acc_plot, 2)
         lay = QVBoxLayout(self)

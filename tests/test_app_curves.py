@@ -79,3 +79,19 @@ def test_history_of_a_run_read_back_and_replayed_steps_replaced(qtbot, tmp_path)
     c.add_epoch(4, {"val_zsl_mca": 0.9})                      # epoch 4 again after a resume
     c.add_epoch(5, {"other": 1.0})                            # no accuracy: no point
     assert c.accuracy == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.9)]
+
+
+def test_plots_are_stacked_so_each_title_fits_a_narrow_pane(qtbot):
+    """Beside the training form the curves get a tall, narrow pane; side by side the accuracy plot
+    was 170 px wide in a 1400 px window and cut its own title. Stacked, each plot has the width."""
+    from types import SimpleNamespace
+    from sgma.app.curves import Curves
+    c = Curves(SimpleNamespace(get=lambda key, default: default, set=lambda *a: None))
+    qtbot.addWidget(c)
+    c.resize(430, 800)
+    c.show()
+    qtbot.waitExposed(c)
+    for plot in (c.loss_plot, c.acc_plot):
+        title = plot.getPlotItem().titleLabel.item.boundingRect().width()
+        assert plot.width() >= 400 and title < plot.width()
+    assert c.acc_plot.y() > c.loss_plot.y()
