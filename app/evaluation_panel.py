@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QProgressBar, QPushButton, QScrollArea, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
@@ -341,7 +342,8 @@ class EvaluationPanel(QWidget):
             return
         need = (self.tables_scroll.widget().minimumSizeHint().width()
                 + self.tables_scroll.verticalScrollBar().sizeHint().width())
-        left = max(self.tables_scroll.minimumWidth(), min(need, total - CHART_MIN_WIDTH))
+        chart = max(CHART_MIN_WIDTH, self.bars.minimumWidth())
+        left = max(self.tables_scroll.minimumWidth(), min(need, total - chart))
         self.split.setSizes([left, total - left])
 
     def showEvent(self, event) -> None:
@@ -352,7 +354,7 @@ class EvaluationPanel(QWidget):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         sizes = self.split.sizes()
-        if sum(sizes) > 0 and sizes[1] < CHART_MIN_WIDTH:   # narrowed: the tables scroll, the chart stays
+        if sum(sizes) > 0 and sizes[1] < max(CHART_MIN_WIDTH, self.bars.minimumWidth()):   # narrowed: the tables scroll
             self._give_tables_room()
 
     def _show_bars(self, per_class: dict) -> None:
@@ -363,7 +365,16 @@ class EvaluationPanel(QWidget):
         y = np.arange(len(names))
         self.bar_item = pg.BarGraphItem(x0=0, y=y, height=0.7, width=[per_class[n] for n in names], brush="#4363d8")
         self.bars.addItem(self.bar_item)
-        self.bars.getAxis("left").setTicks([[(i, short(n, 28)) for i, n in zip(y, names)]])
+        labels = [short(n, 28) for n in names]
+        left = self.bars.getAxis("left")
+        left.setTicks([list(zip(y, labels))])
+        # the axis as wide as its longest label, set now: pyqtgraph widens it only when it paints,
+        # after the layout, and the plot then overflows its widget at the right
+        font = left.style.get("tickFont") or self.bars.font()
+        text = max((QFontMetrics(font).horizontalAdvance(t) for t in labels), default=0)
+        left.setWidth(text + left.style["tickTextOffset"][0] + abs(left.style["tickLength"]) + 4)
+        need = self.bars.getPlotItem().effectiveSizeHint(Qt.SizeHint.MinimumSize).width()
+        self.bars.setMinimumWidth(int(math.ceil(need)) + 2 * self.bars.frameWidth())
         self.bars.getAxis("bottom").setTicks(None)
         self.bars.setXRange(0, 1)
         self.bars.setYRange(-0.6, max(len(names) - 0.4, 0.6))
