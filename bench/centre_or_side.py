@@ -7,8 +7,8 @@ Three probes on a trained model's validation-class images (fold 1), part boxes r
 
 1. *Oracle decomposition*: the model's centre with the ground-truth side, and the ground-truth
    centre with the model's side (a quarter of the image). Which one lifts IoU > 0.5 says where the
-   error is. The CUB bird boxes (``bounding_boxes.txt``, not used by the engine) give a third row: a
-   quarter of the true bird's side at the model's centre.
+   error is. The CUB bird boxes (``bounding_boxes.txt``, which the engine reads only to size the
+   ground-truth part boxes) give a third row: a quarter of the true bird's side at the model's centre.
 2. *Sub-cell maps*: each map averaged over the image shifted by half a cell in x and y (and over
    the mirrored image), placed on a grid twice as fine, then the usual centre rules.
 3. *Tail from geometry*: the cell of the SCDA object mask farthest from the head square's centre,
@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from scda import mask_box, object_mask
 from sgma.engine.backbones import build_backbone
 from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from sgma.engine.cropping import peak_centroid
 from sgma.engine.data.registry import load_dataset
-from sgma.engine.evaluate import assign_parts, image_sizes, squares_to_pixel_boxes
+from sgma.engine.evaluate import assign_parts, image_sizes, point_inside, squares_to_pixel_boxes
 from sgma.engine.extract import extract
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
+from square_rules import centres
 
 TAIL_RULES = ("farthest", "axis", "mirror")
 
@@ -97,12 +97,6 @@ def body_frame_error(centre: np.ndarray, truth: np.ndarray, body: np.ndarray) ->
     return (e * d).sum(1), e[:, 1] * d[:, 0] - e[:, 0] * d[:, 1]
 
 
-def hard_peak(maps: torch.Tensor) -> np.ndarray:
-    n, h, w = maps.shape
-    k = maps.flatten(1).argmax(1)
-    return torch.stack([(k % w + 0.5) / w, (k // w + 0.5) / h], 1).numpy()
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
@@ -122,13 +116,12 @@ def main():
     x = torch.stack([ims[k][0] for k in range(n)])
     print(f"{n} validation images, maps assigned {assign}: {time.time() - t0:.0f} s", flush=True)
 
-    def score(part, centres, side):
+    def score(part, at, side):
         have = [k for k, g in enumerate(gt[part]) if g is not None]
         g = np.array([gt[part][k] for k in have])
-        b = squares_to_pixel_boxes(np.concatenate([centres, side[:, None]], 1)[:, None], sizes)[have, 0]
+        b = squares_to_pixel_boxes(np.concatenate([at, side[:, None]], 1)[:, None], sizes)[have, 0]
         iou = iou_pairs(b, g)
-        px = centres[have] * sizes[have]
-        inside = (px[:, 0] >= g[:, 0]) & (px[:, 0] < g[:, 2]) & (px[:, 1] >= g[:, 1]) & (px[:, 1] < g[:, 3])
+        inside = point_inside(at[have], g, sizes[have])
         return f"centre in box {inside.mean():.3f}, IoU > 0.5 {np.mean(iou > 0.5):.3f}, mean IoU {iou.mean():.3f}"
 
     quarter = np.full(n, 0.25)
@@ -166,10 +159,8 @@ def main():
     for part, m in (("head", hm), ("tail", tm)):
         for name, mp in (("coarse", coarse[:, m]), ("shift x2", fine[False][:, m]),
                          ("shift x2 + flip", (fine[False][:, m] + fine[True][:, m]) / 2)):
-            print(f"{part} {name:16s} hard peak: {score(part, hard_peak(mp), quarter)}")
-            for r in (1, 2, 3):
-                c = peak_centroid(mp[:, None], r)[:, 0].numpy()
-                print(f"{part} {name:16s} centroid {r}: {score(part, c, quarter)}")
+            for rule in ("hard peak", "centroid 1", "centroid 2", "centroid 3"):
+                print(f"{part} {name:16s} {rule}: {score(part, centres(mp, rule), quarter)}")
     # 3. tail from geometry
     net = build_backbone("efficientnet_lite0", "imagenet").eval()
     with torch.no_grad():

@@ -314,15 +314,20 @@ def _gzsl(y, pred, is_unseen) -> dict:
     return {"unseen": a_u, "seen": a_s, "h": float(M.gzsl_harmonic(a_u, a_s))}
 
 
+def point_inside(points: np.ndarray, boxes: list, sizes: np.ndarray) -> np.ndarray:
+    """Whether each point (x, y as fractions of the side), scaled to its image's (width, height),
+    lies in its box. points (N, 2), boxes N x (x0, y0, x1, y1) pixels, sizes (N, 2)."""
+    x, y = np.asarray(points, dtype=np.float64).T * np.asarray(sizes, dtype=np.float64).T
+    b = np.asarray(boxes, dtype=np.float64).reshape(len(x), 4)
+    return (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+
+
 def peak_inside(maps: np.ndarray, boxes: list, sizes: np.ndarray) -> np.ndarray:
-    """Pointing: whether each map's peak cell centre, scaled to its image's (width, height), lies
-    in the part's box. maps (N, h, w), boxes N x (x0, y0, x1, y1) pixels, sizes (N, 2)."""
+    """Pointing: whether each map's peak cell centre lies in the part's box (``point_inside``).
+    maps (N, h, w)."""
     n, h, w = maps.shape
     peak = maps.reshape(n, -1).argmax(axis=1)
-    x = (peak % w + 0.5) / w * sizes[:, 0]
-    y = (peak // w + 0.5) / h * sizes[:, 1]
-    b = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
-    return (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+    return point_inside(np.stack([(peak % w + 0.5) / w, (peak // w + 0.5) / h], 1), boxes, sizes)
 
 
 def centred_square_iou(boxes: list, sizes: np.ndarray, side: np.ndarray) -> np.ndarray:

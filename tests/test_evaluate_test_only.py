@@ -11,7 +11,8 @@ import torch
 from sgma.engine import events as ev
 from sgma.engine.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from sgma.engine.data.synthetic import make_synthetic
-from sgma.engine.evaluate import centred_square_iou, class_prototypes, evaluate, peak_inside, prototypes_from_seen
+from sgma.engine.evaluate import (centred_square_iou, class_prototypes, evaluate, peak_inside, point_inside,
+                                  prototypes_from_seen)
 from sgma.engine.trainer import Trainer
 
 from test_trainer import tiny_config
@@ -70,6 +71,14 @@ def test_peak_inside_by_hand():
     sizes = np.array([[40.0, 40.0], [40.0, 20.0]])
     got = peak_inside(maps, [(20, 10, 30, 20), (10, 10, 20, 20)], sizes)
     assert got.tolist() == [True, False]
+
+
+def test_point_inside_by_hand_edges_count_as_inside():
+    sizes = np.array([[40.0, 20.0]] * 3)
+    box = (10, 10, 20, 20)
+    # (0.25, 0.5) -> (10, 10): the box's corner; (0.5, 1.0) -> (20, 20): the opposite one; (0.51, 0.5) -> x 20.4
+    got = point_inside(np.array([[0.25, 0.5], [0.5, 1.0], [0.51, 0.5]]), [box] * 3, sizes)
+    assert got.tolist() == [True, True, False]
 
 
 def test_centred_square_iou_by_hand():
