@@ -342,9 +342,12 @@ class EvaluationPanel(QWidget):
             return
         need = (self.tables_scroll.widget().minimumSizeHint().width()
                 + self.tables_scroll.verticalScrollBar().sizeHint().width())
-        chart = max(CHART_MIN_WIDTH, self.bars.minimumWidth())
-        left = max(self.tables_scroll.minimumWidth(), min(need, total - chart))
+        left = max(self.tables_scroll.minimumWidth(), min(need, total - self._chart_min_width()))
         self.split.setSizes([left, total - left])
+
+    def _chart_min_width(self) -> int:
+        """``CHART_MIN_WIDTH``, or more where the chart's axis of class names needs it (``_show_bars``)."""
+        return max(CHART_MIN_WIDTH, self.bars.minimumWidth())
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -354,7 +357,7 @@ class EvaluationPanel(QWidget):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         sizes = self.split.sizes()
-        if sum(sizes) > 0 and sizes[1] < max(CHART_MIN_WIDTH, self.bars.minimumWidth()):   # narrowed: the tables scroll
+        if sum(sizes) > 0 and sizes[1] < self._chart_min_width():   # narrowed: the tables scroll, the chart stays
             self._give_tables_room()
 
     def _show_bars(self, per_class: dict) -> None:
