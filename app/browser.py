@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxLayout, QLabel,
-                               QListView, QPushButton, QSlider, QSplitter, QTreeWidget,
+                               QListView, QPushButton, QSizePolicy, QSlider, QSplitter, QTreeWidget,
                                QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from .state import SPLITS, AppState
@@ -70,6 +70,10 @@ class Browser(QWidget):
         self.parts_box.setToolTip(f"after an evaluation: found means IoU > {IOU_FOUND} between the "
                                   "part's ground-truth box and the square of the map assigned to it")
         self.selection_label = QLabel()
+        # a confusion cell's "true ... -> predicted ..." is long: wrapped, and ignored when the
+        # splitter sizes the pane, so it never widens the browser at the evaluation tab's expense
+        self.selection_label.setWordWrap(True)
+        self.selection_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.clear_selection = QPushButton("Show all")
         self.clear_selection.clicked.connect(lambda: self.state.set_selection(None, ""))
         self.count_label = QLabel()
@@ -267,6 +271,7 @@ class Browser(QWidget):
         self.model.set_rows(rows)
         sel = self.state.selection is not None
         self.selection_label.setText(f"showing: {self.state.selection_label}" if sel else "")
+        self.selection_label.setToolTip(self.selection_label.text())
         self.selection_label.setVisible(sel)
         self.clear_selection.setVisible(sel)
         self.count_label.setText(f"{len(rows)} of {len(self.state.dataset)} images")

@@ -284,3 +284,21 @@ def test_recent_datasets_are_data_configs_and_old_entries_still_read(tmp_path):
     new = DataConfig(kind="awa2", root="/a", fold=3, options={"check_images": False})
     s.add_recent_dataset(new)
     assert s.recent_datasets()[0] == new and len(s.recent_datasets()) == 3
+
+
+def test_a_long_selection_label_wraps_instead_of_widening_the_browser(qtbot, make_window, small_ds):
+    w = make_window(dataset=small_ds)
+    w.resize(1400, 900)
+    w.show()
+    b = w.browser
+    qtbot.waitExposed(w)
+    width, min_width = b.width(), b.minimumSizeHint().width()
+    label = "true " + "Black_footed_Albatross " * 3 + "→ predicted " + "Laysan_Albatross " * 3
+    w.state.set_selection(small_ds.split.test_unseen[:2], label)
+    qtbot.wait(100)
+    assert b.selection_label.text() == f"showing: {label}" and b.selection_label.isVisible()
+    assert b.selection_label.toolTip() == b.selection_label.text()    # the whole text on hover
+    # before: the one-line label (about 900 px) set the pane's minimum and took the window's width
+    assert b.minimumSizeHint().width() == min_width and b.width() == width
+    # wrapped onto more lines instead
+    assert b.selection_label.height() > b.selection_label.fontMetrics().height()
