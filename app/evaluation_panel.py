@@ -319,6 +319,11 @@ class EvaluationPanel(QWidget):
             g = res["gzsl"]
             rows.append([mode + (" (default)" if mode == default else ""), pct(res["zsl"]["mca"]),
                          pct(g["unseen"]), pct(g["seen"]), pct(g["h"])])
+            c = res.get("gzsl_calibrated")
+            if c is not None:      # seen scores lowered by gamma: GZSL only, ZSL is unchanged
+                how = "chosen on validation" if c.get("gamma_from") == "validation" else "given"
+                rows.append([f"{mode}, calibrated (γ {c['gamma']:.3g}, {how})", "—",
+                             pct(c["unseen"]), pct(c["seen"]), pct(c["h"])])
         _fill(self.zsl_table, rows)
         parts = s.get("parts") or {}
         prow = []
@@ -330,7 +335,8 @@ class EvaluationPanel(QWidget):
         conf = s.get("confusion", {})
         self.confusion.model_.set_matrix(conf.get("classes", []), conf.get("matrix", []))
         self.status.setText(f"{s.get('dataset', '')} split {s.get('split', '')}: {s.get('n_images', 0)} test images; "
-                            f"ZSL {pct(s['zsl']['mca'])} %, GZSL H {pct(s['gzsl']['h'])} % ({default})")
+                            f"ZSL {pct(s['zsl']['mca'])} %, GZSL H {pct(s['gzsl']['h'])} % ({default})"
+                            + (f", calibrated {pct(s['gzsl_calibrated']['h'])} %" if "gzsl_calibrated" in s else ""))
         self._give_tables_room()
 
     def _give_tables_room(self) -> None:

@@ -5,7 +5,7 @@ folder, fsync, os.replace), kept as ``last.pt`` and ``best.pt``, and read back w
 ``load_checkpoint`` then checks the schema (``validate_state``): the keys every reader uses, their
 types, the model configuration (with upper bounds on every size, so a hostile file cannot ask for
 a 200,000-pixel attention input), semantics of shape (classes, attributes), and finite weights,
-semantics, prototypes and beta. Any failure is a ``CheckpointError`` naming the file and the key.
+semantics, prototypes, beta and the GZSL gamma. Any failure is a ``CheckpointError`` naming the file and the key.
 ``model_from_checkpoint`` rebuilds the trained SGMA from a loaded checkpoint.
 The bounds (``MAX_SIZES``) are this project's choice: 4x the paper's 448 px input, far more parts
 and hidden units than any preset (docs/reliability.md)."""
@@ -218,10 +218,10 @@ def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> Non
         if pr.dim() != 2 or pr.shape[0] != len(train):
             raise CheckpointError(f"{path}: 'prototypes' has shape {tuple(pr.shape)}, expected "
                                   f"({len(train)} training classes, D)")
-    if "beta" in state:
-        b = state["beta"]
+    for key in ("beta", "gzsl_gamma"):
+        b = state.get(key, 0.0)
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
-            raise CheckpointError(f"{path}: 'beta' must be a finite number, got {b!r}")
+            raise CheckpointError(f"{path}: {key!r} must be a finite number, got {b!r}")
     if "best_metric" in state:
         b = state["best_metric"]
         if isinstance(b, bool) or not isinstance(b, (int, float)) or math.isnan(b):

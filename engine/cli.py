@@ -81,6 +81,11 @@ def summary_lines(s: dict) -> list[str]:
              f"GZSL: A_U {s['gzsl']['unseen']:.3f}  A_S {s['gzsl']['seen']:.3f}  H {s['gzsl']['h']:.3f}"]
     for mode, r in s["modes"].items():
         lines.append(f"  {mode:13s} ZSL {r['zsl']['mca']:.3f}  GZSL H {r['gzsl']['h']:.3f}")
+    if "gzsl_calibrated" in s:
+        c = s["gzsl_calibrated"]
+        lines.append(f"GZSL, calibrated stacking (gamma {c['gamma']:.4g}, "
+                     f"{'chosen on validation' if c.get('gamma_from') == 'validation' else 'given'}): "
+                     f"A_U {c['unseen']:.3f}  A_S {c['seen']:.3f}  H {c['h']:.3f}")
     if "protocol" in s:
         pr = s["protocol"]
         epochs = ", ".join(f"{k} {v}" for k, v in (pr.get("epochs") or {}).items() if v)

@@ -200,6 +200,11 @@ class TrainConfig:
     # (0 = keep its start, the soft-argmax of the map, which is already near those squares)
     cropper_fit_steps: int = 100
     select_on_val: bool = True             # model selection on validation classes
+    # with validation classes: this share of each training class's images is kept out of the
+    # selection run, so that its seen-class images and the validation classes' images form a GZSL
+    # validation split on which calibrated stacking's gamma is chosen (evaluate.choose_gamma,
+    # docs/choices.md). 0 = no holdout and no gamma. The retrain on trainval trains on all of them.
+    gzsl_holdout: float = 0.0
     # then train the final model on every seen class with the selected epochs (xlsa17 protocol):
     # run/final/ and run/final.pt; false keeps the fold-trained best.pt as the model
     retrain_on_trainval: bool = True
@@ -284,6 +289,8 @@ class RunConfig:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.train.batch_size}")
         if self.train.select_from not in ("final", "parts"):
             raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
+        if not 0.0 <= self.train.gzsl_holdout < 1.0:
+            raise ConfigError(f"train.gzsl_holdout must be in [0, 1), got {self.train.gzsl_holdout}")
         if self.train.cropper_fit_steps < 0:
             raise ConfigError(f"train.cropper_fit_steps must be >= 0, got {self.train.cropper_fit_steps}")
         if self.train.channel_grouping not in CHANNEL_GROUPINGS:

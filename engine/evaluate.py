@@ -4,8 +4,10 @@ confusion matrix.
 
 - ZSL: argmax among the unseen classes; top-1 mean class accuracy (MCA) over unseen test images.
 - GZSL: argmax over seen + unseen classes; A_U and A_S are MCAs over unseen and seen test images;
-  H = 2 A_U A_S / (A_U + A_S). Calibrated stacking (seen scores lowered by gamma) is optional and
-  reported under its own key, never as the default.
+  H = 2 A_U A_S / (A_U + A_S). Calibrated stacking (seen scores lowered by gamma) is reported
+  under its own key (``gzsl_calibrated``), never as the headline: with the gamma the user gives
+  (every mode), else with the one the trainer chose on a GZSL validation split
+  (``train.gzsl_holdout``, ``choose_gamma``; the checkpoint's inference mode only).
 - Class-centre prototypes: the mean phi_cct of the training images of each class the model was
   trained on, as the trainer stored them in the checkpoint (``prototypes``; computed from the
   dataset's training images only for older checkpoints without them); every other class (unseen,
@@ -223,6 +225,8 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     stored_beta = float(state.get("beta", ic.beta))     # chosen on validation classes at training time
     beta, beta_scores = choose_beta(ex_val, protos, sp.val_classes, ic.beta) if ex_val is not None \
         else (stored_beta, {})
+    stored_gamma = state.get("gzsl_gamma")       # chosen on a GZSL validation split at training time
+    gamma_mode = (state.get("gzsl_gamma_validation") or {}).get("mode", ic.mode)
     y = ex_test["labels"]
     is_unseen = np.isin(ex_test["indices"], sp.test_unseen)
     seen, unseen = list(sp.seen), list(sp.unseen)
@@ -234,11 +238,14 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
         g_pred = np.asarray(all_classes)[s[:, all_classes].argmax(axis=1)]
         res = {"zsl": {"mca": _mca(y[is_unseen], zsl_pred), "n_classes": len(unseen)},
                "gzsl": _gzsl(y, g_pred, is_unseen)}
-        if calibration_gamma is not None:
+        # a gamma the user gives applies to every mode; the one chosen in training, to its own mode
+        gamma, source = (calibration_gamma, "user") if calibration_gamma is not None else \
+            (stored_gamma, "validation") if stored_gamma is not None and mode == gamma_mode else (None, "")
+        if gamma is not None:
             s_cal = s.copy()
-            s_cal[:, seen] -= calibration_gamma
+            s_cal[:, seen] -= gamma
             c_pred = np.asarray(all_classes)[s_cal[:, all_classes].argmax(axis=1)]
-            res["gzsl_calibrated"] = {**_gzsl(y, c_pred, is_unseen), "gamma": calibration_gamma}
+            res["gzsl_calibrated"] = {**_gzsl(y, c_pred, is_unseen), "gamma": float(gamma), "gamma_from": source}
         modes[mode] = res
         full = np.full(len(y), -1)
         full[is_unseen] = zsl_pred
@@ -250,6 +257,7 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
     conf = M.confusion_matrix(np.searchsorted(unseen_sorted := sorted(unseen), y[is_unseen]),
                               np.searchsorted(unseen_sorted, zsl_pred), len(unseen)) if unseen else np.zeros((0, 0))
     summary = {"zsl": default["zsl"], "gzsl": default["gzsl"], "modes": modes, "per_class": per_class,
+               **({"gzsl_calibrated": default["gzsl_calibrated"]} if "gzsl_calibrated" in default else {}),
                "confusion": {"classes": [dataset.class_names[c] for c in unseen_sorted] if unseen else [],
                              "matrix": np.asarray(conf).astype(int).tolist()},
                "inference": ic.mode, "beta": beta, "beta_validation": beta_scores,
@@ -303,6 +311,34 @@ def choose_beta(ex_val: dict, protos: np.ndarray, val_classes: list[int], defaul
     best = max(scores.values())
     chosen = default if scores[default] == best else min(b for b, v in scores.items() if v == best)
     return float(chosen), {str(b): v for b, v in scores.items()}
+
+
+def choose_gamma(scores: np.ndarray, labels: np.ndarray, seen: Sequence[int], unseen: Sequence[int]) -> tuple[float, dict]:
+    """Calibrated stacking's gamma (Chao et al., 2016: seen-class scores lowered by gamma before the
+    GZSL argmax) chosen on a validation GZSL split: images of seen classes the model did not train
+    on and images of the validation classes, ``scores`` (N, K) over every class, ``labels`` (N,)
+    class ids. An image goes to a seen class when its best seen score minus gamma is at least its
+    best unseen score (the evaluator's argmax over seen + unseen, seen first), so H changes only
+    where gamma crosses an image's margin; every gap between sorted margins is tried (its
+    midpoint) and so is 0. The best H wins; ties go to the gamma nearest 0, the least change to
+    the uncalibrated scores of the paper. Returns gamma and, at it and at 0, A_U, A_S and H."""
+    seen, unseen = np.asarray(list(seen)), np.asarray(list(unseen))
+    s, y = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    if len(seen) == 0 or len(unseen) == 0 or not np.isin(y, seen).any() or not np.isin(y, unseen).any():
+        raise ValueError("choose_gamma needs images and classes on both sides, seen and unseen")
+    best_seen, best_unseen = seen[s[:, seen].argmax(axis=1)], unseen[s[:, unseen].argmax(axis=1)]
+    margin = s[:, seen].max(axis=1) - s[:, unseen].max(axis=1)
+    is_unseen = np.isin(y, unseen)
+
+    def at(gamma: float) -> dict:
+        return _gzsl(y, np.where(margin >= gamma, best_seen, best_unseen), is_unseen)
+    m = np.unique(margin)
+    candidates = np.concatenate([[0.0], (m[:-1] + m[1:]) / 2, [m[0] - 1.0, m[-1] + 1.0]])
+    results = [(at(float(g)), float(g)) for g in candidates]
+    best_h = max(r["h"] for r, _ in results)
+    gamma = min((g for r, g in results if r["h"] == best_h), key=abs)
+    return gamma, {"chosen": at(gamma), "uncalibrated": at(0.0), "n_seen_images": int((~is_unseen).sum()),
+                   "n_unseen_images": int(is_unseen.sum())}
 
 
 def _mca(y_true, y_pred) -> float:

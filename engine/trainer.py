@@ -15,7 +15,9 @@ With ``retrain_on_trainval`` (the default; the xlsa17 protocol) the final model 
 again on every seen class in ``final/``, for the stages and epochs that selection chose, with the
 learning rates the selection run had at each of those epochs and Eq. 13's beta it chose; it is
 copied to ``final.pt``, which a run folder then opens first. Its checkpoint's ``protocol`` says what
-the numbers rest on.
+the numbers rest on. With ``gzsl_holdout`` the selection run also keeps that share of each training
+class's images out of training, and chooses calibrated stacking's gamma on them and the validation
+classes (a GZSL validation split; ``evaluate.choose_gamma``); the final model inherits it.
 Pause, resume and stop are cooperative (checked between steps); stop saves ``last.pt`` with the
 position inside the epoch, and a resumed run replays exactly the batches that were left.
 """
@@ -208,6 +210,9 @@ class Trainer:
             drop = {i for i, _, _ in self.skipped}
             self.train_idx = [i for i in self.train_idx if i not in drop]
             self.val_idx = [i for i in self.val_idx if i not in drop]
+        self.holdout_idx: list[int] = []
+        if tc.gzsl_holdout > 0 and self.val_idx:
+            self.train_idx, self.holdout_idx = holdout_split(self.train_idx, labels, tc.gzsl_holdout, tc.seed)
         if not self.train_idx:
             raise TrainingError(f"dataset {ds.name}: no training images in the seen classes")
         self.sem_all = torch.as_tensor(ds.semantics, dtype=torch.float32, device=self.device)
@@ -356,7 +361,10 @@ class Trainer:
                     "epochs": epochs, "beta": best.get("beta", self.cfg.inference.beta), "retrained": True,
                     "selection_checkpoint": "best.pt"}
         final["protocol"] = protocol
-        for key in ("beta", "beta_validation"):       # Eq. 13's beta, as chosen on the validation classes
+        if "gzsl_gamma" in best:
+            protocol["gzsl_gamma"] = best["gzsl_gamma"]
+        # Eq. 13's beta, as chosen on the validation classes, and the GZSL gamma, on the holdout
+        for key in ("beta", "beta_validation", "gzsl_gamma", "gzsl_gamma_validation"):
             if key in best:
                 final[key] = best[key]
         final.pop("format_version", None)
@@ -687,8 +695,10 @@ class Trainer:
         """Add to a checkpoint the class-centre prototypes of the training classes (section 3.4,
         the mean phi_cct of each class's training images), so prediction needs no training data,
         and Eq. 13's beta chosen on the validation classes (``evaluate.choose_beta``), so the
-        predictor and the GUI score with the beta the evaluator reports."""
-        from .evaluate import choose_beta, class_prototypes
+        predictor and the GUI score with the beta the evaluator reports; with GZSL holdout images,
+        calibrated stacking's gamma chosen on them and the validation classes (``choose_gamma``)."""
+        from .evaluate import choose_beta, choose_gamma, class_prototypes
+        from .inference import center_similarity, mode_scores
         state = load_checkpoint(path)
         model = model_from_checkpoint(state, self.device)
         bs = self.cfg.train.batch_size
@@ -701,6 +711,15 @@ class Trainer:
                              cache=self.cache)
             beta, scores = choose_beta(ex_val, every, self.val_classes, self.cfg.inference.beta)
             state["beta"], state["beta_validation"] = beta, scores
+            if self.holdout_idx:
+                ex_h = extract(model, self.dataset, self.holdout_idx, bs, self.device, cache=self.cache)
+                both = {k: np.concatenate([ex_h[k], ex_val[k]]) for k in ("scores", "cct", "labels")}
+                s = mode_scores(self.cfg.inference.mode, torch.as_tensor(both["scores"]),
+                                center_similarity(torch.as_tensor(both["cct"]),
+                                                  torch.as_tensor(every, dtype=torch.float32)), beta).numpy()
+                gamma, record = choose_gamma(s, both["labels"], self.train_classes, self.val_classes)
+                state["gzsl_gamma"] = gamma
+                state["gzsl_gamma_validation"] = {**record, "mode": self.cfg.inference.mode}
         state.pop("format_version", None)
         save_checkpoint(state, path)
 
@@ -740,10 +759,27 @@ class Trainer:
                 "versions": {"torch": str(torch.__version__), "numpy": np.__version__,
                              "python": platform.python_version()},
                 "device": str(self.device), "world_size": self.world}
+        if self.holdout_idx:
+            info["gzsl_holdout_images"] = len(self.holdout_idx)
         if self.skipped:
             info["skipped_images"] = [{"path": path, "reason": reason} for _, path, reason in self.skipped]
         from .io import atomic_write_bytes
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(info, indent=2).encode())
+
+
+def holdout_split(indices: list[int], labels, share: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split images into (kept, held out): ``round(share * n)`` of each class's n images, drawn
+    with ``seed``, held out, but never a class's last image. Both lists keep the input's order."""
+    rng = np.random.default_rng(seed)
+    out: set[int] = set()
+    by_class: dict[int, list[int]] = {}
+    for i in indices:
+        by_class.setdefault(int(labels[i]), []).append(i)
+    for c in sorted(by_class):
+        ids = by_class[c]
+        k = min(int(round(share * len(ids))), len(ids) - 1)
+        out.update(ids[j] for j in rng.permutation(len(ids))[:k])
+    return [i for i in indices if i not in out], [i for i in indices if i in out]
 
 
 def _np_state() -> list:
