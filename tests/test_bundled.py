@@ -43,6 +43,12 @@ def test_the_shipped_cub_model_is_a_real_bird_model_under_20_mb():
     st = load_checkpoint(p)
     assert st["config"]["data"]["kind"] == "cub" and len(st["attribute_names"]) == 312
     assert st.get("prototypes") is not None                   # evaluates without training images
+    # trained with the cpu preset's GZSL holdout: it carries the gamma chosen on that split
+    from sgma.engine.config import preset
+    assert st["config"]["train"]["gzsl_holdout"] == preset("cpu").train.gzsl_holdout > 0
+    rec = st["gzsl_gamma_validation"]
+    assert st["gzsl_gamma"] == st["protocol"]["gzsl_gamma"] and rec["n_seen_images"] > 0
+    assert rec["chosen"]["h"] >= rec["uncalibrated"]["h"]
 
 
 def test_the_app_opens_cub_with_the_bundled_cub_model(qtbot, make_window, answers):
