@@ -346,7 +346,12 @@ class EvaluationPanel(QWidget):
         self._room_pending = not self.isVisible() or total <= 0
         if self._room_pending:
             return
-        need = (self.tables_scroll.widget().minimumSizeHint().width()
+        tables = self.tables_scroll.widget()
+        for child in tables.findChildren(QWidget):      # the tables' new minimum widths, not the cached ones
+            if child.layout() is not None:
+                child.layout().activate()
+        tables.layout().activate()
+        need = (tables.minimumSizeHint().width()
                 + self.tables_scroll.verticalScrollBar().sizeHint().width())
         left = max(self.tables_scroll.minimumWidth(), min(need, total - self._chart_min_width()))
         self.split.setSizes([left, total - left])

@@ -312,14 +312,19 @@ def test_evaluation_tab_fits_a_narrow_window(qtbot, win):
 def test_calibrated_gzsl_gets_its_own_row_beside_the_headline(qtbot, make_window, small_ds):
     from sgma.engine.evaluate import Evaluation
     w = make_window(dataset=small_ds)
+    w.resize(1400, 880)
+    w.show()
+    qtbot.waitExposed(w)
+    w.tabs.setCurrentWidget(w.evaluation)
+    qtbot.wait(100)                                 # the tab laid out before the result arrives
     g = {"unseen": 0.1, "seen": 0.8, "h": 0.178}
     cal = {"unseen": 0.4, "seen": 0.6, "h": 0.48, "gamma": 0.25, "gamma_from": "validation"}
     modes = {"compatibility": {"zsl": {"mca": 0.5}, "gzsl": g},
              "center": {"zsl": {"mca": 0.6}, "gzsl": g},
              "combined": {"zsl": {"mca": 0.55}, "gzsl": g, "gzsl_calibrated": cal}}
     summary = {"zsl": modes["combined"]["zsl"], "gzsl": g, "gzsl_calibrated": cal, "modes": modes,
-               "inference": "combined", "per_class": {}, "confusion": {"classes": [], "matrix": []},
-               "dataset": small_ds.name, "split": "ps", "n_images": 10}
+               "inference": "combined", "per_class": {f"0{i}.Yellow_bellied_Flycatcher": 0.5 for i in range(10, 20)},
+               "confusion": {"classes": [], "matrix": []}, "dataset": small_ds.name, "split": "ps", "n_images": 10}
     w.state.set_evaluation(Evaluation(summary))
     t = w.evaluation.zsl_table
     rows = [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
@@ -327,3 +332,10 @@ def test_calibrated_gzsl_gets_its_own_row_beside_the_headline(qtbot, make_window
                                     "combined, calibrated (γ 0.25, chosen on validation)"]
     assert rows[3][1:] == ["—", "40.0", "60.0", "48.0"]             # GZSL only: ZSL is not changed
     assert "calibrated 48.0 %" in w.evaluation.status.text() and "GZSL H 17.8 %" in w.evaluation.status.text()
+    # the longer row widens the table, and the splitter gives the tables that width at once (it
+    # read the tables' cached minimum before, and left them 211 px, scrolled)
+    e = w.evaluation
+    qtbot.wait(100)
+    tables, chart = e.split.sizes()
+    assert tables >= e.zsl_table.minimumWidth() > 0 and chart >= e._chart_min_width()
+    assert e.tables_scroll.horizontalScrollBar().maximum() == 0
