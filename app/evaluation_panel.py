@@ -347,9 +347,8 @@ class EvaluationPanel(QWidget):
         if self._room_pending:
             return
         tables = self.tables_scroll.widget()
-        for child in tables.findChildren(QWidget):      # the tables' new minimum widths, not the cached ones
-            if child.layout() is not None:
-                child.layout().activate()
+        for box in tables.findChildren(QGroupBox):      # the tables' new minimum widths, not the cached ones
+            box.layout().activate()
         tables.layout().activate()
         need = (tables.minimumSizeHint().width()
                 + self.tables_scroll.verticalScrollBar().sizeHint().width())

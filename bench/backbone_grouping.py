@@ -27,11 +27,13 @@ import torch
 from sgma.engine.attention import MultiAttention
 from sgma.engine.backbones import Backbone, _EfficientTrunkS16, _load_state
 from sgma.engine.data.registry import load_dataset
-from sgma.engine.evaluate import image_sizes, peak_inside, squares_to_pixel_boxes
+from sgma.engine.evaluate import image_sizes, squares_to_pixel_boxes
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
 from sgma.engine.stages import (kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets,
                                 pseudo_squares)
+
+from finetune_grouping import features, pointing  # noqa: E402  (bench/, beside this script)
 
 PARTS = ("head", "tail")
 
@@ -54,17 +56,11 @@ def lite_s16(version: int) -> Backbone:
     return Backbone(_EfficientTrunkS16(net, cut), channels, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
-def features(net, ims, batch=32):
-    with torch.no_grad():
-        return torch.cat([net(torch.stack([ims[k][0] for k in range(s, min(s + batch, len(ims)))]))
-                          for s in range(0, len(ims), batch)])
-
-
 def scores(maps: np.ndarray, boxes: list, sizes: np.ndarray) -> tuple[float, float]:
     """Pointing and quarter-square precision over the images that have the part."""
     have = [k for k, b in enumerate(boxes) if b is not None]
     gt = np.asarray([boxes[k] for k in have], dtype=np.float64)
-    point = float(peak_inside(maps[have], [boxes[k] for k in have], sizes[have]).mean())
+    point = pointing(maps, boxes, sizes)
     sq = pseudo_squares(torch.from_numpy(np.ascontiguousarray(maps[have]))[:, None], 0.25).numpy()
     pred = squares_to_pixel_boxes(sq, sizes[have])[:, 0]
     return point, float((iou_pairs(pred, gt) > 0.5).mean())

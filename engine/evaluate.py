@@ -242,8 +242,7 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
         gamma, source = (calibration_gamma, "user") if calibration_gamma is not None else \
             (stored_gamma, "validation") if stored_gamma is not None and mode == gamma_mode else (None, "")
         if gamma is not None:
-            s_cal = s.copy()
-            s_cal[:, seen] -= gamma
+            s_cal = M.calibrated_stacking(s, np.isin(np.arange(s.shape[1]), seen), gamma)
             c_pred = np.asarray(all_classes)[s_cal[:, all_classes].argmax(axis=1)]
             res["gzsl_calibrated"] = {**_gzsl(y, c_pred, is_unseen), "gamma": float(gamma), "gamma_from": source}
         modes[mode] = res
