@@ -196,6 +196,9 @@ class TrainConfig:
     # "colocation" (groups of channels that peak strongly at the same place; engine/colocation.py)
     # or "nmf" (deep feature factorisation; stages.nmf_channel_targets)
     channel_grouping: str = "kmeans"
+    # stage 1, after the grouping: rounds of discriminative mining that sharpen each part's map on
+    # its own peaks (engine/mining.py); 0 = the grouping's maps as they are
+    mine_rounds: int = 0
     # stage 2: Adam steps fitting the cropping net to the pseudo squares before the part epochs
     # (0 = keep its start, the soft-argmax of the map, which is already near those squares)
     cropper_fit_steps: int = 100
@@ -289,6 +292,8 @@ class RunConfig:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.train.batch_size}")
         if self.train.select_from not in ("final", "parts"):
             raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
+        if self.train.mine_rounds < 0:
+            raise ConfigError(f"train.mine_rounds must be >= 0, got {self.train.mine_rounds}")
         if not 0.0 <= self.train.gzsl_holdout < 1.0:
             raise ConfigError(f"train.gzsl_holdout must be in [0, 1), got {self.train.gzsl_holdout}")
         if self.train.cropper_fit_steps < 0:

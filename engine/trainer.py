@@ -44,6 +44,7 @@ from .backbone_cache import BackboneCache
 from .finetune import finetune_attention_cnn
 from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
+from .mining import mine_part_detector, set_part_detector
 from .config import (STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
                      save_toml, stage_plan, to_dict)
 from .data.base import ZSLDataset
@@ -582,11 +583,21 @@ class Trainer:
             targets = pseudo_label_targets(groups, m.cfg.n_parts)
         att = m.attention.cpu()
         losses = pretrain_channel_weights(att, feats, targets, epochs, seed=tc.seed)
-        m.attention.to(self.device)
         sizes = [int((groups == i).sum()) for i in range(m.cfg.n_parts)]
         yield ev.Progress("grouping", "channel-weight pretraining", 1, 1, 0.0)
         yield ev.Log(f"{how} grouped {len(groups)} channels into {sizes} on {n} images; "
                      f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        if tc.mine_rounds:
+            yield ev.Progress("grouping", "discriminative mining of the part maps", 0, m.cfg.n_parts)
+            with torch.no_grad():
+                maps = att(feats)[0]
+            for i in range(m.cfg.n_parts):
+                w, b, moved = mine_part_detector(feats, maps[:, i], tc.mine_rounds, seed=tc.seed + i)
+                set_part_detector(att, i, w, feats)
+                yield ev.Progress("grouping", "discriminative mining of the part maps", i + 1, m.cfg.n_parts)
+                yield ev.Log(f"map {i + 1}: {tc.mine_rounds} mining rounds, peaks that moved per round "
+                             + " ".join(f"{v:.2f}" for v in moved) + f"; {int((w > 0).sum())} channels weighted")
+        m.attention.to(self.device)
         return False
 
     def _fit_cropper(self) -> Iterator[ev.Event]:

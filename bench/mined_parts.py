@@ -1,0 +1,166 @@
+"""Stage 1 by discriminative mining: can a part detector refined on its own peaks find the head
+more precisely than the channel grouping's map? (docs/results.md, run 28.)
+
+    SGMA_SHARED_DATA=../shared/data python bench/mined_parts.py --root CUB50_PLUS [--train 800] [--rounds 5]
+
+The channel grouping's Eq. 3 maps are diffuse (run 9a): a sigmoid of a channel sum that fires over
+most of the bird and peaks a cell towards the body (run 23). Mid-level discriminative mining
+(Singh et al., ECCV 2012) sharpens such a start without labels: on each training image the
+detector's peak cell is a positive, cells at least ``--gap`` cells away from it are negatives, a
+logistic regression over the 112 stride-16 channels is refitted, and the new detector's peaks are
+the next round's positives. The detector is a linear map of the channels plus a bias: an Eq. 2
+weight vector a_i, so it drops into the model's attention subnet unchanged.
+
+Per round, on the validation-class images: reported only, pointing and IoU > 0.5 of the quarter
+square at the peak; annotation-free, the flip disagreement (run 16) and the mean top-1 margin
+(peak logit minus the highest logit outside the gap). Features are cached in ``--cache``. CPU only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from sgma.engine.attention import MultiAttention
+from sgma.engine.backbones import build_backbone
+from sgma.engine.data.registry import load_dataset
+from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_boxes
+from sgma.engine.loader import ImageSet
+from sgma.engine.metrics import iou_pairs
+from sgma.engine.stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets
+from sgma.engine.mining import detector_logits, fit_logistic, mining_samples, peak_cells
+from finetune_grouping import features
+
+
+def cached_features(net, ds, ids, size, path, flipped=True):
+    if os.path.exists(path):
+        return torch.load(path)
+    ims = ImageSet(ds, ids, size)
+    f = features(net, ims)
+    if not flipped:
+        torch.save((f, None), path)
+        return f, None
+    with torch.no_grad():
+        fl = torch.cat([net(torch.stack([ims[k][0].flip(-1) for k in range(s, min(s + 32, len(ids)))]))
+                        for s in range(0, len(ids), 32)])
+    torch.save((f, fl), path)
+    return f, fl
+
+
+def peaks(logits: torch.Tensor) -> np.ndarray:
+    return peak_cells(logits)
+
+
+def centres(logits: torch.Tensor) -> np.ndarray:
+    n, h, w = logits.shape
+    p = peaks(logits)
+    return np.stack([(p[:, 1] + 0.5) / w, (p[:, 0] + 0.5) / h], 1)
+
+
+def region_sides(logits: torch.Tensor, lo: float = 0.1, hi: float = 0.6) -> np.ndarray:
+    """The side of the bounding square of the connected cells with a positive logit (the
+    detector's "part" decision) that hold the peak, as a fraction of the map side, clamped."""
+    from scipy import ndimage
+    n, h, w = logits.shape
+    p = peaks(logits)
+    out = np.empty(n)
+    for k in range(n):
+        lab, _ = ndimage.label(logits[k].numpy() > 0)
+        r = lab == lab[p[k, 0], p[k, 1]] if lab[p[k, 0], p[k, 1]] else np.zeros((h, w), bool)
+        r[p[k, 0], p[k, 1]] = True
+        ys, xs = np.nonzero(r)
+        out[k] = max(ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()) / h
+    return np.clip(out, lo, hi)
+
+
+def soft_centres(logits: torch.Tensor, r: int = 1) -> np.ndarray:
+    """Centre of the detector's probability mass in the (2r+1)^2 cells around its peak."""
+    n, h, w = logits.shape
+    p = peaks(logits)
+    prob = torch.sigmoid(logits).numpy()
+    out = np.empty((n, 2))
+    for k in range(n):
+        y0, y1 = max(p[k, 0] - r, 0), min(p[k, 0] + r + 1, h)
+        x0, x1 = max(p[k, 1] - r, 0), min(p[k, 1] + r + 1, w)
+        m = prob[k, y0:y1, x0:x1]
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        out[k] = [((xx + 0.5) * m).sum() / m.sum() / w, ((yy + 0.5) * m).sum() / m.sum() / h]
+    return out
+
+
+def report(tag, lv, lflip, gt, sizes, parts=("head", "tail"), rules=False):
+    c = centres(lv)
+    cf = centres(lflip)   # already in the image's own coordinates
+    flip = float(np.median(np.hypot(*(c - cf).T)))
+    line = f"{tag}: flip {flip:.3f}"
+    n = len(c)
+    variants = {"peak, quarter": (c, np.full(n, 0.25))}
+    if rules:
+        rs = region_sides(lv)
+        variants.update({"3x3 soft centre, quarter": (soft_centres(lv), np.full(n, 0.25)),
+                         "peak, region side": (c, rs),
+                         "3x3 soft centre, region side": (soft_centres(lv), rs)})
+        line += f" (mean region side {rs.mean():.3f})"
+    for part in parts:
+        have = [k for k, g in enumerate(gt[part]) if g is not None]
+        g = np.array([gt[part][k] for k in have])
+        line += f" | {part} pointing {point_inside(c[have], g, sizes[have]).mean():.3f}"
+        for name, (cc, side) in variants.items():
+            sq = np.concatenate([cc, side[:, None]], 1)[:, None]
+            iou = iou_pairs(squares_to_pixel_boxes(sq, sizes)[have, 0], g)
+            line += f" [{name}] IoU>0.5 {np.mean(iou > 0.5):.3f}"
+    print(line, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--train", type=int, default=800)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--gap", type=int, default=3)
+    ap.add_argument("--neg", type=int, default=20)
+    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--signed", action="store_true", help="let channel weights be negative (not an Eq. 2 a_i)")
+    ap.add_argument("--cache", default="/tmp/mined_parts")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.time()
+    os.makedirs(args.cache, exist_ok=True)
+    ds = load_dataset("cub", args.root, split="ps", fold=1)
+    val = set(ds.split.val_classes)
+    tr = [i for i in ds.split.trainval if ds.labels[i] not in val]
+    tr = [tr[k] for k in np.random.default_rng(0).permutation(len(tr))[:args.train]]
+    va = [i for i in ds.split.trainval if ds.labels[i] in val]
+    net = build_backbone("efficientnet_lite0_s16", "imagenet").eval()
+    f_tr, _ = cached_features(net, ds, tr, args.size, f"{args.cache}/tr{args.train}_{args.size}.pt", flipped=False)
+    f_va, f_vaf = cached_features(net, ds, va, args.size, f"{args.cache}/va_{args.size}.pt")
+    f_vaf = f_vaf.flip(-1)   # mirrored back: a detector's peak on it is comparable cell for cell
+    sizes = image_sizes(ds, va)
+    gt = {p: [ds.items[i].part_boxes.get(p) for i in va] for p in ("head", "tail")}
+    print(f"features {tuple(f_tr.shape)} / {tuple(f_va.shape)}: {time.time() - t0:.0f} s", flush=True)
+
+    groups = kmeans_channel_groups(f_tr, 2)
+    att = MultiAttention(f_tr.shape[1], 2)
+    torch.manual_seed(0)
+    pretrain_channel_weights(att, f_tr, pseudo_label_targets(groups, 2), 2)
+    with torch.no_grad():
+        start = {s: att(f)[0] for s, f in (("tr", f_tr), ("va", f_va), ("vaf", f_vaf))}
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        report(f"map {i + 1} grouping", start["va"][:, i], start["vaf"][:, i], gt, sizes)
+        lt = start["tr"][:, i]
+        for r in range(args.rounds):
+            wb = fit_logistic(*mining_samples(f_tr, lt, args.gap, args.neg, rng), nonnegative=not args.signed)
+            before, lt = peaks(lt), detector_logits(f_tr, *wb)
+            moved = float(np.mean(np.abs(peaks(lt) - before).max(1) > 0))
+            print(f"  training peaks that moved: {moved:.3f}")
+            report(f"map {i + 1} round {r + 1}", detector_logits(f_va, *wb), detector_logits(f_vaf, *wb), gt, sizes,
+                   rules=(r + 1) % 5 == 0)
+    print(f"done in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Stage 1 refinement by discriminative mining (``train.mine_rounds``, docs/choices.md).
+
+The channel grouping's Eq. 3 maps are diffuse on real birds: a sigmoid of a channel sum that
+fires over most of the bird, its peak about a cell towards the body (docs/results.md, runs 9a and
+23). Mid-level discriminative mining (Singh, Gupta and Efros, ECCV 2012) sharpens such a start
+without labels. Each round, on every grouping image, the part's current peak cell is a positive
+and ``negatives`` random cells at least ``gap`` cells away from it (Chebyshev distance) are
+negatives; a class-balanced, L2-regularised logistic regression over the channels at those
+cells gives the next detector, whose peaks are the next round's positives.
+
+The detector's weights are kept non-negative, so it is an a_i of Eq. 2 (a sigmoid's output, in
+(0, 1)) up to the map's scale: Eq. 3's map stays a sigmoid of a positively weighted channel sum.
+No part box enters: positives and negatives come from the model's own maps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+MINING_GAP = 3          # cells: negatives lie at least this far from the positive (0.15 of a 20-cell map)
+MINING_NEGATIVES = 20   # negative cells sampled per image and round
+MINING_C = 0.1          # inverse L2 strength, scikit-learn's convention
+
+
+def peak_cells(logits: torch.Tensor) -> np.ndarray:
+    """(N, H, W) -> (N, 2) (row, col) of each map's maximum."""
+    n, h, w = logits.shape
+    k = logits.reshape(n, -1).argmax(dim=1).cpu().numpy()
+    return np.stack([k // w, k % w], axis=1)
+
+
+def mining_samples(features: torch.Tensor, logits: torch.Tensor, gap: int, negatives: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Channel vectors of each image's peak cell (label 1) and of ``negatives`` cells at least
+    ``gap`` cells from it (label 0). features (N, C, H, W), logits (N, H, W) -> (X (M, C), y (M,))."""
+    n, c, h, w = features.shape
+    peak = peak_cells(logits)
+    yy, xx = np.mgrid[0:h, 0:w]
+    flat = features.reshape(n, c, h * w)
+    pos, neg = [], []
+    for k in range(n):
+        pos.append(flat[k, :, peak[k, 0] * w + peak[k, 1]].numpy())
+        far = np.flatnonzero((np.maximum(np.abs(yy - peak[k, 0]), np.abs(xx - peak[k, 1])) >= gap).ravel())
+        if len(far):
+            pick = rng.choice(far, size=min(negatives, len(far)), replace=False)
+            neg.append(flat[k][:, pick].T.numpy())
+    x = np.concatenate([np.stack(pos)] + neg).astype(np.float64)
+    y = np.r_[np.ones(len(pos)), np.zeros(len(x) - len(pos))]
+    return x, y
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float = MINING_C, nonnegative: bool = True
+                 ) -> tuple[np.ndarray, float]:
+    """Class-balanced logistic regression, ``sum_i s_i log(1 + exp(-t_i (w.x_i + b))) + |w|^2 / (2c)``
+    with t in {-1, 1} and s_i = M / (2 M_class): scikit-learn's objective, with w >= 0 when
+    ``nonnegative`` (L-BFGS-B). -> (w (C,), b)."""
+    from scipy.optimize import minimize
+    t = 2.0 * y - 1.0
+    s = np.where(y > 0, len(y) / (2.0 * max(y.sum(), 1)), len(y) / (2.0 * max((1 - y).sum(), 1)))
+    d = x.shape[1]
+
+    def loss(v):
+        w, b = v[:d], v[d]
+        z = t * (x @ w + b)
+        lz = np.logaddexp(0.0, -z)
+        g = -s * t * np.exp(-np.logaddexp(0.0, z))      # d/dm of s log(1 + e^{-t m}) = -s t sigmoid(-t m)
+        return float((s * lz).sum() + w @ w / (2 * c)), np.r_[x.T @ g + w / c, g.sum()]
+
+    bounds = [(0.0, None)] * d + [(None, None)] if nonnegative else None
+    res = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"maxiter": 2000})
+    return res.x[:d], float(res.x[d])
+
+
+def detector_logits(features: torch.Tensor, w: np.ndarray, b: float) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W): ``w . f(i, j) + b`` at every cell."""
+    return torch.einsum("nchw,c->nhw", features, torch.as_tensor(w, dtype=features.dtype)) + b
+
+
+def mine_part_detector(features: torch.Tensor, logits: torch.Tensor, rounds: int, seed: int = 0,
+                       gap: int = MINING_GAP, negatives: int = MINING_NEGATIVES,
+                       nonnegative: bool = True) -> tuple[np.ndarray, float, list[float]]:
+    """``rounds`` rounds of mining from the start ``logits`` (N, H, W) over ``features``
+    (N, C, H, W). Returns the last detector (w, b) and, per round, the share of images whose
+    peak cell moved (the mining's own convergence, no label)."""
+    if rounds < 1:
+        raise ValueError(f"mining needs at least one round, got {rounds}")
+    rng = np.random.default_rng(seed)
+    moved, w, b = [], None, 0.0
+    for _ in range(rounds):
+        w, b = fit_logistic(*mining_samples(features, logits, gap, negatives, rng), nonnegative=nonnegative)
+        before, logits = peak_cells(logits), detector_logits(features, w, b)
+        moved.append(float(np.mean(np.any(peak_cells(logits) != before, axis=1))))
+    return w, b, moved
+
+
+@torch.no_grad()
+def set_part_detector(attention, part: int, w: np.ndarray, features: torch.Tensor) -> None:
+    """Write a non-negative detector into part ``part`` of a MultiAttention: Eq. 2's a_i becomes
+    the constant ``w / max(w)`` (the second FC layer's weights zeroed, its bias the logit of
+    that), and the map's scale and bias standardise its logits on ``features`` to mean 0, std 2
+    over positions, as after the grouping's pretraining (stages.pretrain_channel_weights)."""
+    if (w < 0).any():
+        raise ValueError("a part detector written into Eq. 2 needs non-negative channel weights")
+    a = torch.as_tensor(w / max(float(w.max()), 1e-12), dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
+    fc2 = attention.fc2[part]
+    fc2.weight.zero_()
+    fc2.bias.copy_(torch.logit(a))
+    raw = torch.einsum("nchw,c->nhw", features, attention.channel_weights(features.mean(dim=(2, 3))[:1])[0, part])
+    raw = raw / features.shape[1]
+    std = raw.std().clamp(min=1e-6)
+    attention.scale[part] = 2.0 / std
+    attention.bias[part] = -raw.mean() * 2.0 / std
