@@ -31,7 +31,7 @@ from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_box
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
 from sgma.engine.stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets
-from sgma.engine.mining import detector_logits, fit_logistic, mining_samples, peak_cells
+from sgma.engine.mining import detector_logits, fit_logistic, mine_part_detector, mining_samples, peak_cells
 from finetune_grouping import features
 
 
@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--gap", type=int, default=3)
     ap.add_argument("--neg", type=int, default=20)
     ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--tail-from-geometry", action="store_true")
+    ap.add_argument("--stability", action="store_true", help="agreement of two halves' maps (no label)")
     ap.add_argument("--signed", action="store_true", help="let channel weights be negative (not an Eq. 2 a_i)")
     ap.add_argument("--cache", default="/tmp/mined_parts")
     args = ap.parse_args()
@@ -159,7 +161,81 @@ def main() -> None:
             print(f"  training peaks that moved: {moved:.3f}")
             report(f"map {i + 1} round {r + 1}", detector_logits(f_va, *wb), detector_logits(f_vaf, *wb), gt, sizes,
                    rules=(r + 1) % 5 == 0)
+    if args.stability:
+        stability(f_tr, f_va, args.rounds, gt, sizes)
+    if args.tail_from_geometry:
+        tail_from_geometry(args, ds, tr, va, f_tr, f_va, f_vaf, start, gt, sizes, rng)
     print(f"done in {time.time() - t0:.0f} s")
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Share of images whose two maps peak within one cell of each other (no label)."""
+    return float(np.mean(np.abs(peak_cells(a) - peak_cells(b)).max(1) <= 1))
+
+
+def stability(f_tr, f_va, rounds, gt, sizes):
+    """Annotation-free: the grouping (and the mining after it) run on two disjoint halves of the
+    grouping images; how often do the two versions of each map peak at the same place on the
+    validation images? Maps are paired across the halves by their agreement."""
+    halves = (f_tr[: len(f_tr) // 2], f_tr[len(f_tr) // 2:])
+    grouped, mined = [], []
+    for f in halves:
+        att = MultiAttention(f.shape[1], 2)
+        torch.manual_seed(0)
+        pretrain_channel_weights(att, f, pseudo_label_targets(kmeans_channel_groups(f, 2), 2), 2)
+        with torch.no_grad():
+            start, va = att(f)[0], att(f_va)[0]
+        grouped.append(va)
+        mined.append(torch.stack([detector_logits(f_va, *mine_part_detector(f, start[:, i], rounds)[:2])
+                                  for i in range(2)], 1))
+    for name, maps in (("grouping", grouped), ("mining", mined)):
+        for h, m in enumerate(maps):
+            for i in range(2):
+                report(f"  half {h + 1} {name} map {i + 1}", m[:, i], m[:, i], gt, sizes)
+    for name, (a, b) in (("grouping", grouped), ("mining", mined)):
+        pair = max(((0, 1), (1, 0)), key=lambda p: agreement(a[:, 0], b[:, p[0]]) + agreement(a[:, 1], b[:, p[1]]))
+        print(f"stability, {name}: map 1 {agreement(a[:, 0], b[:, pair[0]]):.3f}, "
+              f"map 2 {agreement(a[:, 1], b[:, pair[1]]):.3f} (halves of {len(f_tr)} images)", flush=True)
+
+
+def object_masks(ds, ids, size, path):
+    """SCDA masks (bench/scda.py) of the fixed stride-32 network, on the stride-16 grid."""
+    from scda import object_mask
+    if os.path.exists(path):
+        return torch.load(path).numpy()
+    net = build_backbone("efficientnet_lite0", "imagenet").eval()
+    a = features(net, ImageSet(ds, ids, size)).sum(1).numpy()
+    m = np.stack([object_mask(x) for x in a]).repeat(2, 1).repeat(2, 2)
+    torch.save(torch.as_tensor(m), path)
+    return m
+
+
+def tail_from_geometry(args, ds, tr, va, f_tr, f_va, f_vaf, start, gt, sizes, rng):
+    """The tail's start from geometry (run 23): the object cell farthest from the mined head's
+    peak; then mining from that start."""
+    from centre_or_side import tail_from_head
+    m_tr = object_masks(ds, tr, args.size, f"{args.cache}/mask_tr{args.train}_{args.size}.pt")
+    m_va = object_masks(ds, va, args.size, f"{args.cache}/mask_va_{args.size}.pt")
+    head = 0   # the grouping's map 1 is the head map in this fold (reported above)
+    w, b, _ = mine_part_detector(f_tr, start["tr"][:, head], args.rounds, seed=0)
+
+    def geometry_start(f, masks):
+        hc = centres(detector_logits(f, w, b))
+        out = torch.zeros(len(f), f.shape[2], f.shape[3])
+        for k in range(len(f)):
+            x, y = tail_from_head(masks[k], hc[k], "farthest")
+            out[k, int(y * f.shape[2]), int(x * f.shape[3])] = 1.0
+        return out
+
+    report("head, mined", detector_logits(f_va, w, b), detector_logits(f_vaf, w, b), gt, sizes, rules=True)
+    g_va = geometry_start(f_va, m_va)
+    report("tail, geometry (farthest object cell)", g_va, g_va, gt, sizes)
+    lt = geometry_start(f_tr, m_tr)
+    for r in range(args.rounds):
+        wb = fit_logistic(*mining_samples(f_tr, lt, args.gap, args.neg, rng))
+        lt = detector_logits(f_tr, *wb)
+        report(f"tail, mined from geometry, round {r + 1}", detector_logits(f_va, *wb),
+               detector_logits(f_vaf, *wb), gt, sizes)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     stage 0 "warmup"          image branch on seen-class classification, embedding softmax (Eq. 9)
     stage 1 "grouping"        channels grouped by peak position (k-means, or the co-location grouping
-                              of engine/colocation.py); a_i pretrained on the groups
+                              of engine/colocation.py); a_i pretrained on the groups; with
+                              ``mine_rounds`` each map then sharpened by mining (engine/mining.py)
     stage 2 "pretrain_parts"  pseudo squares at the map peaks: cropping net by MSE (``cropper_fit_steps``
                               Adam steps, then with the part epochs), part branches by L_CLS + L_CCT
                               on the pseudo-cropped parts (image CNN frozen)
