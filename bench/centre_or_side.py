@@ -97,6 +97,19 @@ def body_frame_error(centre: np.ndarray, truth: np.ndarray, body: np.ndarray) ->
     return (e * d).sum(1), e[:, 1] * d[:, 0] - e[:, 0] * d[:, 1]
 
 
+def validation_run(checkpoint: str, root: str, n_val: int, keep_maps: bool):
+    """A trained model and its pass over the first ``n_val`` validation-class images of fold 1:
+    (model, dataset, image indices, extract's output, image sizes, part boxes, map per part)."""
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    ds = load_dataset("cub", root, split="ps", fold=1)
+    va = [i for i in ds.split.trainval if ds.labels[i] in set(ds.split.val_classes)][:n_val]
+    ex = extract(model, ds, va, keep_maps=keep_maps)
+    sizes = image_sizes(ds, va)
+    gt = {p: [ds.items[i].part_boxes.get(p) for i in va] for p in ("head", "tail")}
+    assign = assign_parts(squares_to_pixel_boxes(ex["squares"], sizes), gt, ["head", "tail"])
+    return model, ds, va, ex, sizes, gt, assign
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
@@ -105,13 +118,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.time()
-    model = model_from_checkpoint(load_checkpoint(args.checkpoint)).eval()
-    ds = load_dataset("cub", args.root, split="ps", fold=1)
-    va = [i for i in ds.split.trainval if ds.labels[i] in set(ds.split.val_classes)][:args.val]
-    ex = extract(model, ds, va, keep_maps=True)
-    sq, sizes, n = ex["squares"], image_sizes(ds, va), len(va)
-    gt = {p: [ds.items[i].part_boxes.get(p) for i in va] for p in ("head", "tail")}
-    assign = assign_parts(squares_to_pixel_boxes(sq, sizes), gt, ["head", "tail"])
+    model, ds, va, ex, sizes, gt, assign = validation_run(args.checkpoint, args.root, args.val, keep_maps=True)
+    sq, n = ex["squares"], len(va)
     ims = ImageSet(ds, va, model.cfg.attention_size)
     x = torch.stack([ims[k][0] for k in range(n)])
     print(f"{n} validation images, maps assigned {assign}: {time.time() - t0:.0f} s", flush=True)

@@ -25,10 +25,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from sgma.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from sgma.engine.data.registry import load_dataset
-from sgma.engine.evaluate import assign_parts, image_sizes, point_inside, squares_to_pixel_boxes
-from sgma.engine.extract import extract
+from centre_or_side import validation_run
+from sgma.engine.evaluate import point_inside, squares_to_pixel_boxes
 from sgma.engine.metrics import iou_pairs
 from square_rules import images_u8
 
@@ -86,13 +84,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.time()
-    model = model_from_checkpoint(load_checkpoint(args.checkpoint)).eval()
-    ds = load_dataset("cub", args.root, split="ps", fold=1)
-    va = [i for i in ds.split.trainval if ds.labels[i] in set(ds.split.val_classes)][:args.val]
-    ex = extract(model, ds, va, keep_maps=False)
-    sizes, n = image_sizes(ds, va), len(va)
-    gt = {p: [ds.items[i].part_boxes.get(p) for i in va] for p in ("head", "tail")}
-    assign = assign_parts(squares_to_pixel_boxes(ex["squares"], sizes), gt, ["head", "tail"])
+    model, ds, va, ex, sizes, gt, assign = validation_run(args.checkpoint, args.root, args.val, keep_maps=False)
+    n = len(va)
     u8 = images_u8(ds, va, model.cfg.attention_size)
     maps, fmaps = maps_of(model, u8), maps_of(model, u8, flip=True)   # fmaps: mirrored back
     print(f"{n} validation images, maps assigned {assign}: {time.time() - t0:.0f} s", flush=True)
