@@ -110,15 +110,20 @@ def validation_run(checkpoint: str, root: str, n_val: int, keep_maps: bool):
     return model, ds, va, ex, sizes, gt, assign
 
 
-def main():
+def validation_cli(keep_maps: bool):
+    """``CHECKPOINT ROOT [--val N]`` from the command line, two threads, then ``validation_run``."""
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoint")
     ap.add_argument("root")
     ap.add_argument("--val", type=int, default=343)
     args = ap.parse_args()
     torch.set_num_threads(2)
+    return validation_run(args.checkpoint, args.root, args.val, keep_maps)
+
+
+def main():
     t0 = time.time()
-    model, ds, va, ex, sizes, gt, assign = validation_run(args.checkpoint, args.root, args.val, keep_maps=True)
+    model, ds, va, ex, sizes, gt, assign = validation_cli(keep_maps=True)
     sq, n = ex["squares"], len(va)
     ims = ImageSet(ds, va, model.cfg.attention_size)
     x = torch.stack([ims[k][0] for k in range(n)])

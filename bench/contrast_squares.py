@@ -18,14 +18,13 @@ validation images are reported, never used to choose.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from centre_or_side import validation_run
+from centre_or_side import validation_cli
 from sgma.engine.evaluate import point_inside, squares_to_pixel_boxes
 from sgma.engine.metrics import iou_pairs
 from square_rules import images_u8
@@ -77,14 +76,8 @@ def maps_of(model, ims_u8, flip=False, batch=32):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("checkpoint")
-    ap.add_argument("root")
-    ap.add_argument("--val", type=int, default=343)
-    args = ap.parse_args()
-    torch.set_num_threads(2)
     t0 = time.time()
-    model, ds, va, ex, sizes, gt, assign = validation_run(args.checkpoint, args.root, args.val, keep_maps=False)
+    model, ds, va, ex, sizes, gt, assign = validation_cli(keep_maps=False)
     n = len(va)
     u8 = images_u8(ds, va, model.cfg.attention_size)
     maps, fmaps = maps_of(model, u8), maps_of(model, u8, flip=True)   # fmaps: mirrored back
