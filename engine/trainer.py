@@ -593,7 +593,7 @@ class Trainer:
             with torch.no_grad():
                 maps = att(feats)[0]
             for i in range(m.cfg.n_parts):
-                w, b, moved = mine_part_detector(feats, maps[:, i], tc.mine_rounds, seed=tc.seed + i)
+                w, _, moved = mine_part_detector(feats, maps[:, i], tc.mine_rounds, seed=tc.seed + i)
                 set_part_detector(att, i, w, feats)
                 yield ev.Progress("grouping", "discriminative mining of the part maps", i + 1, m.cfg.n_parts)
                 yield ev.Log(f"map {i + 1}: {tc.mine_rounds} mining rounds, peaks that moved per round "
