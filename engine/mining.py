@@ -44,6 +44,9 @@ def mining_samples(features: torch.Tensor, logits: torch.Tensor, gap: int, negat
         if len(far):
             pick = rng.choice(far, size=min(negatives, len(far)), replace=False)
             neg.append(flat[k][:, pick].T.numpy())
+    if not neg:
+        raise ValueError(f"mining needs cells at least {gap} cells from a map's peak, and the maps are "
+                         f"{h} x {w}: use a larger model.attention_size or train.mine_rounds = 0")
     x = np.concatenate([np.stack(pos)] + neg).astype(np.float64)
     y = np.r_[np.ones(len(pos)), np.zeros(len(x) - len(pos))]
     return x, y

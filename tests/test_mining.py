@@ -33,6 +33,12 @@ def test_mining_samples_take_the_peak_and_only_cells_at_least_gap_away():
     assert len(y) == 5 and set(x[1:, 0]) <= {4.0, 9.0, 14.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0}
 
 
+def test_maps_too_small_for_the_gap_are_refused_by_name():
+    f = torch.rand(2, 4, 3, 3)
+    with pytest.raises(ValueError, match=r"at least 3 cells .* maps are 3 x 3.*mine_rounds = 0"):
+        mining_samples(f, f[:, 0], gap=3, negatives=5, rng=np.random.default_rng(0))
+
+
 def test_fit_logistic_is_scikit_learns_balanced_l2_objective():
     from sklearn.linear_model import LogisticRegression
     rng = np.random.default_rng(0)
