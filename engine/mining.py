@@ -14,8 +14,13 @@ No part box enters: positives and negatives come from the model's own maps.
 """
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 import torch
+
+from .attention import peak_positions
+from .stages import standardise_map_logits
 
 MINING_GAP = 3          # cells: negatives lie at least this far from the positive (0.15 of a 20-cell map)
 MINING_NEGATIVES = 20   # negative cells sampled per image and round
@@ -24,9 +29,7 @@ MINING_C = 0.1          # inverse L2 strength, scikit-learn's convention
 
 def peak_cells(logits: torch.Tensor) -> np.ndarray:
     """(N, H, W) -> (N, 2) (row, col) of each map's maximum."""
-    n, h, w = logits.shape
-    k = logits.reshape(n, -1).argmax(dim=1).cpu().numpy()
-    return np.stack([k // w, k % w], axis=1)
+    return peak_positions(logits[:, None])[:, 0].cpu().numpy()
 
 
 def mining_samples(features: torch.Tensor, logits: torch.Tensor, gap: int, negatives: int,
@@ -81,19 +84,24 @@ def detector_logits(features: torch.Tensor, w: np.ndarray, b: float) -> torch.Te
 
 
 def mine_part_detector(features: torch.Tensor, logits: torch.Tensor, rounds: int, seed: int = 0,
-                       gap: int = MINING_GAP, negatives: int = MINING_NEGATIVES,
-                       nonnegative: bool = True) -> tuple[np.ndarray, float, list[float]]:
+                       gap: int = MINING_GAP, negatives: int = MINING_NEGATIVES, nonnegative: bool = True,
+                       rng: Optional[np.random.Generator] = None,
+                       on_round: Optional[Callable[[int, np.ndarray, float, float], None]] = None
+                       ) -> tuple[np.ndarray, float, list[float]]:
     """``rounds`` rounds of mining from the start ``logits`` (N, H, W) over ``features``
     (N, C, H, W). Returns the last detector (w, b) and, per round, the share of images whose
-    peak cell moved (the mining's own convergence, no label)."""
+    peak cell moved (the mining's own convergence, no label). ``rng`` (default: seeded by
+    ``seed``) draws the negatives; ``on_round(round, w, b, moved)`` is called after each round."""
     if rounds < 1:
         raise ValueError(f"mining needs at least one round, got {rounds}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     moved, w, b = [], None, 0.0
-    for _ in range(rounds):
+    for r in range(rounds):
         w, b = fit_logistic(*mining_samples(features, logits, gap, negatives, rng), nonnegative=nonnegative)
         before, logits = peak_cells(logits), detector_logits(features, w, b)
         moved.append(float(np.mean(np.any(peak_cells(logits) != before, axis=1))))
+        if on_round is not None:
+            on_round(r, w, b, moved[-1])
     return w, b, moved
 
 
@@ -109,8 +117,4 @@ def set_part_detector(attention, part: int, w: np.ndarray, features: torch.Tenso
     fc2 = attention.fc2[part]
     fc2.weight.zero_()
     fc2.bias.copy_(torch.logit(a))
-    raw = torch.einsum("nchw,c->nhw", features, attention.channel_weights(features.mean(dim=(2, 3))[:1])[0, part])
-    raw = raw / features.shape[1]
-    std = raw.std().clamp(min=1e-6)
-    attention.scale[part] = 2.0 / std
-    attention.bias[part] = -raw.mean() * 2.0 / std
+    standardise_map_logits(attention, features, parts=[part])

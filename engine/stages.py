@@ -71,14 +71,22 @@ def pretrain_channel_weights(attention, features: torch.Tensor, targets: torch.T
             opt.step()
             total += float(loss.detach()) * len(perm[s:s + batch])
         losses.append(total / len(p))
-    with torch.no_grad():
-        a = attention.channel_weights(p)
-        raw = torch.einsum("bchw,bnc->bnhw", features, a) / features.shape[1]
-        mean = raw.mean(dim=(0, 2, 3))
-        std = raw.std(dim=(0, 2, 3)).clamp(min=1e-6)
-        attention.scale.copy_(2.0 / std)
-        attention.bias.copy_(-mean * 2.0 / std)
+    standardise_map_logits(attention, features)
     return losses
+
+
+@torch.no_grad()
+def standardise_map_logits(attention, features: torch.Tensor, parts=None) -> None:
+    """Set Eq. 3's per-part scale and bias so that each map's logits have mean 0 and std 2 over
+    the positions of ``features`` (data-dependent initialisation, docs/choices.md); ``parts``:
+    the parts to set, all by default."""
+    a = attention.channel_weights(channel_descriptor(features))
+    raw = torch.einsum("bchw,bnc->bnhw", features, a) / features.shape[1]
+    mean = raw.mean(dim=(0, 2, 3))
+    std = raw.std(dim=(0, 2, 3)).clamp(min=1e-6)
+    for i in range(a.shape[1]) if parts is None else parts:
+        attention.scale[i] = 2.0 / std[i]
+        attention.bias[i] = -mean[i] * 2.0 / std[i]
 
 
 def pseudo_squares(maps: torch.Tensor, side: float) -> torch.Tensor:
