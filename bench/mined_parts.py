@@ -8,12 +8,15 @@ most of the bird and peaks a cell towards the body (run 23). Mid-level discrimin
 (Singh et al., ECCV 2012) sharpens such a start without labels: on each training image the
 detector's peak cell is a positive, cells at least ``--gap`` cells away from it are negatives, a
 logistic regression over the 112 stride-16 channels is refitted, and the new detector's peaks are
-the next round's positives. The detector is a linear map of the channels plus a bias: an Eq. 2
-weight vector a_i, so it drops into the model's attention subnet unchanged.
+the next round's positives (engine/mining.py, ``mine_part_detector``). With non-negative weights
+(the default; ``--signed`` lifts it) the detector is an Eq. 2 weight vector a_i, so it drops into
+the model's attention subnet unchanged.
 
 Per round, on the validation-class images: reported only, pointing and IoU > 0.5 of the quarter
-square at the peak; annotation-free, the flip disagreement (run 16) and the mean top-1 margin
-(peak logit minus the highest logit outside the gap). Features are cached in ``--cache``. CPU only.
+square at the peak; annotation-free, the flip disagreement (run 16) and the share of training
+peaks that moved. ``--stability``: the agreement of two disjoint halves' maps (no label).
+``--tail-from-geometry``: a tail started at the object cell farthest from the mined head.
+Features are cached in ``--cache``. CPU only.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_box
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
 from sgma.engine.stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets
-from sgma.engine.mining import detector_logits, fit_logistic, mine_part_detector, mining_samples, peak_cells
+from sgma.engine.mining import detector_logits, mine_part_detector, peak_cells
 from finetune_grouping import features
 
 
@@ -40,23 +43,14 @@ def cached_features(net, ds, ids, size, path, flipped=True):
         return torch.load(path)
     ims = ImageSet(ds, ids, size)
     f = features(net, ims)
-    if not flipped:
-        torch.save((f, None), path)
-        return f, None
-    with torch.no_grad():
-        fl = torch.cat([net(torch.stack([ims[k][0].flip(-1) for k in range(s, min(s + 32, len(ids)))]))
-                        for s in range(0, len(ids), 32)])
+    fl = features(net, [(ims[k][0].flip(-1),) for k in range(len(ims))]) if flipped else None
     torch.save((f, fl), path)
     return f, fl
 
 
-def peaks(logits: torch.Tensor) -> np.ndarray:
-    return peak_cells(logits)
-
-
 def centres(logits: torch.Tensor) -> np.ndarray:
     n, h, w = logits.shape
-    p = peaks(logits)
+    p = peak_cells(logits)
     return np.stack([(p[:, 1] + 0.5) / w, (p[:, 0] + 0.5) / h], 1)
 
 
@@ -65,7 +59,7 @@ def region_sides(logits: torch.Tensor, lo: float = 0.1, hi: float = 0.6) -> np.n
     detector's "part" decision) that hold the peak, as a fraction of the map side, clamped."""
     from scipy import ndimage
     n, h, w = logits.shape
-    p = peaks(logits)
+    p = peak_cells(logits)
     out = np.empty(n)
     for k in range(n):
         lab, _ = ndimage.label(logits[k].numpy() > 0)
@@ -79,7 +73,7 @@ def region_sides(logits: torch.Tensor, lo: float = 0.1, hi: float = 0.6) -> np.n
 def soft_centres(logits: torch.Tensor, r: int = 1) -> np.ndarray:
     """Centre of the detector's probability mass in the (2r+1)^2 cells around its peak."""
     n, h, w = logits.shape
-    p = peaks(logits)
+    p = peak_cells(logits)
     prob = torch.sigmoid(logits).numpy()
     out = np.empty((n, 2))
     for k in range(n):
@@ -153,14 +147,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for i in range(2):
         report(f"map {i + 1} grouping", start["va"][:, i], start["vaf"][:, i], gt, sizes)
-        lt = start["tr"][:, i]
-        for r in range(args.rounds):
-            wb = fit_logistic(*mining_samples(f_tr, lt, args.gap, args.neg, rng), nonnegative=not args.signed)
-            before, lt = peaks(lt), detector_logits(f_tr, *wb)
-            moved = float(np.mean(np.abs(peaks(lt) - before).max(1) > 0))
+
+        def each_round(r, w, b, moved, i=i):
             print(f"  training peaks that moved: {moved:.3f}")
-            report(f"map {i + 1} round {r + 1}", detector_logits(f_va, *wb), detector_logits(f_vaf, *wb), gt, sizes,
-                   rules=(r + 1) % 5 == 0)
+            report(f"map {i + 1} round {r + 1}", detector_logits(f_va, w, b), detector_logits(f_vaf, w, b),
+                   gt, sizes, rules=(r + 1) % 5 == 0)
+        mine_part_detector(f_tr, start["tr"][:, i], args.rounds, gap=args.gap, negatives=args.neg,
+                           nonnegative=not args.signed, rng=rng, on_round=each_round)
     if args.stability:
         stability(f_tr, f_va, args.rounds, gt, sizes)
     if args.tail_from_geometry:
@@ -230,12 +223,10 @@ def tail_from_geometry(args, ds, tr, va, f_tr, f_va, f_vaf, start, gt, sizes, rn
     report("head, mined", detector_logits(f_va, w, b), detector_logits(f_vaf, w, b), gt, sizes, rules=True)
     g_va = geometry_start(f_va, m_va)
     report("tail, geometry (farthest object cell)", g_va, g_va, gt, sizes)
-    lt = geometry_start(f_tr, m_tr)
-    for r in range(args.rounds):
-        wb = fit_logistic(*mining_samples(f_tr, lt, args.gap, args.neg, rng))
-        lt = detector_logits(f_tr, *wb)
-        report(f"tail, mined from geometry, round {r + 1}", detector_logits(f_va, *wb),
-               detector_logits(f_vaf, *wb), gt, sizes)
+    mine_part_detector(f_tr, geometry_start(f_tr, m_tr), args.rounds, gap=args.gap, negatives=args.neg, rng=rng,
+                       on_round=lambda r, w, b, _: report(f"tail, mined from geometry, round {r + 1}",
+                                                          detector_logits(f_va, w, b),
+                                                          detector_logits(f_vaf, w, b), gt, sizes))
 
 
 if __name__ == "__main__":
