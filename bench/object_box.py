@@ -1,0 +1,229 @@
+"""Annotation-free object boxes on real birds, and what they give the head's side and the tail's
+centre (docs/results.md, run 30).
+
+    SGMA_SHARED_DATA=../shared/data python bench/object_box.py --root CUB50_PLUS [--train 800]
+
+Run 28 found the head square's side the larger limit once the head's centre is mined, and the
+object's size the best annotation-free handle on it (with the CUB bird box itself, 0.488). It also
+found the SCDA mask (Wei et al. 2017: channel sum above its mean) a poor estimate of that size.
+This probe compares object masks that read no label:
+
+- ``scda``: the SCDA mask of the fixed stride-32 network (bench/scda.py).
+- ``ddt``: Deep Descriptor Transforming (Wei et al., "Unsupervised object discovery and
+  co-localization by deep descriptor transformation", Pattern Recognition 2019). Every cell
+  descriptor of the training images, centred on their mean, is projected on their first
+  principal direction. All training images show a bird, so that direction separates the common
+  object from the rest. The sign is chosen so that the border cells of the training images
+  project below zero (no label). The mask is the largest connected region above zero.
+
+Each mask's bounding box is scored against the CUB bird box (``bounding_boxes.txt``, read here
+only to report) and then used as the paper's quarter side anchored to the object's size
+(``0.25 x side / mean side of the training images``), around the mined head's 5 x 5 soft centre;
+and for the tail, the mask cell farthest from that head centre (run 23's rule). Part boxes of
+the validation-class images only report. CPU only; stride-16 features shared with
+bench/mined_parts.py's cache.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from centre_or_side import tail_from_head
+from finetune_grouping import features
+from mined_parts import cached_features, soft_centres
+from scda import mask_box, object_mask
+from sgma.engine.attention import MultiAttention
+from sgma.engine.backbones import build_backbone
+from sgma.engine.data.registry import load_dataset
+from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_boxes
+from sgma.engine.loader import ImageSet
+from sgma.engine.metrics import iou_pairs
+from sgma.engine.mining import detector_logits, mine_part_detector
+from sgma.engine.stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+    labels, n = ndimage.label(mask)
+    if not n:
+        return mask
+    return labels == int(np.argmax(ndimage.sum(mask, labels, range(1, n + 1)))) + 1
+
+
+def border(h: int, w: int) -> np.ndarray:
+    b = np.zeros((h, w), bool)
+    b[0], b[-1], b[:, 0], b[:, -1] = True, True, True, True
+    return b
+
+
+def ddt_direction(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C, h, w) training descriptors -> (mean, unit direction): their first principal
+    direction, signed so that the training images' border cells project below zero on average."""
+    n, c, h, w = f.shape
+    x = f.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float64)
+    mean = x.mean(0)
+    cov = np.cov(x - mean, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov)
+    d = vecs[:, -1]
+    edge = (x - mean).reshape(n, h, w, c)[:, border(h, w)] @ d
+    return mean, (d if edge.mean() < 0 else -d)
+
+
+def ddt_projection(f: np.ndarray, mean: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return np.einsum("nchw,c->nhw", f - mean[None, :, None, None], d)
+
+
+def fine_masks(proj: np.ndarray, up: int) -> np.ndarray:
+    """DDT's own read-out: the projection upsampled bilinearly ``up`` times, above zero, largest region."""
+    import torch.nn.functional as F
+    p = F.interpolate(torch.as_tensor(proj)[:, None], scale_factor=up, mode="bilinear", align_corners=False)[:, 0]
+    return np.stack([largest_region(x > 0) for x in p.numpy()])
+
+
+def resized(image: torch.Tensor, side: int) -> torch.Tensor:
+    import torch.nn.functional as F
+    return F.interpolate(image[None], size=(side, side), mode="bilinear", align_corners=False)[0]
+
+
+def toward(points: np.ndarray, target: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Each point moved ``dist`` towards its target (not past it)."""
+    v = target - points
+    n = np.linalg.norm(v, axis=1, keepdims=True) + 1e-12
+    return points + v / n * np.minimum(dist[:, None], n)
+
+
+def sides(masks: np.ndarray) -> np.ndarray:
+    b = np.array([mask_box(m) for m in masks])
+    return np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+
+
+def bird_boxes(root: str, ds, ids) -> np.ndarray:
+    """CUB bird boxes (x0, y0, x1, y1) in pixels, to report only."""
+    rows = {}
+    path = os.path.join(root, "CUB_200_2011", "bounding_boxes.txt")
+    for line in open(path):
+        a = line.split()
+        rows[int(a[0])] = [float(v) for v in a[1:]]
+    xywh = np.array([rows[int(ds.items[i].image_id)] for i in ids])
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+
+
+def box_scores(tag, masks, bird, sizes, head_side=None):
+    b = np.array([mask_box(m) for m in masks]) * np.tile(sizes, 2)
+    iou = iou_pairs(b, bird)
+    s = sides(masks)
+    bs = np.maximum((bird[:, 2] - bird[:, 0]) / sizes[:, 0], (bird[:, 3] - bird[:, 1]) / sizes[:, 1])
+    line = (f"{tag}: bird box IoU>0.5 {np.mean(iou > 0.5):.3f} (mean IoU {iou.mean():.3f}), side mean {s.mean():.3f}"
+            f" corr with bird side {np.corrcoef(s, bs)[0, 1]:.3f}")
+    if head_side is not None:
+        have, hs = head_side
+        line += f", with head side {np.corrcoef(s[have], hs)[0, 1]:.3f}"
+    print(line, flush=True)
+
+
+def square_hits(centre, side, boxes, sizes):
+    have = [k for k, g in enumerate(boxes) if g is not None]
+    g = np.array([boxes[k] for k in have])
+    sq = np.concatenate([centre[have], side[have, None]], 1)[:, None]
+    iou = iou_pairs(squares_to_pixel_boxes(sq, sizes[have])[:, 0], g)
+    return float(np.mean(iou > 0.5)), float(point_inside(centre[have], g, sizes[have]).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--train", type=int, default=800)
+    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--object-size", type=int, default=None, help="input side of the object masks (default --size)")
+    ap.add_argument("--object-from", type=int, default=None,
+                    help="load the images at this side and resize them to --object-size (as a trainer's batch)")
+    ap.add_argument("--cache", default="/tmp/mined_parts")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    t0 = time.time()
+    os.makedirs(args.cache, exist_ok=True)
+    ds = load_dataset("cub", args.root, split="ps", fold=1)
+    val = set(ds.split.val_classes)
+    tr = [i for i in ds.split.trainval if ds.labels[i] not in val]
+    tr = [tr[k] for k in np.random.default_rng(0).permutation(len(tr))[:args.train]]
+    va = [i for i in ds.split.trainval if ds.labels[i] in val]
+    sizes = image_sizes(ds, va)
+    gt = {p: [ds.items[i].part_boxes.get(p) for i in va] for p in ("head", "tail")}
+    bird = bird_boxes(args.root, ds, va)
+
+    s16 = build_backbone("efficientnet_lite0_s16", "imagenet").eval()
+    f16_tr, _ = cached_features(s16, ds, tr, args.size, f"{args.cache}/tr{args.train}_{args.size}.pt", flipped=False)
+    f16_va, _ = cached_features(s16, ds, va, args.size, f"{args.cache}/va_{args.size}.pt")
+    s32 = build_backbone("efficientnet_lite0", "imagenet").eval()
+    f32, osize = {}, args.object_size or args.size
+    for name, ids in (("tr", tr), ("va", va)):
+        src = f"from{args.object_from}_" if args.object_from else ""
+        path = f"{args.cache}/s32_{name}{args.train if name == 'tr' else ''}_{src}{osize}.pt"
+        if not os.path.exists(path):
+            ims = ImageSet(ds, ids, args.object_from or osize)
+            if args.object_from:
+                ims = [(resized(ims[k][0], osize),) for k in range(len(ims))]
+            torch.save(features(s32, ims), path)
+        f32[name] = torch.load(path).numpy()
+    print(f"features: {time.time() - t0:.0f} s", flush=True)
+
+    # the mined head (run 28's recipe): grouping, Eq. 2 fit, 10 rounds of mining
+    groups = kmeans_channel_groups(f16_tr, 2)
+    att = MultiAttention(f16_tr.shape[1], 2)
+    torch.manual_seed(0)
+    pretrain_channel_weights(att, f16_tr, pseudo_label_targets(groups, 2), 2)
+    with torch.no_grad():
+        start = att(f16_tr)[0][:, 0]
+    w, b, _ = mine_part_detector(f16_tr, start, 10, seed=0)
+    head_c = soft_centres(detector_logits(f16_va, w, b), 2)
+
+    have = [k for k, g in enumerate(gt["head"]) if g is not None]
+    g = np.array([gt["head"][k] for k in have])
+    head_side = np.maximum((g[:, 2] - g[:, 0]) / sizes[have, 0], (g[:, 3] - g[:, 1]) / sizes[have, 1])
+
+    masks = {}
+    for layer, f in (("s32", f32), ("s16", {"tr": f16_tr.numpy(), "va": f16_va.numpy()})):
+        masks[f"scda {layer}"] = {k: np.stack([object_mask(a) for a in v.sum(1)]) for k, v in f.items()}
+        mean, d = ddt_direction(f["tr"])
+        proj = {k: ddt_projection(v, mean, d) for k, v in f.items()}
+        masks[f"ddt {layer}"] = {k: np.stack([largest_region(p > 0) for p in v]) for k, v in proj.items()}
+        if layer == "s32":
+            masks["ddt s32 upsampled x8"] = {k: fine_masks(v, 8) for k, v in proj.items()}
+    n = len(va)
+    quarter = np.full(n, 0.25)
+    print(f"head, mined 5x5 soft centre, quarter side: IoU>0.5 {square_hits(head_c, quarter, gt['head'], sizes)[0]:.3f}")
+    bs = np.maximum((bird[:, 2] - bird[:, 0]) / sizes[:, 0], (bird[:, 3] - bird[:, 1]) / sizes[:, 1])
+    print(f"  (bird box side anchored to its own mean, reported: {square_hits(head_c, np.clip(0.25 * bs / bs.mean(), 0.1, 0.6), gt['head'], sizes)[0]:.3f})")
+    for name, m in masks.items():
+        box_scores(name, m["va"], bird, sizes, (have, head_side))
+        side = np.clip(0.25 * sides(m["va"]) / sides(m["tr"]).mean(), 0.1, 0.6)
+        h_iou = square_hits(head_c, side, gt["head"], sizes)[0]
+        obj = sides(m["va"])
+        tail_c = np.stack([tail_from_head(m["va"][k], head_c[k], "farthest") for k in range(n)])
+        t_q, t_point = square_hits(tail_c, quarter, gt["tail"], sizes)
+        t_a, _ = square_hits(tail_c, side, gt["tail"], sizes)
+        t_o, _ = square_hits(tail_c, 0.25 * obj, gt["tail"], sizes)
+        inner = toward(tail_c, head_c, 0.125 * obj)
+        t_i, t_ip = square_hits(inner, 0.25 * obj, gt["tail"], sizes)
+        h_o, _ = square_hits(head_c, np.clip(0.25 * obj, 0.1, 0.6), gt["head"], sizes)
+        print(f"  head: anchored side IoU>0.5 {h_iou:.3f}, quarter of the object {h_o:.3f} | tail (farthest cell):"
+              f" pointing {t_point:.3f}, IoU>0.5 quarter {t_q:.3f}, anchored side {t_a:.3f}, quarter of the"
+              f" object {t_o:.3f}; its square moved inside the object (half its side towards the head):"
+              f" pointing {t_ip:.3f}, IoU>0.5 {t_i:.3f}", flush=True)
+        near = np.stack([tail_from_head(m["va"][k], tail_c[k], "farthest") for k in range(n)])
+        near_in = toward(near, tail_c, 0.125 * obj)
+        h_n, h_np = square_hits(near, 0.25 * obj, gt["head"], sizes)
+        h_ni, h_nip = square_hits(near_in, 0.25 * obj, gt["head"], sizes)
+        h_nq, _ = square_hits(near_in, quarter, gt["head"], sizes)
+        print(f"  head from geometry (the object's point farthest from the tail's far end), quarter of the object:"
+              f" pointing {h_np:.3f}, IoU>0.5 {h_n:.3f}; moved inside: pointing {h_nip:.3f}, IoU>0.5 {h_ni:.3f}"
+              f" (quarter of the image {h_nq:.3f})", flush=True)
+    print(f"done in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
