@@ -22,6 +22,7 @@ weights, input size or images) starts a new one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,8 @@ class FrozenFeatures:
     """What the frozen backbone gives for a batch: attention features and the image-branch theta."""
     attention: torch.Tensor      # (B, C, h, w)
     image_theta: torch.Tensor    # (B, C)
+    # (B, h, w) the object direction's projection (model.far_end_square), when the cache has it
+    object_projection: Optional[torch.Tensor] = None
 
 
 def frozen_features(backbone, images: torch.Tensor, image_size: int, theta_backbone=None) -> FrozenFeatures:
@@ -59,6 +62,28 @@ class BackboneCache:
         self._store: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         self.bytes = 0
         self.hits = self.misses = self.refused = 0
+        self.object_fn: Optional[Callable] = None
+        self._object_key: Optional[torch.Tensor] = None
+        self._objects: dict[int, torch.Tensor] = {}
+
+    def set_object_fn(self, fn: Callable, key: torch.Tensor) -> None:
+        """Also give each batch the object projection ``fn(images)`` (B, h, w), kept per dataset
+        image (a flipped row gets the mirror of its image's). ``key``: what the projections depend
+        on (the object direction); the kept ones are dropped when it changes."""
+        if self._object_key is None or not torch.equal(self._object_key, key):
+            self._objects.clear()
+        self.object_fn, self._object_key = fn, key.detach().clone()
+
+    def _object_rows(self, images: torch.Tensor, keys: list[tuple[int, bool]]) -> torch.Tensor:
+        missing = [k for k, (i, _) in enumerate(keys) if i not in self._objects]
+        if missing:
+            x = torch.stack([images[k].flip(-1) if keys[k][1] else images[k] for k in missing])
+            with torch.no_grad():
+                got = self.object_fn(x).detach().float().cpu()
+            for j, k in enumerate(missing):
+                self._objects[keys[k][0]] = got[j].clone()
+        rows = [self._objects[i].flip(-1) if f else self._objects[i] for i, f in keys]
+        return torch.stack(rows).to(images.device)
 
     def __len__(self) -> int:
         return len(self._store)
@@ -89,11 +114,13 @@ class BackboneCache:
                 else:
                     self.refused += 1
         rows = [fresh[k] if k in fresh else self._store[key] for k, key in enumerate(keys)]
-        return FrozenFeatures(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]))
+        objects = self._object_rows(images, keys) if self.object_fn is not None else None
+        return FrozenFeatures(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), objects)
 
     def clear(self) -> None:
         """Forget every entry (the backbone's weights changed: engine/finetune.py)."""
         self._store.clear()
+        self._objects.clear()
         self.bytes = 0
 
     def stats(self) -> dict:

@@ -77,6 +77,11 @@ class ModelConfig:
     part_side_min: float = 0.1
     part_side_max: float = 0.6
     crop_centre: str = "net"               # CROP_CENTRES; the side always comes from the cropping net
+    # two parts: the map whose peaks sit on the object keeps its square (Eq. 7); the other part's
+    # square is the object's far end from it (engine/objectness.py, not in the paper; run 30).
+    # The object mask is DDT over the fixed image-branch CNN at object_size, fitted in stage 1
+    far_end_square: bool = False
+    object_size: int = 448
     alpha_cls: float = 1.0
     alpha_cct: float = 1.0
     use_ma_loss: bool = True               # False = Table 1 "w/o MA"
@@ -89,7 +94,7 @@ class ModelConfig:
             raise ConfigError(f"model.n_parts must be >= 1, got {self.n_parts}")
         if not (self.use_image_branch or self.use_parts):
             raise ConfigError("model: at least one of use_image_branch and use_parts must be true")
-        for name in ("attention_size", "image_size", "part_size"):
+        for name in ("attention_size", "image_size", "part_size", "object_size"):
             if getattr(self, name) < 16:
                 raise ConfigError(f"model.{name} must be >= 16, got {getattr(self, name)}")
         if self.shared_trunk and not self.image_backbone:
@@ -104,6 +109,10 @@ class ModelConfig:
         if self.image_backbone and self.shared_backbone:
             raise ConfigError("model.image_backbone (a CNN of its own for the image branch) cannot be combined "
                               "with model.shared_backbone (one CNN for image and parts)")
+        if self.far_end_square and not (self.n_parts == 2 and self.freeze_backbone and self.use_parts):
+            raise ConfigError("model.far_end_square places the second of two parts from the first through a "
+                              "direction fitted once on a fixed CNN: it needs model.n_parts = 2, "
+                              "model.use_parts = true and model.freeze_backbone = true")
         if self.crop_centre not in CROP_CENTRES:
             raise ConfigError(f"model.crop_centre must be one of {', '.join(CROP_CENTRES)}, got {self.crop_centre!r}")
         if not self.crop_temperature > 0:
@@ -199,6 +208,9 @@ class TrainConfig:
     # stage 1, after the grouping: rounds of discriminative mining that sharpen each part's map on
     # its own peaks (engine/mining.py); 0 = the grouping's maps as they are
     mine_rounds: int = 0
+    # stage 1 with model.far_end_square: training images whose cell descriptors fit the object
+    # direction (DDT, engine/objectness.py)
+    object_images: int = 400
     # stage 2: Adam steps fitting the cropping net to the pseudo squares before the part epochs
     # (0 = keep its start, the soft-argmax of the map, which is already near those squares)
     cropper_fit_steps: int = 100
@@ -294,6 +306,8 @@ class RunConfig:
             raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
         if self.train.mine_rounds < 0:
             raise ConfigError(f"train.mine_rounds must be >= 0, got {self.train.mine_rounds}")
+        if self.train.object_images < 1:
+            raise ConfigError(f"train.object_images must be >= 1, got {self.train.object_images}")
         if not 0.0 <= self.train.gzsl_holdout < 1.0:
             raise ConfigError(f"train.gzsl_holdout must be in [0, 1), got {self.train.gzsl_holdout}")
         if self.train.cropper_fit_steps < 0:

@@ -27,6 +27,7 @@ from .backbone_cache import FrozenFeatures
 from .backbones import Backbone, build_backbone, continued_backbone
 from .config import ModelConfig
 from .cropping import CroppingNet, crop_parts, peak_centroid
+from .objectness import FarEndSquare
 from .embedding import (SemanticProjection, class_center_triplet_loss, embedding_softmax_loss,
                         fused_compatibility, sgma_objective)
 
@@ -71,6 +72,9 @@ class SGMA(nn.Module):
         dims = [self._branch_net(name).out_channels for name in self.branch_names]
         self.projections = nn.ModuleList(SemanticProjection(d, semantic_dim) for d in dims)
         self.centers = nn.Parameter(torch.randn(n_train_classes, semantic_dim * len(self.branch_names)) * 0.1)
+        # the object's far end for the second part (model.far_end_square, engine/objectness.py)
+        self.far_end = FarEndSquare(self.image_branch_net.out_channels, cfg.part_side_min, cfg.part_side_max) \
+            if cfg.far_end_square else None
         # Without an image branch ("Parts only", Table 4) stage 0 still warms the attention CNN up.
         self.warmup_projection = None if cfg.use_image_branch else SemanticProjection(c, semantic_dim)
 
@@ -132,6 +136,19 @@ class SGMA(nn.Module):
         maps, a = self.attention(feats)
         return feats, maps, a
 
+    def object_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The fixed image-branch CNN's features of the image resized to ``object_size``: the cell
+        descriptors of the object mask (engine/objectness.py)."""
+        side = self.cfg.object_size
+        x = images if images.shape[-1] == side else F.interpolate(images, size=(side, side), mode="bilinear",
+                                                                  align_corners=False)
+        with torch.no_grad():
+            return self.image_branch_net(x)
+
+    def object_projection(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, h, w): the object direction's projection (needs ``far_end``)."""
+        return self.far_end.project(self.object_features(images))
+
     def random_squares(self, batch: int, device) -> torch.Tensor:
         side = self.cfg.part_side_init
         centre = side / 2 + (1 - side) * torch.rand(batch, self.cfg.n_parts, 2, device=device)
@@ -141,7 +158,9 @@ class SGMA(nn.Module):
                 squares: Optional[torch.Tensor] = None, with_parts: bool = True,
                 frozen: Optional[FrozenFeatures] = None) -> SGMAOutput:
         """images (B, 3, S, S) in [0, 1] with S = attention_size; semantics (K, A) class rows.
-        ``squares`` overrides the cropping net (pseudo boxes in stage 2, random parts).
+        ``squares`` overrides the cropping net (pseudo boxes in stage 2, random parts). With
+        ``model.far_end_square`` fitted, the non-anchor part's square is then replaced by the
+        object's far end (engine/objectness.py).
         ``frozen``: the frozen image CNN's outputs for ``images`` (engine/backbone_cache.py)."""
         cfg = self.cfg
         if frozen is not None and not cfg.freeze_backbone:
@@ -152,6 +171,10 @@ class SGMA(nn.Module):
                 else self.cropper(maps)
             if cfg.crop_centre == "peak_centroid" and not cfg.random_parts:
                 squares = torch.cat([peak_centroid(maps).to(squares.dtype), squares[..., 2:]], dim=-1)
+        if self.far_end is not None and self.far_end.fitted and not cfg.random_parts:
+            proj = frozen.object_projection if frozen is not None and frozen.object_projection is not None \
+                else self.object_projection(images)
+            squares = self.far_end(proj, squares)
         use_parts = with_parts and cfg.use_parts
         parts = crop_parts(images, squares, cfg.part_size, cfg.boxcar_k) if use_parts else None
         thetas, mapped = [], []

@@ -45,6 +45,7 @@ from .backbone_cache import BackboneCache
 from .finetune import finetune_attention_cnn
 from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
+from .objectness import ObjectStats, anchor_map, fit_object_direction, object_masks, peaks_inside
 from .mining import mine_part_detector, set_part_detector
 from .config import (STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
                      save_toml, stage_plan, to_dict)
@@ -286,6 +287,7 @@ class Trainer:
             resumed_state = self._load_resume()
             pos = RunPosition.from_dict(resumed_state["position"])
             self.best = resumed_state["best_metric"]
+            self._attach_object_projection()
             if (self.run_dir / "best.pt").is_file():     # killed after writing best.pt, before last.pt
                 self.best = max(self.best, load_checkpoint(self.run_dir / "best.pt")["best_metric"])
         if self.rank == 0:
@@ -599,6 +601,55 @@ class Trainer:
                 yield ev.Log(f"map {i + 1}: {tc.mine_rounds} mining rounds, peaks that moved per round "
                              + " ".join(f"{v:.2f}" for v in moved) + f"; {int((w > 0).sum())} channels weighted")
         m.attention.to(self.device)
+        if m.far_end is not None:
+            return (yield from self._fit_far_end())
+        return False
+
+    def _attach_object_projection(self) -> None:
+        """Let the feature cache keep each image's object projection once the direction is fitted."""
+        fe = self.model.far_end
+        if self.cache is not None and fe is not None and fe.fitted:
+            self.cache.set_object_fn(self.model.object_projection, fe.direction)
+
+    def _fit_far_end(self) -> Iterator[ev.Event]:
+        """Stage 1 with ``model.far_end_square`` (engine/objectness.py): the object direction (DDT)
+        on ``train.object_images`` seeded training images, then the anchor map on the same images.
+        The retrain on trainval takes its selection run's direction, so the projections the feature
+        cache keeps stay valid. Returns True when a stop request ended it."""
+        tc, m = self.cfg.train, self.model
+        fe, n = m.far_end, min(tc.object_images, len(self.images))
+        fe.anchor.fill_(-1)
+        parent = self._selection.model.far_end if self._selection is not None else None
+        if parent is not None and parent.fitted:
+            fe.set_direction(parent.mean, parent.direction)
+            how = "the selection run's object direction"
+        else:
+            stats = ObjectStats()
+
+            def add(x, frozen):
+                stats.add(m.object_features(x))
+                return torch.zeros(len(x), 0)
+            if (yield from self._sample_pass(n, tc.seed + 2, add, "grouping", "object direction (DDT)")) is None:
+                return True
+            fe.set_direction(*fit_object_direction(stats))
+            how = f"object direction (DDT) fitted on {stats.n} cells of {n} images"
+        if self.cache is not None:
+            self.cache.set_object_fn(m.object_projection, fe.direction)
+
+        def inside(x, frozen):
+            proj = frozen.object_projection if frozen is not None and frozen.object_projection is not None \
+                else m.object_projection(x)
+            return torch.as_tensor(peaks_inside(m.attend(x, None if frozen is None else frozen.attention)[1],
+                                                object_masks(proj)))
+        hits = yield from self._sample_pass(n, tc.seed + 2, inside, "grouping", "the anchor map")
+        if hits is None:
+            return True
+        share = hits.float().mean(0).tolist()
+        fe.anchor.fill_(anchor_map(hits.numpy()))
+        a = int(fe.anchor)
+        yield ev.Log(f"{how}; map peaks inside the object on {n} images: "
+                     + ", ".join(f"map {i + 1} {v:.2f}" for i, v in enumerate(share))
+                     + f"; map {a + 1} keeps its square, map {2 - a} gets the object's far end from it")
         return False
 
     def _fit_cropper(self) -> Iterator[ev.Event]:
