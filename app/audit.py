@@ -293,7 +293,7 @@ class AuditPanel(QWidget):
         if pred is not None:
             for m, box in enumerate(pred.boxes):
                 name = assignment.get(m)
-                text = f"map{m + 1}" + (f" · {name}" if name else "")
+                text = f"map{m + 1}" + (" · far end" if m == pred.far_end_map else "") + (f" · {name}" if name else "")
                 if m in iou_of_map:
                     text += f"  IoU {iou_of_map[m][1]:.2f}"
                 box = clip_box(box, *self.image_size)      # squares may reach past the border

@@ -306,6 +306,9 @@ class RunConfig:
             raise ConfigError(f"train.select_from must be 'final' or 'parts', got {self.train.select_from!r}")
         if self.train.mine_rounds < 0:
             raise ConfigError(f"train.mine_rounds must be >= 0, got {self.train.mine_rounds}")
+        if self.model.far_end_square and self.train.grouping.epochs < 1:
+            raise ConfigError("model.far_end_square: the object direction is fitted in stage 1, which "
+                              "train.grouping.epochs = 0 skips")
         if self.train.object_images < 1:
             raise ConfigError(f"train.object_images must be >= 1, got {self.train.object_images}")
         if not 0.0 <= self.train.gzsl_holdout < 1.0:

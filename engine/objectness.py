@@ -144,6 +144,11 @@ class FarEndSquare(nn.Module):
     def fitted(self) -> bool:
         return int(self.anchor) >= 0
 
+    @property
+    def replaced_map(self) -> Optional[int]:
+        """The map whose square is the object's far end (two parts), None until fitted."""
+        return 1 - int(self.anchor) if self.fitted else None
+
     def set_direction(self, mean: torch.Tensor, direction: torch.Tensor) -> None:
         self.mean.copy_(mean)
         self.direction.copy_(direction)

@@ -33,6 +33,7 @@ class Prediction:
     scores: np.ndarray          # (K,) score per class under ``mode``
     mode: str
     cct: np.ndarray             # class-centre feature (for ranking)
+    far_end_map: Optional[int] = None   # the map whose square is the object's far end (model.far_end_square)
 
     def top(self, k: int = 5, among: Optional[list[str]] = None) -> list[tuple[str, float]]:
         idx = [i for i, n in enumerate(self.class_names) if among is None or n in among]
@@ -106,5 +107,6 @@ class Predictor:
         scores = scores[0].numpy()
         sq = out.squares[0].float().cpu()
         boxes = squares_to_boxes(sq, *image.size).numpy()
+        far_end = self.model.far_end.replaced_map if self.model.far_end is not None else None
         return Prediction(out.maps[0].float().cpu().numpy(), sq.numpy(), boxes, self.all_names(), scores, mode,
-                          out.cct_features[0].float().cpu().numpy())
+                          out.cct_features[0].float().cpu().numpy(), far_end)

@@ -134,3 +134,26 @@ def test_export_png_and_svg(win, tmp_path):
     text = open(svg, encoding="utf-8").read()
     assert "IoU" in text
     assert sorted(os.listdir(tmp_path)) == ["view.png", "view.svg"]   # no temporary files left
+
+
+def test_the_far_end_square_is_labelled_as_such(qtbot, make_window, small_ds, tmp_path):
+    """With model.far_end_square the second part's square is not at its map's peak: the audit says
+    which map's square is the object's far end, and draws the predictor's square for it."""
+    import torch
+    from app_fixtures import tiny_config
+    from sgma.engine import events as ev
+    from sgma.engine.trainer import Trainer
+    torch.set_num_threads(2)
+    cfg = tiny_config(kmeans=True)          # stage 1 fits the object direction
+    cfg.model.freeze_backbone, cfg.model.far_end_square, cfg.model.object_size = True, True, 96
+    cfg.train.retrain_on_trainval = False
+    failed = [e for e in Trainer(cfg, tmp_path, dataset=small_ds).run() if isinstance(e, ev.Failed)]
+    assert not failed, failed[0].traceback
+    w = make_window(dataset=small_ds, checkpoint=str(tmp_path / "best.pt"))
+    a = w.audit
+    qtbot.waitUntil(lambda: a.prediction is not None, timeout=20000)
+    far = a.prediction.far_end_map
+    assert far == 1 - int(w.state.predictor.model.far_end.anchor)
+    texts = [lab.childItems()[0].text() for lab in a.label_items]
+    assert sum("far end" in t for t in texts) == 1
+    assert any(t.startswith(f"map{far + 1} · far end") for t in texts), texts

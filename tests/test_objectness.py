@@ -142,6 +142,10 @@ def test_config_names_what_far_end_square_needs():
     cfg.train.object_images = 0
     with pytest.raises(ConfigError, match="train.object_images"):
         cfg.validate()
+    cfg = tiny_config(far_end_square=True, freeze_backbone=True)
+    cfg.train.grouping.epochs = 0
+    with pytest.raises(ConfigError, match="model.far_end_square.*stage 1"):
+        cfg.validate()
     cfg = tiny_config(object_size=8)
     with pytest.raises(ConfigError, match="model.object_size"):
         cfg.validate()
