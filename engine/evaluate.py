@@ -271,7 +271,8 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
                              f"a seeded sample of {len(train_idx)} of the {n_train_all} training images")
                             if ex_train is not None else
                             (ex_test, "the test images themselves (the folder has no validation or training images)"))
-        summary["parts"] = _parts(dataset, assign_on, ex_test, seed, per_image=part_iou)
+        far_end = model.far_end.replaced_map if getattr(model, "far_end", None) is not None else None
+        summary["parts"] = _parts(dataset, assign_on, ex_test, seed, per_image=part_iou, far_end_map=far_end)
         summary["parts"]["assigned_on"] = where
     return Evaluation(summary, predictions, part_iou)
 
@@ -405,7 +406,11 @@ def image_part_ious(boxes: np.ndarray, gt: dict[str, list], assignment: dict[str
 
 
 def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int,
-           per_image: Optional[dict] = None) -> dict:
+           per_image: Optional[dict] = None, far_end_map: Optional[int] = None) -> dict:
+    """Part precision, random squares, mean IoU, pointing and ceiling on the test images, with the
+    maps assigned to parts on ``ex_assign``. Pointing is where the model points for the part: its
+    map's peak, or for the map whose square is the object's far end (``far_end_map``,
+    model.far_end_square), that square's centre."""
     names = list(dataset.part_names)
 
     def gt_of(ex):
@@ -429,7 +434,10 @@ def _parts(dataset: ZSLDataset, ex_assign: dict, ex_test: dict, seed: int,
         mean_iou[p] = float(np.mean(ious))
         side = ex_test["squares"][have, m, 2]
         rand[p] = float(M.random_square_precision([gt[p][k] for k in have], sizes[have], float(side.mean()), rng))
-        if "maps" in ex_test and len(ex_test["maps"]):
+        if m == far_end_map:
+            pointing[p] = float(np.mean(point_inside(ex_test["squares"][have, m, :2], [gt[p][k] for k in have],
+                                                     sizes[have])))
+        elif "maps" in ex_test and len(ex_test["maps"]):
             pointing[p] = float(np.mean(peak_inside(ex_test["maps"][have, m], [gt[p][k] for k in have], sizes[have])))
         ceiling[p] = float(np.mean(centred_square_iou([gt[p][k] for k in have], sizes[have], side) > 0.5))
     return {**out, "random": rand, "mean_iou": mean_iou, "pointing": pointing, "ceiling": ceiling,

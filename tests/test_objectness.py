@@ -188,3 +188,26 @@ def test_trainer_fits_the_object_and_the_model_uses_it(tmp_path):
                               cfg.model.part_side_max)
         if want is not None:
             assert out.squares[k, 1 - a].tolist() == pytest.approx(want.tolist(), abs=1e-5)
+
+
+def test_pointing_of_the_far_end_part_reads_its_square_not_its_map():
+    from sgma.engine.data.synthetic import make_synthetic
+    from sgma.engine.evaluate import _parts, image_sizes
+    ds = make_synthetic(n_train_per_class=2, n_test_seen_per_class=1, n_unseen_per_class=2, image_size=96)
+    idx = [i for i, it in enumerate(ds.items) if {"head", "tail"} <= set(it.part_boxes)][:4]
+    sizes = image_sizes(ds, idx)
+    squares = np.zeros((len(idx), 2, 3))
+    for k, i in enumerate(idx):
+        for m, p in enumerate(("head", "tail")):
+            x0, y0, x1, y1 = ds.items[i].part_boxes[p]
+            squares[k, m] = [(x0 + x1) / 2 / sizes[k, 0], (y0 + y1) / 2 / sizes[k, 1], 0.2]
+    maps = np.zeros((len(idx), 2, 8, 8), np.float32)
+    maps[:, :, 0, 0] = 1.0          # every map peaks in the top-left corner, on no part
+    ex = {"indices": np.array(idx), "squares": squares, "maps": maps}
+    assert all(ds.items[i].part_boxes[p][0] > 96 / 8 or ds.items[i].part_boxes[p][1] > 96 / 8
+               for i in idx for p in ("head", "tail"))
+    plain = _parts(ds, ex, ex, 0)
+    far = _parts(ds, ex, ex, 0, far_end_map=1)
+    assert plain["assignment"] == far["assignment"] == {"head": "map1", "tail": "map2"}
+    assert plain["pointing"] == {"head": 0.0, "tail": 0.0}
+    assert far["pointing"] == {"head": 0.0, "tail": 1.0}
