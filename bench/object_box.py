@@ -141,6 +141,8 @@ def main() -> None:
     ap.add_argument("--object-size", type=int, default=None, help="input side of the object masks (default --size)")
     ap.add_argument("--object-from", type=int, default=None,
                     help="load the images at this side and resize them to --object-size (as a trainer's batch)")
+    ap.add_argument("--stability", action="store_true",
+                    help="agreement of the second part's square across two halves of the training sample (no label)")
     ap.add_argument("--cache", default="/tmp/mined_parts")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -222,7 +224,46 @@ def main() -> None:
         print(f"  head from geometry (the object's point farthest from the tail's far end), quarter of the object:"
               f" pointing {h_np:.3f}, IoU>0.5 {h_n:.3f}; moved inside: pointing {h_nip:.3f}, IoU>0.5 {h_ni:.3f}"
               f" (quarter of the image {h_nq:.3f})", flush=True)
+    if args.stability:
+        stability(f16_tr, f16_va, f32["tr"], f32["va"])
     print(f"done in {time.time() - t0:.0f} s")
+
+
+def cells(centres: np.ndarray, n: int = 20) -> np.ndarray:
+    return np.minimum((centres * n).astype(int), n - 1)
+
+
+def stability(f16_tr, f16_va, f32_tr, f32_va) -> None:
+    """Annotation-free: stage 1 (the k-means grouping and Eq. 2's fit, the object direction, the
+    anchor map) run on two disjoint halves of the training sample, as the trainer would. How often
+    do the two versions of the second part's square sit in the same or a neighbouring cell of the
+    20 x 20 map on the validation images: the square at the other map's peak (Eq. 7's start), or
+    the object's far end from the anchor's peak?"""
+    from sgma.engine.objectness import (ObjectStats, anchor_map, far_end_square, fit_object_direction,
+                                        object_masks, object_projection, peaks_inside)
+    n = len(f16_tr) // 2
+    found = []
+    for h in (slice(0, n), slice(n, 2 * n)):
+        att = MultiAttention(f16_tr.shape[1], 2)
+        torch.manual_seed(0)
+        pretrain_channel_weights(att, f16_tr[h], pseudo_label_targets(kmeans_channel_groups(f16_tr[h], 2), 2), 2)
+        stats = ObjectStats()
+        stats.add(torch.as_tensor(f32_tr[h]))
+        mean, d = fit_object_direction(stats)
+        with torch.no_grad():
+            maps_tr, maps_va = att(f16_tr[h])[0], att(f16_va)[0]
+        a = anchor_map(peaks_inside(maps_tr, object_masks(object_projection(torch.as_tensor(f32_tr[h]), mean, d))))
+        flat = maps_va.flatten(2).argmax(-1).numpy()
+        peak = np.stack([(flat % 20 + 0.5) / 20, (flat // 20 + 0.5) / 20], -1)   # (N, 2 maps, xy)
+        masks = object_masks(object_projection(torch.as_tensor(f32_va), mean, d))
+        sq = [far_end_square(m, peak[k, a]) for k, m in enumerate(masks)]
+        far = np.stack([q[:2] if q is not None else peak[k, 1 - a] for k, q in enumerate(sq)])
+        found.append((a, peak, far))
+    (a1, p1, far1), (a2, p2, far2) = found
+    agree = lambda u, v: float(np.mean(np.abs(cells(u) - cells(v)).max(1) <= 1))  # noqa: E731
+    print(f"stability over two halves of {2 * n} images: anchor map {a1 + 1} / {a2 + 1}; "
+          f"anchor's peak {agree(p1[:, a1], p2[:, a2]):.3f}; the other map's peak "
+          f"{agree(p1[:, 1 - a1], p2[:, 1 - a2]):.3f}; the object's far end {agree(far1, far2):.3f}", flush=True)
 
 
 if __name__ == "__main__":
