@@ -43,6 +43,8 @@ def _variant(base: RunConfig, name: str, inference: str | None = None, **model) 
         setattr(cfg.model, k, v)
     if inference is not None:
         cfg.inference.mode = inference
+    if cfg.model.random_parts or not cfg.model.use_parts:
+        cfg.model.far_end_square = False     # no square of the model's own for the far end to replace
     cfg.validate()
     return cfg
 

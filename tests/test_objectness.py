@@ -211,3 +211,13 @@ def test_pointing_of_the_far_end_part_reads_its_square_not_its_map():
     assert plain["assignment"] == far["assignment"] == {"head": "map1", "tail": "map2"}
     assert plain["pointing"] == {"head": 0.0, "tail": 0.0}
     assert far["pointing"] == {"head": 0.0, "tail": 1.0}
+
+
+def test_ablation_rows_without_the_models_own_parts_drop_the_far_end():
+    from sgma.engine.ablation import _variant, table4_upper_rows
+    from test_trainer import tiny_config
+    base = tiny_config(far_end_square=True, freeze_backbone=True)
+    got = {label: _variant(base, "x", **model).model for label, model in table4_upper_rows().items()}
+    assert not got["Baseline"].far_end_square and not got["Baseline+Random Parts"].far_end_square
+    assert got["Parts"].far_end_square and got["Baseline+Parts"].far_end_square
+    assert _variant(base, "wo_ma", use_ma_loss=False).model.far_end_square
