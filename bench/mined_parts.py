@@ -48,6 +48,28 @@ def cached_features(net, ds, ids, size, path, flipped=True):
     return f, fl
 
 
+def probe_split(root: str, n_train: int, cache: str):
+    """The probes' images: CUB fold 1, a seeded sample of ``n_train`` training-class images and
+    every validation-class image. -> (dataset, training ids, validation ids). Also two threads and
+    the feature cache's folder."""
+    torch.set_num_threads(2)
+    os.makedirs(cache, exist_ok=True)
+    ds = load_dataset("cub", root, split="ps", fold=1)
+    val = set(ds.split.val_classes)
+    tr = [i for i in ds.split.trainval if ds.labels[i] not in val]
+    tr = [tr[k] for k in np.random.default_rng(0).permutation(len(tr))[:n_train]]
+    return ds, tr, [i for i in ds.split.trainval if ds.labels[i] in val]
+
+
+def grouped_attention(f: torch.Tensor, n_parts: int = 2) -> MultiAttention:
+    """Stage 1 as the trainer runs it on features ``f``: k-means over the channels' peaks, then
+    Eq. 2's weights fitted to the groups (seeded)."""
+    att = MultiAttention(f.shape[1], n_parts)
+    torch.manual_seed(0)
+    pretrain_channel_weights(att, f, pseudo_label_targets(kmeans_channel_groups(f, n_parts), n_parts), 2)
+    return att
+
+
 def centres(logits: torch.Tensor) -> np.ndarray:
     n, h, w = logits.shape
     p = peak_cells(logits)
@@ -122,14 +144,8 @@ def main() -> None:
     ap.add_argument("--signed", action="store_true", help="let channel weights be negative (not an Eq. 2 a_i)")
     ap.add_argument("--cache", default="/tmp/mined_parts")
     args = ap.parse_args()
-    torch.set_num_threads(2)
     t0 = time.time()
-    os.makedirs(args.cache, exist_ok=True)
-    ds = load_dataset("cub", args.root, split="ps", fold=1)
-    val = set(ds.split.val_classes)
-    tr = [i for i in ds.split.trainval if ds.labels[i] not in val]
-    tr = [tr[k] for k in np.random.default_rng(0).permutation(len(tr))[:args.train]]
-    va = [i for i in ds.split.trainval if ds.labels[i] in val]
+    ds, tr, va = probe_split(args.root, args.train, args.cache)
     net = build_backbone("efficientnet_lite0_s16", "imagenet").eval()
     f_tr, _ = cached_features(net, ds, tr, args.size, f"{args.cache}/tr{args.train}_{args.size}.pt", flipped=False)
     f_va, f_vaf = cached_features(net, ds, va, args.size, f"{args.cache}/va_{args.size}.pt")
@@ -138,10 +154,7 @@ def main() -> None:
     gt = {p: [ds.items[i].part_boxes.get(p) for i in va] for p in ("head", "tail")}
     print(f"features {tuple(f_tr.shape)} / {tuple(f_va.shape)}: {time.time() - t0:.0f} s", flush=True)
 
-    groups = kmeans_channel_groups(f_tr, 2)
-    att = MultiAttention(f_tr.shape[1], 2)
-    torch.manual_seed(0)
-    pretrain_channel_weights(att, f_tr, pseudo_label_targets(groups, 2), 2)
+    att = grouped_attention(f_tr)
     with torch.no_grad():
         start = {s: att(f)[0] for s, f in (("tr", f_tr), ("va", f_va), ("vaf", f_vaf))}
     rng = np.random.default_rng(0)
@@ -173,9 +186,7 @@ def stability(f_tr, f_va, rounds, gt, sizes):
     halves = (f_tr[: len(f_tr) // 2], f_tr[len(f_tr) // 2:])
     grouped, mined = [], []
     for f in halves:
-        att = MultiAttention(f.shape[1], 2)
-        torch.manual_seed(0)
-        pretrain_channel_weights(att, f, pseudo_label_targets(kmeans_channel_groups(f, 2), 2), 2)
+        att = grouped_attention(f)
         with torch.no_grad():
             start, va = att(f)[0], att(f_va)[0]
         grouped.append(va)

@@ -34,54 +34,15 @@ import torch
 
 from centre_or_side import tail_from_head
 from finetune_grouping import features
-from mined_parts import cached_features, soft_centres
+from mined_parts import cached_features, grouped_attention, probe_split, soft_centres
 from scda import mask_box, object_mask
-from sgma.engine.attention import MultiAttention
 from sgma.engine.backbones import build_backbone
-from sgma.engine.data.registry import load_dataset
 from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_boxes
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
 from sgma.engine.mining import detector_logits, mine_part_detector
-from sgma.engine.stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets
-
-
-def largest_region(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-    labels, n = ndimage.label(mask)
-    if not n:
-        return mask
-    return labels == int(np.argmax(ndimage.sum(mask, labels, range(1, n + 1)))) + 1
-
-
-def border(h: int, w: int) -> np.ndarray:
-    b = np.zeros((h, w), bool)
-    b[0], b[-1], b[:, 0], b[:, -1] = True, True, True, True
-    return b
-
-
-def ddt_direction(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, C, h, w) training descriptors -> (mean, unit direction): their first principal
-    direction, signed so that the training images' border cells project below zero on average."""
-    n, c, h, w = f.shape
-    x = f.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float64)
-    mean = x.mean(0)
-    cov = np.cov(x - mean, rowvar=False)
-    vals, vecs = np.linalg.eigh(cov)
-    d = vecs[:, -1]
-    edge = (x - mean).reshape(n, h, w, c)[:, border(h, w)] @ d
-    return mean, (d if edge.mean() < 0 else -d)
-
-
-def ddt_projection(f: np.ndarray, mean: np.ndarray, d: np.ndarray) -> np.ndarray:
-    return np.einsum("nchw,c->nhw", f - mean[None, :, None, None], d)
-
-
-def fine_masks(proj: np.ndarray, up: int) -> np.ndarray:
-    """DDT's own read-out: the projection upsampled bilinearly ``up`` times, above zero, largest region."""
-    import torch.nn.functional as F
-    p = F.interpolate(torch.as_tensor(proj)[:, None], scale_factor=up, mode="bilinear", align_corners=False)[:, 0]
-    return np.stack([largest_region(x > 0) for x in p.numpy()])
+from sgma.engine.objectness import (UPSAMPLE, ObjectStats, anchor_map, far_end_square, fit_object_direction,
+                                    object_masks, object_projection, peaks_inside)
 
 
 def resized(image: torch.Tensor, side: int) -> torch.Tensor:
@@ -145,14 +106,8 @@ def main() -> None:
                     help="agreement of the second part's square across two halves of the training sample (no label)")
     ap.add_argument("--cache", default="/tmp/mined_parts")
     args = ap.parse_args()
-    torch.set_num_threads(2)
     t0 = time.time()
-    os.makedirs(args.cache, exist_ok=True)
-    ds = load_dataset("cub", args.root, split="ps", fold=1)
-    val = set(ds.split.val_classes)
-    tr = [i for i in ds.split.trainval if ds.labels[i] not in val]
-    tr = [tr[k] for k in np.random.default_rng(0).permutation(len(tr))[:args.train]]
-    va = [i for i in ds.split.trainval if ds.labels[i] in val]
+    ds, tr, va = probe_split(args.root, args.train, args.cache)
     sizes = image_sizes(ds, va)
     gt = {p: [ds.items[i].part_boxes.get(p) for i in va] for p in ("head", "tail")}
     bird = bird_boxes(args.root, ds, va)
@@ -174,10 +129,7 @@ def main() -> None:
     print(f"features: {time.time() - t0:.0f} s", flush=True)
 
     # the mined head (run 28's recipe): grouping, Eq. 2 fit, 10 rounds of mining
-    groups = kmeans_channel_groups(f16_tr, 2)
-    att = MultiAttention(f16_tr.shape[1], 2)
-    torch.manual_seed(0)
-    pretrain_channel_weights(att, f16_tr, pseudo_label_targets(groups, 2), 2)
+    att = grouped_attention(f16_tr)
     with torch.no_grad():
         start = att(f16_tr)[0][:, 0]
     w, b, _ = mine_part_detector(f16_tr, start, 10, seed=0)
@@ -190,11 +142,13 @@ def main() -> None:
     masks = {}
     for layer, f in (("s32", f32), ("s16", {"tr": f16_tr.numpy(), "va": f16_va.numpy()})):
         masks[f"scda {layer}"] = {k: np.stack([object_mask(a) for a in v.sum(1)]) for k, v in f.items()}
-        mean, d = ddt_direction(f["tr"])
-        proj = {k: ddt_projection(v, mean, d) for k, v in f.items()}
-        masks[f"ddt {layer}"] = {k: np.stack([largest_region(p > 0) for p in v]) for k, v in proj.items()}
+        stats = ObjectStats()
+        stats.add(torch.as_tensor(f["tr"]))
+        mean, d = fit_object_direction(stats)
+        proj = {k: object_projection(torch.as_tensor(v), mean, d) for k, v in f.items()}
+        masks[f"ddt {layer}"] = {k: object_masks(v, upsample=1) for k, v in proj.items()}
         if layer == "s32":
-            masks["ddt s32 upsampled x8"] = {k: fine_masks(v, 8) for k, v in proj.items()}
+            masks["ddt s32 upsampled x8"] = {k: object_masks(v, UPSAMPLE) for k, v in proj.items()}
     n = len(va)
     quarter = np.full(n, 0.25)
     print(f"head, mined 5x5 soft centre, quarter side: IoU>0.5 {square_hits(head_c, quarter, gt['head'], sizes)[0]:.3f}")
@@ -209,7 +163,8 @@ def main() -> None:
         t_q, t_point = square_hits(tail_c, quarter, gt["tail"], sizes)
         t_a, _ = square_hits(tail_c, side, gt["tail"], sizes)
         t_o, _ = square_hits(tail_c, 0.25 * obj, gt["tail"], sizes)
-        inner = toward(tail_c, head_c, 0.125 * obj)
+        inner = np.stack([(far_end_square(m["va"][k], head_c[k]) if m["va"][k].any() else tail_c[k])[:2]
+                          for k in range(n)])   # the engine's rule (an empty mask keeps the farthest cell)
         t_i, t_ip = square_hits(inner, 0.25 * obj, gt["tail"], sizes)
         h_o, _ = square_hits(head_c, np.clip(0.25 * obj, 0.1, 0.6), gt["head"], sizes)
         print(f"  head: anchored side IoU>0.5 {h_iou:.3f}, quarter of the object {h_o:.3f} | tail (farthest cell):"
@@ -239,14 +194,10 @@ def stability(f16_tr, f16_va, f32_tr, f32_va) -> None:
     do the two versions of the second part's square sit in the same or a neighbouring cell of the
     20 x 20 map on the validation images: the square at the other map's peak (Eq. 7's start), or
     the object's far end from the anchor's peak?"""
-    from sgma.engine.objectness import (ObjectStats, anchor_map, far_end_square, fit_object_direction,
-                                        object_masks, object_projection, peaks_inside)
     n = len(f16_tr) // 2
     found = []
     for h in (slice(0, n), slice(n, 2 * n)):
-        att = MultiAttention(f16_tr.shape[1], 2)
-        torch.manual_seed(0)
-        pretrain_channel_weights(att, f16_tr[h], pseudo_label_targets(kmeans_channel_groups(f16_tr[h], 2), 2), 2)
+        att = grouped_attention(f16_tr[h])
         stats = ObjectStats()
         stats.add(torch.as_tensor(f32_tr[h]))
         mean, d = fit_object_direction(stats)
