@@ -46,6 +46,11 @@ def test_the_shipped_cub_model_is_a_real_bird_model_under_20_mb():
     # trained with the cpu preset's GZSL holdout: it carries the gamma chosen on that split
     from sgma.engine.config import preset
     assert st["config"]["train"]["gzsl_holdout"] == preset("cpu").train.gzsl_holdout > 0
+    # the preset's second part: the object's far end, fitted
+    assert st["config"]["model"]["far_end_square"] == preset("cpu").model.far_end_square
+    if preset("cpu").model.far_end_square:
+        from sgma.engine.checkpoint import model_from_checkpoint
+        assert model_from_checkpoint(st).far_end.fitted
     rec = st["gzsl_gamma_validation"]
     assert st["gzsl_gamma"] == st["protocol"]["gzsl_gamma"] and rec["n_seen_images"] > 0
     assert rec["chosen"]["h"] >= rec["uncalibrated"]["h"]
