@@ -186,7 +186,8 @@ def cmd_predict(a) -> int:
         top = pred.top(a.top)
         print(f"{path}: " + ", ".join(f"{n} {s:.3f}" for n, s in top))
         r = {"image": path, "top": [{"class": n, "score": s} for n, s in top], "mode": pred.mode,
-             "boxes": pred.boxes.round(1).tolist(), "squares": pred.squares.round(4).tolist()}
+             "boxes": pred.boxes.round(1).tolist(), "squares": pred.squares.round(4).tolist(),
+             "far_end_map": pred.far_end_map}
         if a.save_maps:
             from .overlay import save_overlay
             try:

@@ -188,6 +188,14 @@ def test_trainer_fits_the_object_and_the_model_uses_it(tmp_path):
                               cfg.model.part_side_max)
         if want is not None:
             assert out.squares[k, 1 - a].tolist() == pytest.approx(want.tolist(), abs=1e-5)
+    # sgma predict says which square is the far end
+    import json
+    from PIL import Image
+    from sgma.engine.cli import main
+    img = tmp_path / "bird.png"
+    Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(img)
+    assert main(["predict", str(tmp_path / "final" / "best.pt"), str(img), "--json", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())[0]["far_end_map"] == 1 - a
 
 
 def test_pointing_of_the_far_end_part_reads_its_square_not_its_map():
