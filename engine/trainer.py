@@ -3,7 +3,9 @@
     stage 0 "warmup"          image branch on seen-class classification, embedding softmax (Eq. 9)
     stage 1 "grouping"        channels grouped by peak position (k-means, or the co-location grouping
                               of engine/colocation.py); a_i pretrained on the groups; with
-                              ``mine_rounds`` each map then sharpened by mining (engine/mining.py)
+                              ``mine_rounds`` each map then sharpened by mining (engine/mining.py);
+                              with ``model.far_end_square`` the object direction and the anchor map
+                              (engine/objectness.py)
     stage 2 "pretrain_parts"  pseudo squares at the map peaks: cropping net by MSE (``cropper_fit_steps``
                               Adam steps, then with the part epochs), part branches by L_CLS + L_CCT
                               on the pseudo-cropped parts (image CNN frozen)
@@ -628,7 +630,7 @@ class Trainer:
 
             def add(x, frozen):
                 stats.add(m.object_features(x))
-                return torch.zeros(len(x), 0)
+                return torch.zeros(len(x), 0)   # the moments are the result; the pass needs a tensor
             if (yield from self._sample_pass(n, tc.seed + 2, add, "grouping", "object direction (DDT)")) is None:
                 return True
             fe.set_direction(*fit_object_direction(stats))
