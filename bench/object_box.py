@@ -166,11 +166,12 @@ def main() -> None:
         inner = np.stack([(far_end_square(m["va"][k], head_c[k]) if m["va"][k].any() else tail_c[k])[:2]
                           for k in range(n)])   # the engine's rule (an empty mask keeps the farthest cell)
         t_i, t_ip = square_hits(inner, 0.25 * obj, gt["tail"], sizes)
+        t_iq, _ = square_hits(inner, quarter, gt["tail"], sizes)
         h_o, _ = square_hits(head_c, np.clip(0.25 * obj, 0.1, 0.6), gt["head"], sizes)
         print(f"  head: anchored side IoU>0.5 {h_iou:.3f}, quarter of the object {h_o:.3f} | tail (farthest cell):"
               f" pointing {t_point:.3f}, IoU>0.5 quarter {t_q:.3f}, anchored side {t_a:.3f}, quarter of the"
               f" object {t_o:.3f}; its square moved inside the object (half its side towards the head):"
-              f" pointing {t_ip:.3f}, IoU>0.5 {t_i:.3f}", flush=True)
+              f" pointing {t_ip:.3f}, IoU>0.5 {t_i:.3f} (quarter of the image {t_iq:.3f})", flush=True)
         near = np.stack([tail_from_head(m["va"][k], tail_c[k], "farthest") for k in range(n)])
         near_in = toward(near, tail_c, 0.125 * obj)
         h_n, h_np = square_hits(near, 0.25 * obj, gt["head"], sizes)
@@ -206,15 +207,23 @@ def stability(f16_tr, f16_va, f32_tr, f32_va) -> None:
         a = anchor_map(peaks_inside(maps_tr, object_masks(object_projection(torch.as_tensor(f32_tr[h]), mean, d))))
         flat = maps_va.flatten(2).argmax(-1).numpy()
         peak = np.stack([(flat % 20 + 0.5) / 20, (flat // 20 + 0.5) / 20], -1)   # (N, 2 maps, xy)
-        masks = object_masks(object_projection(torch.as_tensor(f32_va), mean, d))
-        sq = [far_end_square(m, peak[k, a]) for k, m in enumerate(masks)]
-        far = np.stack([q[:2] if q is not None else peak[k, 1 - a] for k, q in enumerate(sq)])
-        found.append((a, peak, far))
-    (a1, p1, far1), (a2, p2, far2) = found
+        proj = object_projection(torch.as_tensor(f32_va), mean, d)
+        ends = {}
+        for up in (1, UPSAMPLE):
+            masks = object_masks(proj, up)
+            for moved in (False, True):
+                ends[(up, moved)] = np.stack([
+                    peak[k, 1 - a] if not m.any() else
+                    far_end_square(m, peak[k, a])[:2] if moved else tail_from_head(m, peak[k, a], "farthest")
+                    for k, m in enumerate(masks)])
+        found.append((a, peak, ends))
+    (a1, p1, e1), (a2, p2, e2) = found
     agree = lambda u, v: float(np.mean(np.abs(cells(u) - cells(v)).max(1) <= 1))  # noqa: E731
     print(f"stability over two halves of {2 * n} images: anchor map {a1 + 1} / {a2 + 1}; "
           f"anchor's peak {agree(p1[:, a1], p2[:, a2]):.3f}; the other map's peak "
-          f"{agree(p1[:, 1 - a1], p2[:, 1 - a2]):.3f}; the object's far end {agree(far1, far2):.3f}", flush=True)
+          f"{agree(p1[:, 1 - a1], p2[:, 1 - a2]):.3f}; the object's far end "
+          + ", ".join(f"({'upsampled' if up > 1 else 'cells'}, {'moved inside' if moved else 'farthest'}) "
+                      f"{agree(e1[key], e2[key]):.3f}" for key in e1 for up, moved in [key]), flush=True)
 
 
 if __name__ == "__main__":
