@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGraphicsPixma
 from . import messages
 from .export import Figure, export_png, export_svg
 from .image_view import ImageView
-from .labels import clip_box, place_labels
+from .labels import clip_box, place_labels, square_label
 from .overlay import (COLORMAPS, fill_map_box, label_plate, MAP_COLOURS, OTHER_PART_COLOUR, PART_COLOURS, ColourBar, map_range,
                       render_map, upsample)
 from .state import AppState
@@ -293,7 +293,7 @@ class AuditPanel(QWidget):
         if pred is not None:
             for m, box in enumerate(pred.boxes):
                 name = assignment.get(m)
-                text = f"map{m + 1}" + (" · far end" if m == pred.far_end_map else "") + (f" · {name}" if name else "")
+                text = square_label(m, pred.far_end_map, name)
                 if m in iou_of_map:
                     text += f"  IoU {iou_of_map[m][1]:.2f}"
                 box = clip_box(box, *self.image_size)      # squares may reach past the border

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QGraphicsPixmapI
 
 from . import messages
 from .image_view import ImageView
-from .labels import clip_box, place_labels
+from .labels import clip_box, place_labels, square_label
 from .overlay import MAP_COLOURS, fill_map_box, label_plate, OTHER_PART_COLOUR, PART_COLOURS, map_range, render_map
 from .state import AppState
 
@@ -132,7 +132,7 @@ class ModelColumn(QWidget):
         pairs = match_parts_on_image(pred.boxes, gt, assignment) if gt else []
         iou_of = {m: v for _p, m, v in pairs}
         for m, box in enumerate(pred.boxes):
-            text = f"map{m + 1}" + (f" · {assignment[m]}" if m in assignment else "") + \
+            text = square_label(m, pred.far_end_map, assignment.get(m)) + \
                 (f" IoU {iou_of[m]:.2f}" if m in iou_of else "")
             self.pred_items.append(self._rect(clip_box(box, w, h), MAP_COLOURS[m % len(MAP_COLOURS)], False, text))
         m = pred.maps.max(axis=0) if map_choice < 0 else pred.maps[min(map_choice, len(pred.maps) - 1)]

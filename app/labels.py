@@ -17,6 +17,12 @@ Rect = tuple[float, float, float, float]          # x, y, w, h
 GAP = 1.0
 
 
+def square_label(m: int, far_end_map, part=None) -> str:
+    """The plate of map ``m``'s predicted square: "map2 · far end · tail" (the far end when the
+    model places that square at the object's far end, model.far_end_square; the part it was matched to)."""
+    return f"map{m + 1}" + (" · far end" if m == far_end_map else "") + (f" · {part}" if part else "")
+
+
 def clip_box(box: Sequence[float], width: float, height: float) -> tuple[float, float, float, float]:
     """``(x0, y0, x1, y1)`` clipped to the image ``[0, width] x [0, height]``."""
     x0, y0, x1, y1 = (float(v) for v in box)

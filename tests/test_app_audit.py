@@ -157,3 +157,9 @@ def test_the_far_end_square_is_labelled_as_such(qtbot, make_window, small_ds, tm
     texts = [lab.childItems()[0].text() for lab in a.label_items]
     assert sum("far end" in t for t in texts) == 1
     assert any(t.startswith(f"map{far + 1} · far end") for t in texts), texts
+    # the comparison's column of the loaded model says it too
+    w.compare_action.trigger()
+    col = w.compare.a
+    qtbot.waitUntil(lambda: col.prediction is not None, timeout=20000)
+    plates = [p.childItems()[0].text() for p, _b, _t in col._plates]
+    assert sum("far end" in t for t in plates) == 1 and any(t.startswith(f"map{far + 1} · far end") for t in plates)

@@ -25,6 +25,14 @@ def test_clip_box_by_hand():
     assert clip_box((100, 130, 120, 140), 96, 128) == (96.0, 128.0, 96.0, 128.0)   # wholly outside: empty
 
 
+def test_square_label_names_the_far_end_and_the_part():
+    from sgma.app.labels import square_label
+    assert square_label(0, None) == "map1"
+    assert square_label(1, 1, "tail") == "map2 · far end · tail"
+    assert square_label(0, 1, "head") == "map1 · head"
+    assert square_label(1, 1) == "map2 · far end"
+
+
 def test_place_labels_by_hand():
     from sgma.app.labels import overlaps, place_labels
     bounds = (0, 0, 100, 100)
