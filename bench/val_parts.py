@@ -13,7 +13,7 @@ from sgma.engine.evaluate import _parts
 
 def main() -> None:
     model, ds, va, ex, sizes, gt, assign = validation_cli(keep_maps=True)
-    far = model.far_end.replaced_map if model.far_end is not None else None
+    far = model.far_end_map
     parts = _parts(ds, ex, ex, 0, far_end_map=far)
     for p in ("head", "tail"):
         print(f"{p} ({parts['assignment'][p]}{', far end' if far is not None and assign[p] == far else ''}): "

@@ -271,8 +271,8 @@ def evaluate(model, state: dict, dataset: ZSLDataset, batch_size: int = 32, devi
                              f"a seeded sample of {len(train_idx)} of the {n_train_all} training images")
                             if ex_train is not None else
                             (ex_test, "the test images themselves (the folder has no validation or training images)"))
-        far_end = model.far_end.replaced_map if getattr(model, "far_end", None) is not None else None
-        summary["parts"] = _parts(dataset, assign_on, ex_test, seed, per_image=part_iou, far_end_map=far_end)
+        summary["parts"] = _parts(dataset, assign_on, ex_test, seed, per_image=part_iou,
+                                  far_end_map=model.far_end_map)
         summary["parts"]["assigned_on"] = where
     return Evaluation(summary, predictions, part_iou)
 

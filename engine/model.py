@@ -145,9 +145,17 @@ class SGMA(nn.Module):
         with torch.no_grad():
             return self.image_branch_net(x)
 
-    def object_projection(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, h, w): the object direction's projection (needs ``far_end``)."""
+    def object_projection(self, images: torch.Tensor, frozen: Optional[FrozenFeatures] = None) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, h, w): the object direction's projection (needs ``far_end``); the
+        feature cache's when ``frozen`` holds it."""
+        if frozen is not None and frozen.object_projection is not None:
+            return frozen.object_projection
         return self.far_end.project(self.object_features(images))
+
+    @property
+    def far_end_map(self) -> Optional[int]:
+        """The map whose square is the object's far end (``model.far_end_square``, fitted), else None."""
+        return self.far_end.replaced_map if self.far_end is not None else None
 
     def random_squares(self, batch: int, device) -> torch.Tensor:
         side = self.cfg.part_side_init
@@ -172,9 +180,7 @@ class SGMA(nn.Module):
             if cfg.crop_centre == "peak_centroid" and not cfg.random_parts:
                 squares = torch.cat([peak_centroid(maps).to(squares.dtype), squares[..., 2:]], dim=-1)
         if self.far_end is not None and self.far_end.fitted and not cfg.random_parts:
-            proj = frozen.object_projection if frozen is not None and frozen.object_projection is not None \
-                else self.object_projection(images)
-            squares = self.far_end(proj, squares)
+            squares = self.far_end(self.object_projection(images, frozen), squares)
         use_parts = with_parts and cfg.use_parts
         parts = crop_parts(images, squares, cfg.part_size, cfg.boxcar_k) if use_parts else None
         thetas, mapped = [], []

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import peak_positions
+
 UPSAMPLE = 8   # DDT reads its projection out upsampled; 8 x 14 = 112 cells across at 448 px
 
 
@@ -46,7 +48,8 @@ class ObjectStats:
     def add(self, features: torch.Tensor) -> None:
         """features (B, C, h, w)."""
         b, c, h, w = features.shape
-        x = features.detach().double().permute(0, 2, 3, 1).reshape(-1, c).cpu()
+        cells = features.detach().double().cpu().permute(0, 2, 3, 1)      # (B, h, w, C)
+        x = cells.reshape(-1, c)
         edge = torch.zeros(h, w, dtype=torch.bool)
         edge[0], edge[-1], edge[:, 0], edge[:, -1] = True, True, True, True
         if self.sum is None:
@@ -55,7 +58,7 @@ class ObjectStats:
         self.n += x.shape[0]
         self.sum += x.sum(0)
         self.gram += x.t() @ x
-        border = features.detach().double().permute(0, 2, 3, 1)[:, edge].reshape(-1, c).cpu()
+        border = cells[:, edge].reshape(-1, c)
         self.n_border += border.shape[0]
         self.border_sum += border.sum(0)
 
@@ -116,8 +119,8 @@ def far_end_square(mask: np.ndarray, anchor: np.ndarray, side_min: float = 0.0,
 def peaks_inside(maps: torch.Tensor, masks: np.ndarray) -> np.ndarray:
     """(B, n, h, w) maps and (B, H, W) masks -> (B, n) bool: each map's peak cell centre in the mask."""
     b, n, h, w = maps.shape
-    flat = maps.reshape(b, n, -1).argmax(-1).cpu().numpy()
-    px, py = (flat % w + 0.5) / w, (flat // w + 0.5) / h
+    rc = peak_positions(maps).cpu().numpy()
+    py, px = (rc[..., 0] + 0.5) / h, (rc[..., 1] + 0.5) / w
     H, W = masks.shape[1:]
     rows = np.minimum((py * H).astype(int), H - 1)
     cols = np.minimum((px * W).astype(int), W - 1)

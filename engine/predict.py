@@ -107,6 +107,5 @@ class Predictor:
         scores = scores[0].numpy()
         sq = out.squares[0].float().cpu()
         boxes = squares_to_boxes(sq, *image.size).numpy()
-        far_end = self.model.far_end.replaced_map if self.model.far_end is not None else None
         return Prediction(out.maps[0].float().cpu().numpy(), sq.numpy(), boxes, self.all_names(), scores, mode,
-                          out.cct_features[0].float().cpu().numpy(), far_end)
+                          out.cct_features[0].float().cpu().numpy(), self.model.far_end_map)

@@ -639,10 +639,8 @@ class Trainer:
             self.cache.set_object_fn(m.object_projection, fe.direction)
 
         def inside(x, frozen):
-            proj = frozen.object_projection if frozen is not None and frozen.object_projection is not None \
-                else m.object_projection(x)
             return torch.as_tensor(peaks_inside(m.attend(x, None if frozen is None else frozen.attention)[1],
-                                                object_masks(proj)))
+                                                object_masks(m.object_projection(x, frozen))))
         hits = yield from self._sample_pass(n, tc.seed + 2, inside, "grouping", "the anchor map")
         if hits is None:
             return True
