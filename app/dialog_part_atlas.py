@@ -1,5 +1,6 @@
 """Part atlas (View > Part atlas…): for each attention map, the k images of the dataset where
-that map fires most (``engine.atlas.part_atlas``), each shown as a crop around the map's peak.
+that map fires most (``engine.atlas.part_atlas``), each shown as a crop around the map's peak (for a
+far-end part, around its square, ranked by the anchor map's peak).
 Computed in a worker thread with a progress bar, the ETA and Cancel; a click on a crop shows that
 image in the browser and the audit."""
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
                                QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
+from .labels import square_label
 from .overlay import MAP_COLOURS
 from .state import AppState
 from .workers import progress_text
@@ -166,7 +168,11 @@ class PartAtlasDialog(QDialog):
         self._clear()
         ds, names = self.state.dataset, self.state.part_assignment()
         for m, entry in enumerate(self.atlas):
-            label = QLabel(f"<b>map {m + 1}</b>" + (f"<br>{names[m]}" if m in names else ""))
+            label = QLabel(f"<b>{square_label(m, m if entry.far_end else None)}</b>"
+                           + (f"<br>{names[m]}" if m in names else ""))
+            if entry.far_end:
+                label.setToolTip("This part's square is the object's far end from the anchor's square:\n"
+                                 "the crops show that square, ranked by the anchor map's peak.")
             label.setStyleSheet(f"color: {MAP_COLOURS[m % len(MAP_COLOURS)]}")
             self.grid.addWidget(label, m, 0)
             row = []
@@ -176,7 +182,7 @@ class PartAtlasDialog(QDialog):
                 b.setIconSize(QSize(CROP_PX, CROP_PX))
                 b.setAutoRaise(True)
                 b.setToolTip(f"#{int(i)} {ds.items[int(i)].image_id}\n{ds.class_names[ds.labels[int(i)]]}\n"
-                             f"map {m + 1} peak {v:.3f}")
+                             + (f"far end; anchor map peak {v:.3f}" if entry.far_end else f"map {m + 1} peak {v:.3f}"))
                 b.clicked.connect(lambda _c=False, i=int(i): self.showImage.emit(i))
                 b.image_index = int(i)
                 self.grid.addWidget(b, m, j + 1)

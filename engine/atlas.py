@@ -10,6 +10,12 @@ the map's mean or mass, so a map that fires strongly on a small part ranks first
 centred on the peak cell (not on the predicted square, which the cropping net may place beside
 it) with the side of that map's predicted square, kept inside the image; ties go to the image
 seen first (the lower position in ``indices``).
+
+A model whose second square is the object's far end (``model.far_end_square``, engine/objectness.py)
+does not place that square at its map's peak. Its row shows the far-end squares: each crop is
+centred on the square the model uses, and images are ranked by the anchor map's peak, the square
+the far end is measured from (the far end has no map value of its own). Choice: the map's own
+peak would show where map 2 fires, which is no longer where the model looks for that part.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ class AtlasMap:
     peaks: np.ndarray         # (k, 2) peak cell centre (x, y) as fractions of the image's width and height
     values: np.ndarray        # (k,) the map's peak value on that image
     sides: np.ndarray         # (k,) t_s of that map's predicted square on that image (fraction of the side)
+    far_end: bool = False     # the row shows the far-end squares, ranked by the anchor map's peak
 
 
 def peak_cells(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,10 +51,13 @@ def peak_cells(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def top_peaks(maps: np.ndarray, indices: Sequence[int], k: int, sides: Optional[np.ndarray] = None,
-              previous: Optional[list[AtlasMap]] = None) -> list[AtlasMap]:
+              previous: Optional[list[AtlasMap]] = None,
+              far_end: Optional[tuple[int, int, np.ndarray]] = None) -> list[AtlasMap]:
     """The k images with the highest peak, per map. maps (N, n_maps, h, w) of the images
     ``indices``; ``sides`` (N, n_maps) the predicted squares' t_s (NaN when not given);
-    ``previous``: the result for earlier images, merged in (its entries win ties)."""
+    ``previous``: the result for earlier images, merged in (its entries win ties).
+    ``far_end`` (map, anchor map, centres (N, 2)): that map's row holds the far-end squares'
+    centres, ranked by the anchor map's peak."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     maps = np.asarray(maps, dtype=np.float32)
@@ -56,16 +66,20 @@ def top_peaks(maps: np.ndarray, indices: Sequence[int], k: int, sides: Optional[
     if len(indices) != n_img:
         raise ValueError(f"{n_img} maps for {len(indices)} image indices")
     sides = np.full((n_img, n_maps), np.nan) if sides is None else np.asarray(sides, dtype=np.float64)
+    found = [peak_cells(maps[:, m]) for m in range(n_maps)]
     out = []
     for m in range(n_maps):
-        values, peaks = peak_cells(maps[:, m])
+        values, peaks = found[m]
+        is_far_end = far_end is not None and m == far_end[0]
+        if is_far_end:
+            values, peaks = found[far_end[1]][0], np.asarray(far_end[2], dtype=np.float64).reshape(n_img, 2)
         idx, side = indices, sides[:, m]
         if previous is not None:
             p = previous[m]
             idx, values = np.concatenate([p.indices, idx]), np.concatenate([p.values, values])
             peaks, side = np.concatenate([p.peaks, peaks]), np.concatenate([p.sides, side])
         order = np.argsort(-values, kind="stable")[:k]
-        out.append(AtlasMap(idx[order], peaks[order], values[order], side[order]))
+        out.append(AtlasMap(idx[order], peaks[order], values[order], side[order], is_far_end))
     return out
 
 
@@ -78,18 +92,21 @@ def part_atlas(model, dataset, indices: Optional[Sequence[int]] = None, k: int =
     if device is None:
         device = next(model.parameters()).device
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    fe = getattr(model, "far_end_map", None)
+    anchor = int(model.far_end.anchor) if fe is not None else None
     result = None
     for s in range(0, len(indices), chunk):
         if progress is not None:
             progress(s, len(indices))
         ex = extract(model, dataset, indices[s:s + chunk], batch_size, device, keep_maps=True)
-        result = top_peaks(ex["maps"], ex["indices"], k, ex["squares"][..., 2], previous=result)
+        far_end = None if fe is None else (fe, anchor, ex["squares"][:, fe, :2])
+        result = top_peaks(ex["maps"], ex["indices"], k, ex["squares"][..., 2], previous=result, far_end=far_end)
     if progress is not None:
         progress(len(indices), len(indices))
     if result is None:
         n = model.cfg.n_parts
-        empty = AtlasMap(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0), np.zeros(0))
-        result = [empty] * n
+        result = [AtlasMap(np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0), np.zeros(0), m == fe)
+                  for m in range(n)]
     return result
 
 

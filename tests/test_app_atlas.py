@@ -41,6 +41,21 @@ def test_top_peaks_ranks_by_the_peak_value():
         top_peaks(maps, idx, 0)
 
 
+def test_far_end_row_shows_its_squares_ranked_by_the_anchor_peak():
+    """A far-end part has no map value of its own: its row is centred on its squares and ranked by
+    the anchor map's peak; the anchor's row is unchanged."""
+    from sgma.engine.atlas import top_peaks
+    maps, idx, sides = hand_maps()
+    centres = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6], [0.7, 0.8], [0.9, 0.1]])
+    plain = top_peaks(maps, idx, 3, sides)
+    a = top_peaks(maps, idx, 3, sides, far_end=(1, 0, centres))
+    assert a[0].indices.tolist() == plain[0].indices.tolist() and not a[0].far_end
+    assert a[1].far_end and a[1].indices.tolist() == [10, 12, 13]     # map 0's ranking, not map 1's [14, 11, 13]
+    np.testing.assert_allclose(a[1].values, [0.9, 0.7, 0.7], rtol=1e-6)
+    np.testing.assert_allclose(a[1].peaks, centres[[0, 2, 3]])
+    np.testing.assert_allclose(a[1].sides, [0.3, 0.4, 0.45])            # the far-end squares' own sides
+
+
 def test_part_atlas_merges_chunks_like_one_pass(monkeypatch):
     """``part_atlas`` over chunks of 2 images keeps the running top k: the same result as one pass."""
     from sgma.engine import atlas

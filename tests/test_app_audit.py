@@ -163,3 +163,17 @@ def test_the_far_end_square_is_labelled_as_such(qtbot, make_window, small_ds, tm
     qtbot.waitUntil(lambda: col.prediction is not None, timeout=20000)
     plates = [p.childItems()[0].text() for p, _b, _t in col._plates]
     assert sum("far end" in t for t in plates) == 1 and any(t.startswith(f"map{far + 1} · far end") for t in plates)
+    # the part atlas shows the far-end squares in that map's row, ranked by the anchor's peak
+    dlg = w.show_part_atlas()
+    dlg.k_box.setValue(3)
+    dlg.run_button.click()
+    qtbot.waitUntil(lambda: dlg.atlas is not None, timeout=120000)
+    row, anchor_row = dlg.atlas[far], dlg.atlas[1 - far]
+    assert row.far_end and not anchor_row.far_end
+    headers = [dlg.grid.itemAtPosition(m, 0).widget().text() for m in range(2)]
+    assert "far end" in headers[far] and "far end" not in headers[1 - far]
+    model = w.state.predictor.model
+    from sgma.engine.extract import extract
+    ex = extract(model, small_ds, [int(i) for i in row.indices], 8, "cpu", keep_maps=True)
+    np.testing.assert_allclose(row.peaks, ex["squares"][:, far, :2], atol=1e-5)
+    np.testing.assert_allclose(row.values, ex["maps"][:, 1 - far].reshape(len(row.indices), -1).max(1), rtol=1e-5)
