@@ -34,7 +34,7 @@ from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_box
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
 from sgma.engine.stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets
-from sgma.engine.mining import detector_logits, mine_part_detector, peak_cells, set_part_detector
+from sgma.engine.mining import detector_logits, mine_attention, mine_part_detector, peak_cells
 from finetune_grouping import features
 
 
@@ -64,16 +64,13 @@ def probe_split(root: str, n_train: int, cache: str):
 def grouped_attention(f: torch.Tensor, n_parts: int = 2, mine_rounds: int = 0) -> MultiAttention:
     """Stage 1 as the trainer runs it on features ``f``: k-means over the channels' peaks, then
     Eq. 2's weights fitted to the groups (seeded); with ``mine_rounds``, each map then mined as
-    ``train.mine_rounds`` does (map i seeded i, the trainer's seed 0)."""
+    ``train.mine_rounds`` does (engine/mining.py ``mine_attention``, the trainer's seed 0)."""
     att = MultiAttention(f.shape[1], n_parts)
     torch.manual_seed(0)
     pretrain_channel_weights(att, f, pseudo_label_targets(kmeans_channel_groups(f, n_parts), n_parts), 2)
     if mine_rounds:
-        with torch.no_grad():
-            maps = att(f)[0]
-        for i in range(n_parts):
-            w, _, _ = mine_part_detector(f, maps[:, i], mine_rounds, seed=i)
-            set_part_detector(att, i, w, f)
+        for _ in mine_attention(att, f, mine_rounds):
+            pass
     return att
 
 

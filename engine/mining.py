@@ -14,7 +14,7 @@ No part box enters: positives and negatives come from the model's own maps.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -118,3 +118,17 @@ def set_part_detector(attention, part: int, w: np.ndarray, features: torch.Tenso
     fc2.weight.zero_()
     fc2.bias.copy_(torch.logit(a))
     standardise_map_logits(attention, features, parts=[part])
+
+
+def mine_attention(attention, features: torch.Tensor, rounds: int, seed: int = 0
+                   ) -> Iterator[tuple[int, np.ndarray, list[float]]]:
+    """Stage 1's mining (``train.mine_rounds``): each part's map of ``attention`` on ``features``
+    (as the grouping left them, read once before any is replaced), mined for ``rounds`` rounds with
+    the negatives seeded ``seed + i``, then written into Eq. 2 (``set_part_detector``). Yields
+    (part, detector weights, share of peaks moved per round) after each part is written."""
+    with torch.no_grad():
+        maps = attention(features)[0]
+    for i in range(maps.shape[1]):
+        w, _, moved = mine_part_detector(features, maps[:, i], rounds, seed=seed + i)
+        set_part_detector(attention, i, w, features)
+        yield i, w, moved

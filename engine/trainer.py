@@ -48,7 +48,7 @@ from .finetune import finetune_attention_cnn
 from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
 from .objectness import ObjectStats, anchor_map, fit_object_direction, object_masks, peaks_inside
-from .mining import mine_part_detector, set_part_detector
+from .mining import mine_attention
 from .config import (STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
                      save_toml, stage_plan, to_dict)
 from .data.base import ZSLDataset
@@ -594,11 +594,7 @@ class Trainer:
                      f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         if tc.mine_rounds:
             yield ev.Progress("grouping", "discriminative mining of the part maps", 0, m.cfg.n_parts)
-            with torch.no_grad():
-                maps = att(feats)[0]
-            for i in range(m.cfg.n_parts):
-                w, _, moved = mine_part_detector(feats, maps[:, i], tc.mine_rounds, seed=tc.seed + i)
-                set_part_detector(att, i, w, feats)
+            for i, w, moved in mine_attention(att, feats, tc.mine_rounds, tc.seed):
                 yield ev.Progress("grouping", "discriminative mining of the part maps", i + 1, m.cfg.n_parts)
                 yield ev.Log(f"map {i + 1}: {tc.mine_rounds} mining rounds, peaks that moved per round "
                              + " ".join(f"{v:.2f}" for v in moved) + f"; {int((w > 0).sum())} channels weighted")

@@ -9,8 +9,8 @@ import torch
 
 from sgma.engine.attention import MultiAttention
 from sgma.engine.config import ConfigError
-from sgma.engine.mining import (detector_logits, fit_logistic, mine_part_detector, mining_samples,
-                                peak_cells, set_part_detector)
+from sgma.engine.mining import (detector_logits, fit_logistic, mine_attention, mine_part_detector,
+                                mining_samples, peak_cells, set_part_detector)
 
 
 def test_peak_cells_are_row_and_column_of_each_maximum():
@@ -99,6 +99,26 @@ def test_a_written_detector_is_eq3_map_with_the_same_peaks_standardised():
     assert float(logits.std()) == pytest.approx(2.0, rel=1e-3)
     with pytest.raises(ValueError, match="non-negative"):
         set_part_detector(att, 0, np.array([1.0, -0.1, 0.0]), f)
+
+
+def test_mine_attention_mines_every_map_from_the_grouping_s_maps_and_writes_each():
+    """Each part's detector is mined from the maps as they were before any was replaced (part i
+    seeded seed + i), and written into Eq. 2: the one mining loop the trainer and the probes run."""
+    f, parts = planted(n=20)
+    torch.manual_seed(0)
+    att = MultiAttention(3, 2, reduction=1)
+    with torch.no_grad():
+        before = att(f)[0]
+    got = list(mine_attention(att, f, rounds=2, seed=5))
+    assert [i for i, _w, _m in got] == [0, 1]
+    for i, w, moved in got:
+        w_ref, _b, moved_ref = mine_part_detector(f, before[:, i], 2, seed=5 + i)
+        np.testing.assert_allclose(w, w_ref)
+        assert moved == moved_ref
+        assert float(att.fc2[i].weight.abs().max()) == 0.0          # a_i is the written constant
+        ref = MultiAttention(3, 2, reduction=1)
+        set_part_detector(ref, i, w_ref, f)
+        torch.testing.assert_close(att.fc2[i].bias, ref.fc2[i].bias)
 
 
 def test_config_refuses_negative_rounds():
