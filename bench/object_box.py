@@ -41,7 +41,7 @@ from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_box
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
 from sgma.engine.mining import detector_logits, mine_part_detector
-from sgma.engine.objectness import (UPSAMPLE, ObjectStats, anchor_map, far_end_square, fit_object_direction,
+from sgma.engine.objectness import (UPSAMPLE, ObjectStats, choose_anchor_map, far_end_square, fit_object_direction,
                                     object_masks, object_projection, peaks_inside)
 
 
@@ -206,7 +206,7 @@ def stability(f16_tr, f16_va, f32_tr, f32_va, mine_rounds: int = 0) -> None:
         mean, d = fit_object_direction(stats)
         with torch.no_grad():
             maps_tr, maps_va = att(f16_tr[h])[0], att(f16_va)[0]
-        a = anchor_map(peaks_inside(maps_tr, object_masks(object_projection(torch.as_tensor(f32_tr[h]), mean, d))))
+        a = choose_anchor_map(peaks_inside(maps_tr, object_masks(object_projection(torch.as_tensor(f32_tr[h]), mean, d))))
         flat = maps_va.flatten(2).argmax(-1).numpy()
         peak = np.stack([(flat % 20 + 0.5) / 20, (flat // 20 + 0.5) / 20], -1)   # (N, 2 maps, xy)
         proj = object_projection(torch.as_tensor(f32_va), mean, d)

@@ -93,7 +93,7 @@ def part_atlas(model, dataset, indices: Optional[Sequence[int]] = None, k: int =
         device = next(model.parameters()).device
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     fe = getattr(model, "far_end_map", None)
-    anchor = int(model.far_end.anchor) if fe is not None else None
+    anchor = getattr(model, "anchor_map", None)
     result = None
     for s in range(0, len(indices), chunk):
         if progress is not None:

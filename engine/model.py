@@ -157,6 +157,11 @@ class SGMA(nn.Module):
         """The map whose square is the object's far end (``model.far_end_square``, fitted), else None."""
         return self.far_end.replaced_map if self.far_end is not None else None
 
+    @property
+    def anchor_map(self) -> Optional[int]:
+        """The map whose peak the far end is measured from (fitted ``far_end``), else None."""
+        return self.far_end.anchor_map if self.far_end is not None else None
+
     def random_squares(self, batch: int, device) -> torch.Tensor:
         side = self.cfg.part_side_init
         centre = side / 2 + (1 - side) * torch.rand(batch, self.cfg.n_parts, 2, device=device)

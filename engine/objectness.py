@@ -127,7 +127,7 @@ def peaks_inside(maps: torch.Tensor, masks: np.ndarray) -> np.ndarray:
     return masks[np.arange(b)[:, None], rows, cols]
 
 
-def anchor_map(inside: np.ndarray) -> int:
+def choose_anchor_map(inside: np.ndarray) -> int:
     """The anchor: the map whose peaks fall inside the object most often ((N, n) from ``peaks_inside``)."""
     return int(np.argmax(inside.mean(0)))
 
@@ -146,6 +146,11 @@ class FarEndSquare(nn.Module):
     @property
     def fitted(self) -> bool:
         return int(self.anchor) >= 0
+
+    @property
+    def anchor_map(self) -> Optional[int]:
+        """The map whose peak anchors the far end (the head's, on birds), None until fitted."""
+        return int(self.anchor) if self.fitted else None
 
     @property
     def replaced_map(self) -> Optional[int]:

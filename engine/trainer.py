@@ -47,7 +47,7 @@ from .backbone_cache import BackboneCache
 from .finetune import finetune_attention_cnn
 from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .colocation import colocation_channel_groups
-from .objectness import ObjectStats, anchor_map, fit_object_direction, object_masks, peaks_inside
+from .objectness import ObjectStats, choose_anchor_map, fit_object_direction, object_masks, peaks_inside
 from .mining import mine_attention
 from .config import (STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
                      save_toml, stage_plan, to_dict)
@@ -641,7 +641,7 @@ class Trainer:
         if hits is None:
             return True
         share = hits.float().mean(0).tolist()
-        fe.anchor.fill_(anchor_map(hits.numpy()))
+        fe.anchor.fill_(choose_anchor_map(hits.numpy()))
         a = int(fe.anchor)
         yield ev.Log(f"{how}; map peaks inside the object on {n} images: "
                      + ", ".join(f"map {i + 1} {v:.2f}" for i, v in enumerate(share))

@@ -153,7 +153,7 @@ def test_the_far_end_square_is_labelled_as_such(qtbot, make_window, small_ds, tm
     a = w.audit
     qtbot.waitUntil(lambda: a.prediction is not None, timeout=20000)
     far = a.prediction.far_end_map
-    assert far == 1 - int(w.state.predictor.model.far_end.anchor)
+    assert far == 1 - w.state.predictor.model.anchor_map
     texts = [lab.childItems()[0].text() for lab in a.label_items]
     assert sum("far end" in t for t in texts) == 1
     assert any(t.startswith(f"map{far + 1} · far end") for t in texts), texts

@@ -9,7 +9,7 @@ import torch
 
 from sgma.engine.backbone_cache import BackboneCache
 from sgma.engine.config import ConfigError
-from sgma.engine.objectness import (FarEndSquare, ObjectStats, anchor_map, far_end_square, fit_object_direction,
+from sgma.engine.objectness import (FarEndSquare, ObjectStats, choose_anchor_map, far_end_square, fit_object_direction,
                                     object_masks, object_projection, peaks_inside)
 
 
@@ -88,14 +88,15 @@ def test_anchor_is_the_map_whose_peaks_sit_on_the_object():
     mask = np.zeros((1, 4, 4), bool)
     mask[0, :2, :2] = True
     assert peaks_inside(maps, mask).tolist() == [[True, False]]
-    assert anchor_map(np.array([[1, 0], [1, 0], [0, 1]], bool)) == 0
-    assert anchor_map(np.array([[0, 1], [1, 1]], bool)) == 1
+    assert choose_anchor_map(np.array([[1, 0], [1, 0], [0, 1]], bool)) == 0
+    assert choose_anchor_map(np.array([[0, 1], [1, 1]], bool)) == 1
 
 
 def test_far_end_replaces_the_other_maps_square_and_keeps_the_anchors_gradient():
     fe = FarEndSquare(2, 0.1, 0.6)
-    assert not fe.fitted
+    assert not fe.fitted and fe.anchor_map is None and fe.replaced_map is None
     fe.anchor.fill_(1)
+    assert fe.anchor_map == 1 and fe.replaced_map == 0
     squares = torch.tensor([[[0.5, 0.5, 0.25], [0.2, 0.2, 0.3]]], requires_grad=True)
     out = fe(torch.ones(1, 2, 2), squares)  # all positive: the whole image is the object
     far = 15.5 / 16 - 0.125 / np.sqrt(2)    # farthest cell of the 16 x 16 mask, moved back along the diagonal
@@ -180,7 +181,8 @@ def test_trainer_fits_the_object_and_the_model_uses_it(tmp_path):
     with torch.no_grad():
         out = final(x, sem)
         plain = final.cropper(out.maps)
-    a = int(final.far_end.anchor)
+    a = final.anchor_map
+    assert a == int(final.far_end.anchor) and final.far_end_map == 1 - a
     assert torch.allclose(out.squares[:, a], plain[:, a])
     masks = object_masks(final.object_projection(x))
     for k in range(4):
