@@ -61,15 +61,17 @@ def probe_split(root: str, n_train: int, cache: str):
     return ds, tr, [i for i in ds.split.trainval if ds.labels[i] in val]
 
 
-def grouped_attention(f: torch.Tensor, n_parts: int = 2, mine_rounds: int = 0) -> MultiAttention:
+def grouped_attention(f: torch.Tensor, n_parts: int = 2, mine_rounds: int = 0,
+                      standardise: bool = False) -> MultiAttention:
     """Stage 1 as the trainer runs it on features ``f``: k-means over the channels' peaks, then
     Eq. 2's weights fitted to the groups (seeded); with ``mine_rounds``, each map then mined as
-    ``train.mine_rounds`` does (engine/mining.py ``mine_attention``, the trainer's seed 0)."""
+    ``train.mine_rounds`` does (engine/mining.py ``mine_attention``, the trainer's seed 0;
+    ``standardise`` as ``train.mine_standardise``)."""
     att = MultiAttention(f.shape[1], n_parts)
     torch.manual_seed(0)
     pretrain_channel_weights(att, f, pseudo_label_targets(kmeans_channel_groups(f, n_parts), n_parts), 2)
     if mine_rounds:
-        for _ in mine_attention(att, f, mine_rounds):
+        for _ in mine_attention(att, f, mine_rounds, standardise=standardise):
             pass
     return att
 

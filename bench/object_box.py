@@ -106,6 +106,8 @@ def main() -> None:
                     help="agreement of the second part's square across two halves of the training sample (no label)")
     ap.add_argument("--mine-rounds", type=int, default=0,
                     help="with --stability: stage 1 also mines each map (train.mine_rounds), as run 31 trains")
+    ap.add_argument("--mine-standardise", action="store_true",
+                    help="with --mine-rounds: the regressions read standardised channels (train.mine_standardise)")
     ap.add_argument("--cache", default="/tmp/mined_parts")
     args = ap.parse_args()
     t0 = time.time()
@@ -183,7 +185,7 @@ def main() -> None:
               f" pointing {h_np:.3f}, IoU>0.5 {h_n:.3f}; moved inside: pointing {h_nip:.3f}, IoU>0.5 {h_ni:.3f}"
               f" (quarter of the image {h_nq:.3f})", flush=True)
     if args.stability:
-        stability(f16_tr, f16_va, f32["tr"], f32["va"], args.mine_rounds)
+        stability(f16_tr, f16_va, f32["tr"], f32["va"], args.mine_rounds, args.mine_standardise)
     print(f"done in {time.time() - t0:.0f} s")
 
 
@@ -191,7 +193,7 @@ def cells(centres: np.ndarray, n: int = 20) -> np.ndarray:
     return np.minimum((centres * n).astype(int), n - 1)
 
 
-def stability(f16_tr, f16_va, f32_tr, f32_va, mine_rounds: int = 0) -> None:
+def stability(f16_tr, f16_va, f32_tr, f32_va, mine_rounds: int = 0, standardise: bool = False) -> None:
     """Annotation-free: stage 1 (the k-means grouping and Eq. 2's fit, the object direction, the
     anchor map) run on two disjoint halves of the training sample, as the trainer would. How often
     do the two versions of the second part's square sit in the same or a neighbouring cell of the
@@ -200,7 +202,7 @@ def stability(f16_tr, f16_va, f32_tr, f32_va, mine_rounds: int = 0) -> None:
     n = len(f16_tr) // 2
     found = []
     for h in (slice(0, n), slice(n, 2 * n)):
-        att = grouped_attention(f16_tr[h], mine_rounds=mine_rounds)
+        att = grouped_attention(f16_tr[h], mine_rounds=mine_rounds, standardise=standardise)
         stats = ObjectStats()
         stats.add(torch.as_tensor(f32_tr[h]))
         mean, d = fit_object_direction(stats)

@@ -208,6 +208,8 @@ class TrainConfig:
     # stage 1, after the grouping: rounds of discriminative mining that sharpen each part's map on
     # its own peaks (engine/mining.py); 0 = the grouping's maps as they are
     mine_rounds: int = 0
+    # each mining regression reads the channels standardised over the grouping images' cells
+    mine_standardise: bool = False
     # stage 1 with model.far_end_square: training images whose cell descriptors fit the object
     # direction (DDT, engine/objectness.py)
     object_images: int = 400

@@ -11,6 +11,11 @@ cells gives the next detector, whose peaks are the next round's positives.
 The detector's weights are kept non-negative, so it is an a_i of Eq. 2 (a sigmoid's output, in
 (0, 1)) up to the map's scale: Eq. 3's map stays a sigmoid of a positively weighted channel sum.
 No part box enters: positives and negatives come from the model's own maps.
+
+With ``standardise`` (``train.mine_standardise``) each regression reads every channel divided by
+its standard deviation over the grouping images' cells (and centred), so that the L2 penalty
+does not favour the channels with large activations; the detector is mapped back onto the raw
+channels, still non-negative (docs/choices.md, docs/results.md run 33).
 """
 from __future__ import annotations
 
@@ -83,21 +88,42 @@ def detector_logits(features: torch.Tensor, w: np.ndarray, b: float) -> torch.Te
     return torch.einsum("nchw,c->nhw", features, torch.as_tensor(w, dtype=features.dtype)) + b
 
 
+def channel_standardisation(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C, H, W) -> each channel's mean and standard deviation over all cells of all images."""
+    f = features.double()
+    return f.mean((0, 2, 3)).numpy(), f.std((0, 2, 3)).clamp_min(1e-6).numpy()
+
+
+def fit_standardised(x: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                     nonnegative: bool = True) -> tuple[np.ndarray, float]:
+    """``fit_logistic`` on the columns of ``x`` standardised by (mean, std), returned as the same
+    detector over the raw channels: ``w = w_s / std``, ``b = b_s - (w_s / std) . mean``. The L2
+    penalty then weighs every channel on its own scale; ``w`` stays non-negative where ``w_s`` is."""
+    w, b = fit_logistic((x - mean) / std, y, nonnegative=nonnegative)
+    w = w / std
+    return w, float(b - w @ mean)
+
+
 def mine_part_detector(features: torch.Tensor, logits: torch.Tensor, rounds: int, seed: int = 0,
                        gap: int = MINING_GAP, negatives: int = MINING_NEGATIVES, nonnegative: bool = True,
                        rng: Optional[np.random.Generator] = None,
-                       on_round: Optional[Callable[[int, np.ndarray, float, float], None]] = None
-                       ) -> tuple[np.ndarray, float, list[float]]:
+                       on_round: Optional[Callable[[int, np.ndarray, float, float], None]] = None,
+                       standardise: bool = False) -> tuple[np.ndarray, float, list[float]]:
     """``rounds`` rounds of mining from the start ``logits`` (N, H, W) over ``features``
     (N, C, H, W). Returns the last detector (w, b) and, per round, the share of images whose
     peak cell moved (the mining's own convergence, no label). ``rng`` (default: seeded by
-    ``seed``) draws the negatives; ``on_round(round, w, b, moved)`` is called after each round."""
+    ``seed``) draws the negatives; ``on_round(round, w, b, moved)`` is called after each round.
+    ``standardise``: each round's regression reads the channels standardised over all cells of
+    ``features`` (``fit_standardised``, ``train.mine_standardise``)."""
     if rounds < 1:
         raise ValueError(f"mining needs at least one round, got {rounds}")
     rng = np.random.default_rng(seed) if rng is None else rng
+    stats = channel_standardisation(features) if standardise else None
     moved, w, b = [], None, 0.0
     for r in range(rounds):
-        w, b = fit_logistic(*mining_samples(features, logits, gap, negatives, rng), nonnegative=nonnegative)
+        x, y = mining_samples(features, logits, gap, negatives, rng)
+        w, b = (fit_standardised(x, y, *stats, nonnegative=nonnegative) if stats is not None
+                else fit_logistic(x, y, nonnegative=nonnegative))
         before, logits = peak_cells(logits), detector_logits(features, w, b)
         moved.append(float(np.mean(np.any(peak_cells(logits) != before, axis=1))))
         if on_round is not None:
@@ -120,7 +146,7 @@ def set_part_detector(attention, part: int, w: np.ndarray, features: torch.Tenso
     standardise_map_logits(attention, features, parts=[part])
 
 
-def mine_attention(attention, features: torch.Tensor, rounds: int, seed: int = 0
+def mine_attention(attention, features: torch.Tensor, rounds: int, seed: int = 0, standardise: bool = False
                    ) -> Iterator[tuple[int, np.ndarray, list[float]]]:
     """Stage 1's mining (``train.mine_rounds``): each part's map of ``attention`` on ``features``
     (as the grouping left them, read once before any is replaced), mined for ``rounds`` rounds with
@@ -129,6 +155,6 @@ def mine_attention(attention, features: torch.Tensor, rounds: int, seed: int = 0
     with torch.no_grad():
         maps = attention(features)[0]
     for i in range(maps.shape[1]):
-        w, _, moved = mine_part_detector(features, maps[:, i], rounds, seed=seed + i)
+        w, _, moved = mine_part_detector(features, maps[:, i], rounds, seed=seed + i, standardise=standardise)
         set_part_detector(attention, i, w, features)
         yield i, w, moved

@@ -594,7 +594,7 @@ class Trainer:
                      f"channel-weight pretraining loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         if tc.mine_rounds:
             yield ev.Progress("grouping", "discriminative mining of the part maps", 0, m.cfg.n_parts)
-            for i, w, moved in mine_attention(att, feats, tc.mine_rounds, tc.seed):
+            for i, w, moved in mine_attention(att, feats, tc.mine_rounds, tc.seed, tc.mine_standardise):
                 yield ev.Progress("grouping", "discriminative mining of the part maps", i + 1, m.cfg.n_parts)
                 yield ev.Log(f"map {i + 1}: {tc.mine_rounds} mining rounds, peaks that moved per round "
                              + " ".join(f"{v:.2f}" for v in moved) + f"; {int((w > 0).sum())} channels weighted")
