@@ -163,3 +163,40 @@ def test_the_documented_mined_recipe_is_run_26s_cpu_preset_with_mining_and_the_c
         base["train"].pop(key), mined["train"].pop(key)
     base.pop("name"), mined.pop("name")
     assert mined == base         # nothing else differs from the preset
+
+
+def test_standardised_mining_is_mining_on_standardised_channels_mapped_back_to_raw_ones():
+    """``train.mine_standardise``: the regression reads each channel centred and divided by its
+    standard deviation over all cells; the detector returned is the same one over the raw channels
+    (w / std, bias shifted), still non-negative."""
+    f, parts = planted(n=30)
+    f = f * torch.tensor([0.01, 10.0, 1.0]).view(1, 3, 1, 1)     # the part's channel is tiny
+    start = 100 * f[:, 0]                                        # on the part, but on 2 images in 5
+    g = torch.Generator().manual_seed(1)
+    for k in range(0, len(f), 5):
+        for j in (k, k + 1):
+            start[j].view(-1)[torch.randint(144, (1,), generator=g)] += 2.0
+    w, b, _ = mine_part_detector(f, start, 3, gap=2, negatives=10, standardise=True)
+    m, s = f.mean((0, 2, 3), keepdim=True), f.std((0, 2, 3), keepdim=True)
+    w_s, b_s, _ = mine_part_detector((f - m) / s, start, 3, gap=2, negatives=10)
+    # (float32 features: the two routes round differently in the 5th digit)
+    np.testing.assert_allclose(w, w_s / s.flatten().numpy(), rtol=1e-4)
+    assert b == pytest.approx(b_s - float(w_s @ (m / s).flatten().numpy()), rel=1e-4)
+    torch.testing.assert_close(detector_logits(f, w, b), detector_logits((f - m) / s, w_s, b_s),
+                               rtol=1e-4, atol=1e-4)
+    assert (w >= 0).all()
+    # on the raw channels the penalty leaves the tiny channel unused and the detector drifts to
+    # the blob beside the part; standardised, it finds the part on every image
+    w_raw, b_raw, _ = mine_part_detector(f, start, 3, gap=2, negatives=10)
+    on_part = lambda w_, b_: np.mean((peak_cells(detector_logits(f, w_, b_)) == parts).all(1))  # noqa: E731
+    assert on_part(w, b) == 1.0 and on_part(w_raw, b_raw) < 0.2
+
+
+def test_mine_attention_passes_standardise_on():
+    f, _ = planted(n=20)
+    torch.manual_seed(0)
+    att = MultiAttention(3, 2, reduction=1)
+    with torch.no_grad():
+        before = att(f)[0]
+    for i, w, _moved in mine_attention(att, f, rounds=2, seed=0, standardise=True):
+        np.testing.assert_allclose(w, mine_part_detector(f, before[:, i], 2, seed=i, standardise=True)[0])
