@@ -6,16 +6,19 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from app_fixtures import SMALL, answers, app_settings, make_window, small_ds  # noqa: F401
 from sgma.engine.config import DataConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from grid_scroll import big_dataset  # noqa: E402
 
 
 def test_first_launch_opens_synthetic_without_a_model(make_window, answers, monkeypatch):
@@ -65,31 +68,11 @@ def test_thumbnails_load_lazily_and_are_cached(qtbot, make_window, small_ds):
     assert w.settings.get("browser/thumb_size", 0) == 64
 
 
-def big_dataset(n=12000):
-    """A dataset with ``n`` cheap procedural images."""
-    from sgma.engine.data.base import ImageItem, Split, ZSLDataset
-
-    class Solid:
-        def __init__(self, i):
-            self.i = i
-
-        def __call__(self):
-            return Image.new("RGB", (64, 48), ((self.i * 37) % 255, (self.i * 11) % 255, 90))
-
-    items = [ImageItem(label=i % 10, render=Solid(i), image_id=f"img{i}") for i in range(n)]
-    sem = np.eye(10, 4, dtype=np.float32) + 0.1
-    split = Split("big", seen=list(range(7)), unseen=[7, 8, 9],
-                  trainval=[i for i in range(n) if i % 10 < 7], test_seen=[],
-                  test_unseen=[i for i in range(n) if i % 10 >= 7])
-    return ZSLDataset("big", None, [f"class{c}" for c in range(10)], [f"g::a{j}" for j in range(4)], sem,
-                      items, split)
-
-
-def test_grid_stays_smooth_on_12000_images(qtbot, make_window):
+def test_grid_on_12000_images_asks_only_for_what_is_on_screen(qtbot, make_window):
+    """Lazy loading on a large dataset; the times (window open, scroll step, filter) are measured
+    by bench/grid_scroll.py, not here."""
     ds = big_dataset()
-    t0 = time.perf_counter()
     w = make_window(dataset=ds)
-    build = time.perf_counter() - t0
     m, view = w.browser.model, w.browser.view
     assert m.rowCount() == 12000
     qtbot.waitUntil(lambda: len(m.cache) > 0, timeout=10000)
@@ -106,21 +89,13 @@ def test_grid_stays_smooth_on_12000_images(qtbot, make_window):
     rows_per_screen = view.viewport().height() // view.gridSize().height() + 1
     cols = view.viewport().width() // view.gridSize().width()
     assert bar.maximum() >= (12000 // cols - rows_per_screen) * view.gridSize().height() * 0.9
-    worst = 0.0
     for frac in (0.25, 0.5, 0.75, 1.0):
-        t = time.perf_counter()
         bar.setValue(int(bar.maximum() * frac))
         QApplication.processEvents()
-        worst = max(worst, time.perf_counter() - t)
-    assert worst < 0.5, f"a scroll step took {worst:.3f} s"
     qtbot.waitUntil(lambda: any(k[0] >= 11000 for k in m.cache), timeout=10000)   # the end got loaded
     assert m.n_requests < 2500
-    # filtering 12000 rows is instant
-    t = time.perf_counter()
     w.browser.kind_box.setCurrentText("unseen")
-    assert time.perf_counter() - t < 0.5
     assert m.rowCount() == 3600
-    assert build < 10
 
 
 def test_filters(make_window, small_ds):
