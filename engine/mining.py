@@ -117,6 +117,11 @@ def mine_part_detector(features: torch.Tensor, logits: torch.Tensor, rounds: int
     ``features`` (``fit_standardised``, ``train.mine_standardise``)."""
     if rounds < 1:
         raise ValueError(f"mining needs at least one round, got {rounds}")
+    h, w_ = features.shape[-2:]
+    if min(h, w_) < 2 * gap:    # else a round whose peaks all sit mid-map has no negative
+        raise ValueError(f"mining needs cells at least {gap} cells from a map's peak wherever it is, "
+                         f"and the maps are {h} x {w_} (at least {2 * gap} x {2 * gap} needed): use a "
+                         f"larger model.attention_size or train.mine_rounds = 0")
     rng = np.random.default_rng(seed) if rng is None else rng
     stats = channel_standardisation(features) if standardise else None
     moved, w, b = [], None, 0.0

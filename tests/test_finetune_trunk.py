@@ -67,6 +67,7 @@ def tuned_config():
     tc.finetune_epochs = 1
     tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch, tc.device = 8, 32, 2, "cpu"
     tc.retrain_on_trainval = False
+    tc.mine_rounds = 0           # the shrunk model's 4 x 4 maps are too small to mine
     cfg.data.kind, cfg.data.root = "synthetic", ""
     return cfg
 

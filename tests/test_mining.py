@@ -37,6 +37,10 @@ def test_maps_too_small_for_the_gap_are_refused_by_name():
     f = torch.rand(2, 4, 3, 3)
     with pytest.raises(ValueError, match=r"at least 3 cells .* maps are 3 x 3.*mine_rounds = 0"):
         mining_samples(f, f[:, 0], gap=3, negatives=5, rng=np.random.default_rng(0))
+    # before any round: a 5 x 5 map has far cells for a corner peak, none for a central one
+    f = torch.rand(2, 4, 5, 5)
+    with pytest.raises(ValueError, match=r"maps are 5 x 5 \(at least 6 x 6 needed\).*mine_rounds = 0"):
+        mine_part_detector(f, f[:, 0], rounds=1, gap=3)
 
 
 def test_fit_logistic_is_scikit_learns_balanced_l2_objective():
@@ -157,6 +161,7 @@ def test_the_documented_mined_recipe_is_run_26s_cpu_preset_with_mining_and_the_c
     assert cfg.train.pretrain_parts.cropping_lr_scale == 0.0 and cfg.data.root == ""
     run26 = preset("cpu")
     run26.model.far_end_square = False          # the preset of run 26, which run 29 mined
+    run26.train.mine_standardise = False        # (run 33's, later)
     base = to_dict(run26)
     mined = to_dict(cfg)
     for key in ("mine_rounds", "cropper_fit_steps", "pretrain_parts"):
