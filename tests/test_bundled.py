@@ -50,7 +50,7 @@ def test_the_shipped_cub_model_is_a_real_bird_model_under_20_mb():
     assert st["config"]["model"]["far_end_square"] == preset("cpu").model.far_end_square
     # and its stage 1: the preset's mining, with the cropping net kept at its start
     for key in ("mine_rounds", "mine_standardise", "cropper_fit_steps"):
-        assert st["config"]["train"].get(key, False) == getattr(preset("cpu").train, key), key
+        assert st["config"]["train"][key] == getattr(preset("cpu").train, key), key
     if preset("cpu").model.far_end_square:
         from sgma.engine.checkpoint import model_from_checkpoint
         assert model_from_checkpoint(st).far_end.fitted
