@@ -62,14 +62,17 @@ def probe_split(root: str, n_train: int, cache: str):
 
 
 def grouped_attention(f: torch.Tensor, n_parts: int = 2, mine_rounds: int = 0,
-                      standardise: bool = False) -> MultiAttention:
+                      standardise: bool = False, grouping_channels: int | None = None) -> MultiAttention:
     """Stage 1 as the trainer runs it on features ``f``: k-means over the channels' peaks, then
     Eq. 2's weights fitted to the groups (seeded); with ``mine_rounds``, each map then mined as
     ``train.mine_rounds`` does (engine/mining.py ``mine_attention``, the trainer's seed 0;
-    ``standardise`` as ``train.mine_standardise``)."""
+    ``standardise`` as ``train.mine_standardise``). ``grouping_channels``: k-means reads only the
+    leading channels, the rest join no group (the trainer's rule for appended context channels)."""
     att = MultiAttention(f.shape[1], n_parts)
     torch.manual_seed(0)
-    pretrain_channel_weights(att, f, pseudo_label_targets(kmeans_channel_groups(f, n_parts), n_parts), 2)
+    groups = kmeans_channel_groups(f[:, :grouping_channels], n_parts)
+    groups = np.r_[groups, np.full(f.shape[1] - len(groups), -1)]
+    pretrain_channel_weights(att, f, pseudo_label_targets(groups, n_parts), 2)
     if mine_rounds:
         for _ in mine_attention(att, f, mine_rounds, standardise=standardise):
             pass

@@ -108,6 +108,9 @@ def main() -> None:
                     help="with --stability: stage 1 also mines each map (train.mine_rounds), as run 31 trains")
     ap.add_argument("--mine-standardise", action="store_true",
                     help="with --mine-rounds: the regressions read standardised channels (train.mine_standardise)")
+    ap.add_argument("--both-depths", action="store_true",
+                    help="with --stability: the maps read the stride-16 channels and the stride-32 ones upsampled "
+                         "beside them (backbone efficientnet_lite0_s16_s32); the grouping reads the first 112")
     ap.add_argument("--cache", default="/tmp/mined_parts")
     args = ap.parse_args()
     t0 = time.time()
@@ -185,15 +188,34 @@ def main() -> None:
               f" pointing {h_np:.3f}, IoU>0.5 {h_n:.3f}; moved inside: pointing {h_nip:.3f}, IoU>0.5 {h_ni:.3f}"
               f" (quarter of the image {h_nq:.3f})", flush=True)
     if args.stability:
-        stability(f16_tr, f16_va, f32["tr"], f32["va"], args.mine_rounds, args.mine_standardise)
+        att_tr, att_va = f16_tr, f16_va
+        if args.both_depths:
+            att_tr, att_va = (both_depths(f, s32_features(s32, ds, ids, args.size, f"{args.cache}/s32_{name}_{args.size}.pt"))
+                              for f, ids, name in ((f16_tr, tr, f"tr{args.train}"), (f16_va, va, "va")))
+        stability(att_tr, att_va, f32["tr"], f32["va"], args.mine_rounds, args.mine_standardise,
+                  grouping_channels=f16_tr.shape[1])
     print(f"done in {time.time() - t0:.0f} s")
+
+
+def s32_features(net, ds, ids, size: int, path: str) -> torch.Tensor:
+    """The stride-32 network's features of ``ids`` at ``size``, cached in ``path``."""
+    if not os.path.exists(path):
+        torch.save(features(net, ImageSet(ds, ids, size)), path)
+    return torch.load(path)
+
+
+def both_depths(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """What ``efficientnet_lite0_s16_s32`` gives from its two pieces (Backbone.assemble)."""
+    from sgma.engine.backbones import _EfficientBothDepths
+    return _EfficientBothDepths.assemble((fine, coarse))
 
 
 def cells(centres: np.ndarray, n: int = 20) -> np.ndarray:
     return np.minimum((centres * n).astype(int), n - 1)
 
 
-def stability(f16_tr, f16_va, f32_tr, f32_va, mine_rounds: int = 0, standardise: bool = False) -> None:
+def stability(f16_tr, f16_va, f32_tr, f32_va, mine_rounds: int = 0, standardise: bool = False,
+              grouping_channels: int | None = None) -> None:
     """Annotation-free: stage 1 (the k-means grouping and Eq. 2's fit, the object direction, the
     anchor map) run on two disjoint halves of the training sample, as the trainer would. How often
     do the two versions of the second part's square sit in the same or a neighbouring cell of the
@@ -202,7 +224,8 @@ def stability(f16_tr, f16_va, f32_tr, f32_va, mine_rounds: int = 0, standardise:
     n = len(f16_tr) // 2
     found = []
     for h in (slice(0, n), slice(n, 2 * n)):
-        att = grouped_attention(f16_tr[h], mine_rounds=mine_rounds, standardise=standardise)
+        att = grouped_attention(f16_tr[h], mine_rounds=mine_rounds, standardise=standardise,
+                                grouping_channels=grouping_channels)
         stats = ObjectStats()
         stats.add(torch.as_tensor(f32_tr[h]))
         mean, d = fit_object_direction(stats)

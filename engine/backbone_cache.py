@@ -4,7 +4,9 @@ When ``model.freeze_backbone`` is set, the image CNN of Figure 1 is a fixed func
 never train and its batch norm stays in eval mode). Two of its outputs are then pure functions of
 the image and of the flip that augmentation chose:
 
-- the attention-input feature maps ``b`` of Eq. 1-3, (C, h, w) at ``attention_size``;
+- the attention-input feature maps ``b`` of Eq. 1-3, (C, h, w) at ``attention_size``, kept in the
+  backbone's compact pieces (``Backbone.pieces``: the stride-32 channels of
+  ``efficientnet_lite0_s16_s32`` at their own 10 x 10, upsampled when read);
 - the image branch's pooled feature ``theta_image(x)`` (Eq. 9), (C,) at ``image_size``.
 
 ``BackboneCache`` keeps both per (dataset image, flip) in memory, filled lazily from the batches the
@@ -45,10 +47,28 @@ def frozen_features(backbone, images: torch.Tensor, image_size: int, theta_backb
     (computed by ``theta_backbone`` when the image branch has its own CNN, ``SGMA.theta_net``)."""
     with torch.no_grad():
         feats = backbone(images)
+    return FrozenFeatures(feats, frozen_theta(backbone, images, image_size, theta_backbone))
+
+
+def frozen_theta(backbone, images: torch.Tensor, image_size: int, theta_backbone=None) -> torch.Tensor:
+    """The image branch's pooled feature of ``images`` resized to ``image_size`` (Eq. 9's theta)."""
+    with torch.no_grad():
         small = F.interpolate(images, size=(image_size, image_size), mode="bilinear",
                               align_corners=False, antialias=True)
-        theta = (theta_backbone or backbone)(small).mean(dim=(2, 3))
-    return FrozenFeatures(feats, theta)
+        return (theta_backbone or backbone)(small).mean(dim=(2, 3))
+
+
+def feature_pieces(backbone, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``backbone(images)`` in the compact pieces a cache keeps (``Backbone.pieces``; one piece,
+    the output itself, for any other module)."""
+    split = getattr(backbone, "pieces", None)
+    return split(images) if split is not None else (backbone(images),)
+
+
+def assembled(backbone, pieces: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The inverse of ``feature_pieces``: the backbone's output."""
+    join = getattr(backbone, "assemble", None)
+    return join(pieces) if join is not None else pieces[0]
 
 
 class BackboneCache:
@@ -101,21 +121,25 @@ class BackboneCache:
             was = [n.training for n in nets]
             for n in nets:
                 n.eval()
-            got = frozen_features(self.backbone, images[missing], self.image_size, self.theta_backbone)
+            with torch.no_grad():
+                pieces = feature_pieces(self.backbone, images[missing])
+            theta = frozen_theta(self.backbone, images[missing], self.image_size, self.theta_backbone)
             for n, w in zip(nets, was):
                 n.train(w)
             for j, k in enumerate(missing):
-                pair = (got.attention[j].detach().clone(), got.image_theta[j].detach().clone())
-                fresh[k] = pair
-                size = (pair[0].numel() + pair[1].numel()) * pair[0].element_size()
+                entry = (tuple(p[j].detach().clone() for p in pieces), theta[j].detach().clone())
+                fresh[k] = entry
+                size = sum(p.numel() * p.element_size() for p in entry[0]) + entry[1].numel() * entry[1].element_size()
                 if self.bytes + size <= self.max_bytes:
-                    self._store[keys[k]] = pair
+                    self._store[keys[k]] = entry
                     self.bytes += size
                 else:
                     self.refused += 1
         rows = [fresh[k] if k in fresh else self._store[key] for k, key in enumerate(keys)]
+        with torch.no_grad():
+            feats = assembled(self.backbone, tuple(torch.stack([r[0][i] for r in rows]) for i in range(len(rows[0][0]))))
         objects = self._object_rows(images, keys) if self.object_fn is not None else None
-        return FrozenFeatures(torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]), objects)
+        return FrozenFeatures(feats, torch.stack([r[1] for r in rows]), objects)
 
     def clear(self) -> None:
         """Forget every entry (the backbone's weights changed: engine/finetune.py)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import SGMAError
@@ -35,11 +36,15 @@ class WeightsNotFound(SGMAError, FileNotFoundError):
 class Backbone(nn.Module):
     """A feature trunk with input normalisation; ``out_channels`` and ``stride`` describe its output."""
 
-    def __init__(self, trunk: nn.Module, out_channels: int, stride: int, mean, std):
+    def __init__(self, trunk: nn.Module, out_channels: int, stride: int, mean, std,
+                 grouping_channels: int | None = None):
         super().__init__()
         self.trunk = trunk
         self.out_channels = out_channels
         self.stride = stride
+        # the leading channels that stage 1's channel grouping reads (all, unless the output
+        # appends coarser context channels: efficientnet_lite0_s16_s32)
+        self.grouping_channels = out_channels if grouping_channels is None else grouping_channels
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -48,6 +53,16 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.trunk(self.normalise(images))
+
+    def pieces(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The output in the compact pieces a feature cache keeps (``assemble`` rebuilds it)."""
+        split = getattr(self.trunk, "pieces", None)
+        return split(self.normalise(images)) if split is not None else (self(images),)
+
+    def assemble(self, pieces: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``forward``'s output from ``pieces``: ``assemble(pieces(x))`` equals ``self(x)``."""
+        join = getattr(self.trunk, "assemble", None)
+        return join(pieces) if join is not None else pieces[0]
 
 
 def weights_dirs() -> list[Path]:
@@ -197,6 +212,39 @@ def efficientnet_lite0_top_s16(pretrained: str = "imagenet") -> nn.Module:
     return _EfficientTopS16(_efficientnet_lite0_net(pretrained))
 
 
+class _EfficientBothDepths(nn.Module):
+    """The stride-16 cut's 112 channels, then the 1,280 channels the full network computes from
+    them (stride 32), bilinearly upsampled to the stride-16 grid and appended: (B, 1392, h, w)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.cut, self.top = _EfficientTrunkS16(net), _EfficientTopS16(net)
+
+    def pieces(self, x):
+        fine = self.cut(x)
+        return fine, self.top(fine)
+
+    @staticmethod
+    def assemble(pieces):
+        fine, coarse = pieces
+        up = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([fine, up], dim=1)
+
+    def forward(self, x):
+        return self.assemble(self.pieces(x))
+
+
+def efficientnet_lite0_s16_s32(pretrained: str = "imagenet") -> Backbone:
+    """EfficientNet-Lite0 read at both depths on the stride-16 grid: its 112 stride-16 channels and,
+    appended, the 1,280 stride-32 channels of the same pass upsampled (bilinear) to that grid, 1,392
+    in all. Eq. 2-3 may then weigh what a cell is (the fine channels) and what surrounds it (the
+    coarse ones); stage 1's channel grouping reads the 112 fine channels only (the coarse ones peak
+    on a 2 x 2 block of the grid), and the mining that follows reads all (docs/choices.md, run 34)."""
+    net = _efficientnet_lite0_net(pretrained)
+    return Backbone(_EfficientBothDepths(net), 112 + 1280, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                    grouping_channels=112)
+
+
 class _Continued(nn.Module):
     def __init__(self, cut: Backbone, top: nn.Module):
         super().__init__()
@@ -254,6 +302,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "vgg19": vgg19,
     "efficientnet_lite0": efficientnet_lite0,
     "efficientnet_lite0_s16": efficientnet_lite0_s16,
+    "efficientnet_lite0_s16_s32": efficientnet_lite0_s16_s32,
     "resnet18": resnet18,
     "resnet50": resnet50,
     "small_cnn": small_cnn,

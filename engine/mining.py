@@ -90,8 +90,16 @@ def detector_logits(features: torch.Tensor, w: np.ndarray, b: float) -> torch.Te
 
 def channel_standardisation(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(N, C, H, W) -> each channel's mean and standard deviation over all cells of all images."""
-    f = features.double()
-    return f.mean((0, 2, 3)).numpy(), f.std((0, 2, 3)).clamp_min(1e-6).numpy()
+    c = features.shape[1]
+    total, square, n = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for chunk in features.split(64):        # in double, a chunk at a time (1,392 channels: GBs at once)
+        f = chunk.double().transpose(0, 1).reshape(c, -1)
+        total += f.sum(1)
+        square += (f * f).sum(1)
+        n += f.shape[1]
+    mean = total / n
+    var = (square - n * mean * mean) / max(n - 1, 1)
+    return mean.numpy(), var.clamp_min(0).sqrt().clamp_min(1e-6).numpy()
 
 
 def fit_standardised(x: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray,

@@ -571,18 +571,25 @@ class Trainer:
         if feats is None:
             return True
         yield ev.Progress("grouping", f"{tc.channel_grouping} grouping of the channels", 0, 1)
+        # the grouping reads the backbone's leading channels; appended context channels join no group
+        fine = feats[:, :m.image_net.grouping_channels]
         groups, how, targets = np.zeros(0, dtype=np.int64), "co-location", None
         if tc.channel_grouping == "nmf":
-            targets, factors = nmf_channel_targets(feats, m.cfg.n_parts, tc.seed)
+            targets, factors = nmf_channel_targets(fine, m.cfg.n_parts, tc.seed)
             groups = np.where(targets.max(dim=0).values.numpy() >= 0.5, targets.argmax(dim=0).numpy(), -1)
             how = f"NMF (factors {factors} of {NMF_FACTORS}; channels with loading >= 0.5 of the part's largest)"
         if tc.channel_grouping == "colocation":
-            groups = colocation_channel_groups(feats, m.cfg.n_parts, tc.seed)
+            groups = colocation_channel_groups(fine, m.cfg.n_parts, tc.seed)
             if len(groups) == 0:
                 yield ev.Log(f"co-location grouping found fewer than {m.cfg.n_parts} consistent, salient "
                              "channel groups; falling back to k-means over peak positions")
         if len(groups) == 0:
-            groups, how = kmeans_channel_groups(feats, m.cfg.n_parts, tc.seed), "k-means"
+            groups, how = kmeans_channel_groups(fine, m.cfg.n_parts, tc.seed), "k-means"
+        context = feats.shape[1] - fine.shape[1]
+        if context:
+            groups = np.r_[groups, np.full(context, -1, dtype=groups.dtype)]
+            targets = None if targets is None else F.pad(targets, (0, context))
+            how += f" of the {fine.shape[1]} fine channels ({context} context channels in no group)"
         self.channel_groups = groups.tolist()
         if targets is None:
             targets = pseudo_label_targets(groups, m.cfg.n_parts)
