@@ -33,7 +33,7 @@ from sgma.engine.data.registry import load_dataset
 from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_boxes
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
-from sgma.engine.stages import kmeans_channel_groups, pretrain_channel_weights, pseudo_label_targets
+from sgma.engine.stages import group_channels, pretrain_channel_weights
 from sgma.engine.mining import detector_logits, mine_attention, mine_part_detector, peak_cells
 from finetune_grouping import features
 
@@ -70,9 +70,7 @@ def grouped_attention(f: torch.Tensor, n_parts: int = 2, mine_rounds: int = 0,
     leading channels, the rest join no group (the trainer's rule for appended context channels)."""
     att = MultiAttention(f.shape[1], n_parts)
     torch.manual_seed(0)
-    groups = kmeans_channel_groups(f[:, :grouping_channels], n_parts)
-    groups = np.r_[groups, np.full(f.shape[1] - len(groups), -1)]
-    pretrain_channel_weights(att, f, pseudo_label_targets(groups, n_parts), 2)
+    pretrain_channel_weights(att, f, group_channels(f, n_parts, "kmeans", 0, grouping_channels).targets, 2)
     if mine_rounds:
         for _ in mine_attention(att, f, mine_rounds, standardise=standardise):
             pass

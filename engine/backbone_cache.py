@@ -141,6 +141,16 @@ class BackboneCache:
         objects = self._object_rows(images, keys) if self.object_fn is not None else None
         return FrozenFeatures(feats, torch.stack([r[1] for r in rows]), objects)
 
+    def keys(self) -> list[tuple[int, bool]]:
+        """The (image index, flip) pairs held."""
+        return list(self._store)
+
+    def entry(self, key: tuple[int, bool]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held (attention features (C, h, w), image theta (C',)) of ``key``."""
+        pieces, theta = self._store[key]
+        with torch.no_grad():
+            return assembled(self.backbone, tuple(p[None] for p in pieces))[0], theta
+
     def clear(self) -> None:
         """Forget every entry (the backbone's weights changed: engine/finetune.py)."""
         self._store.clear()

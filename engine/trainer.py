@@ -46,7 +46,6 @@ from . import events as ev
 from .backbone_cache import BackboneCache
 from .finetune import finetune_attention_cnn
 from .checkpoint import CheckpointError, RunPosition, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .colocation import colocation_channel_groups
 from .objectness import ObjectStats, choose_anchor_map, fit_object_direction, object_masks, peaks_inside
 from .mining import mine_attention
 from .config import (STAGE_BY_NAME, STAGE_NAMES, ModelConfig, RunConfig, from_dict,
@@ -62,8 +61,7 @@ from .metrics import mean_class_accuracy, part_precision
 from .metrics_log import MetricsLog
 from .runlock import RunLock, RunLockError
 from .model import SGMA
-from .stages import (NMF_FACTORS, fit_cropper, kmeans_channel_groups, nmf_channel_targets,
-                     pretrain_channel_weights, pseudo_label_targets, pseudo_squares)
+from .stages import fit_cropper, group_channels, pretrain_channel_weights, pseudo_squares
 
 
 class TrainingError(SGMAError, RuntimeError):
@@ -571,28 +569,12 @@ class Trainer:
         if feats is None:
             return True
         yield ev.Progress("grouping", f"{tc.channel_grouping} grouping of the channels", 0, 1)
-        # the grouping reads the backbone's leading channels; appended context channels join no group
-        fine = feats[:, :m.image_net.grouping_channels]
-        groups, how, targets = np.zeros(0, dtype=np.int64), "co-location", None
-        if tc.channel_grouping == "nmf":
-            targets, factors = nmf_channel_targets(fine, m.cfg.n_parts, tc.seed)
-            groups = np.where(targets.max(dim=0).values.numpy() >= 0.5, targets.argmax(dim=0).numpy(), -1)
-            how = f"NMF (factors {factors} of {NMF_FACTORS}; channels with loading >= 0.5 of the part's largest)"
-        if tc.channel_grouping == "colocation":
-            groups = colocation_channel_groups(fine, m.cfg.n_parts, tc.seed)
-            if len(groups) == 0:
-                yield ev.Log(f"co-location grouping found fewer than {m.cfg.n_parts} consistent, salient "
-                             "channel groups; falling back to k-means over peak positions")
-        if len(groups) == 0:
-            groups, how = kmeans_channel_groups(fine, m.cfg.n_parts, tc.seed), "k-means"
-        context = feats.shape[1] - fine.shape[1]
-        if context:
-            groups = np.r_[groups, np.full(context, -1, dtype=groups.dtype)]
-            targets = None if targets is None else F.pad(targets, (0, context))
-            how += f" of the {fine.shape[1]} fine channels ({context} context channels in no group)"
+        grouping = group_channels(feats, m.cfg.n_parts, tc.channel_grouping, tc.seed, m.image_net.grouping_channels)
+        if grouping.fell_back:
+            yield ev.Log(f"co-location grouping found fewer than {m.cfg.n_parts} consistent, salient "
+                         "channel groups; falling back to k-means over peak positions")
+        groups, how, targets = grouping.groups, grouping.how, grouping.targets
         self.channel_groups = groups.tolist()
-        if targets is None:
-            targets = pseudo_label_targets(groups, m.cfg.n_parts)
         att = m.attention.cpu()
         losses = pretrain_channel_weights(att, feats, targets, epochs, seed=tc.seed)
         sizes = [int((groups == i).sum()) for i in range(m.cfg.n_parts)]

@@ -118,7 +118,8 @@ def test_stage_1_fine_tunes_the_last_blocks_and_nothing_else_moves_them(tuned_ru
 def test_the_feature_cache_holds_the_fine_tuned_networks_features(tuned_run, ds):
     t, _, _, _ = tuned_run
     assert len(t.cache) > 0
-    (i, flip), (att, theta) = next(iter(t.cache._store.items()))
+    i, flip = t.cache.keys()[0]
+    att, theta = t.cache.entry((i, flip))
     x = ImageSet(ds, [i], t.cfg.model.attention_size)[0][0][None]
     x = x.flip(3) if flip else x
     fresh = frozen_features(t.model.image_net, x, t.cfg.model.image_size, t.model.theta_net)
