@@ -51,6 +51,8 @@ def test_the_shipped_cub_model_is_a_real_bird_model_under_20_mb():
     # and its stage 1: the preset's mining, with the cropping net kept at its start
     for key in ("mine_rounds", "mine_standardise", "cropper_fit_steps"):
         assert st["config"]["train"][key] == getattr(preset("cpu").train, key), key
+    for key in ("backbone", "part_backbone", "image_backbone"):      # and its networks
+        assert st["config"]["model"][key] == getattr(preset("cpu").model, key), key
     if preset("cpu").model.far_end_square:
         from sgma.engine.checkpoint import model_from_checkpoint
         assert model_from_checkpoint(st).far_end.fitted

@@ -110,9 +110,12 @@ def test_presets_exist_and_validate(tmp_path):
     # the defaults are the paper's, but for Eq. 6's normalisation (off by default so that older
     # checkpoints and the CPU presets keep their loss)
     assert C.preset("paper").model == dataclasses.replace(C.ModelConfig(), div_normalise=True)
-    for name in ("demo", "cpu"):      # CPU presets: fixed ImageNet EfficientNet-Lite0 at stride 16
+    # CPU presets: fixed ImageNet EfficientNet-Lite0 at stride 16 (the cpu preset's maps also read
+    # its stride-32 channels, run 34), the part CNNs its stride-16 cut
+    for name, backbone in (("demo", "efficientnet_lite0_s16"), ("cpu", "efficientnet_lite0_s16_s32")):
         m = C.preset(name).model
-        assert (m.backbone, m.pretrained, m.freeze_backbone) == ("efficientnet_lite0_s16", "imagenet", True)
+        assert (m.backbone, m.pretrained, m.freeze_backbone) == (backbone, "imagenet", True)
+        assert (m.part_backbone or m.backbone) == "efficientnet_lite0_s16"
     assert C.preset("demo").data.kind == "synthetic" and C.preset("cpu").data.kind == "cub"
     with pytest.raises(C.ConfigError, match="unknown preset"):
         C.preset("huge")

@@ -60,6 +60,7 @@ def test_config_names_what_finetune_blocks_needs():
 def tuned_config():
     cfg = preset("cpu")
     m = cfg.model
+    m.backbone = "efficientnet_lite0_s16"          # the cut whose blocks fine-tune
     m.finetune_blocks = TUNED
     m.attention_size, m.image_size, m.part_size, m.part_backbone, m.crop_hidden = 64, 64, 32, "small_cnn", 16
     tc = cfg.train
