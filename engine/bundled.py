@@ -18,7 +18,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 # dataset kind -> file in the sgma.resources package, and what it was trained on
 BUNDLED = {
     "synthetic": ("demo.pt", "the demo preset on the built-in synthetic birds"),
-    "cub": ("cub.pt", "the cpu preset (two taps) on cub50_plus (CUB classes 001-050), retrained on its 40 seen classes"),
+    "cub": ("cub.pt", "the cpu preset (EfficientNet-Lite0 at both depths for the maps) on cub50_plus (CUB classes 001-050), retrained on its 40 seen classes"),
 }
 TRAINING_ONLY = ("optimizer", "scheduler", "grad_scaler", "rng")
 
