@@ -33,7 +33,8 @@ from sgma.engine.data.registry import load_dataset
 from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_boxes
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
-from sgma.engine.stages import group_channels, pretrain_channel_weights
+from sgma.engine.grouping import group_channels
+from sgma.engine.stages import pretrain_channel_weights
 from sgma.engine.mining import detector_logits, mine_attention, mine_part_detector, peak_cells
 from finetune_grouping import features
 

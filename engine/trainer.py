@@ -61,7 +61,8 @@ from .metrics import mean_class_accuracy, part_precision
 from .metrics_log import MetricsLog
 from .runlock import RunLock, RunLockError
 from .model import SGMA
-from .stages import fit_cropper, group_channels, pretrain_channel_weights, pseudo_squares
+from .grouping import group_channels
+from .stages import fit_cropper, pretrain_channel_weights, pseudo_squares
 
 
 class TrainingError(SGMAError, RuntimeError):

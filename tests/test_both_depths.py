@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from sgma.engine.backbone_cache import BackboneCache, frozen_features
 from sgma.engine.backbones import build_backbone
-from sgma.engine.stages import group_channels, kmeans_channel_groups
+from sgma.engine.grouping import group_channels
+from sgma.engine.stages import kmeans_channel_groups
 
 
 @pytest.fixture(scope="module")
