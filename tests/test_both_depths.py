@@ -91,12 +91,12 @@ def test_trainer_groups_the_fine_channels_and_mines_all(tmp_path):
     cfg = preset("cpu")
     m, tc = cfg.model, cfg.train
     m.backbone, m.part_backbone = "efficientnet_lite0_s16_s32", "small_cnn"
-    m.attention_size, m.image_size, m.part_size, m.crop_hidden = 128, 64, 32, 16
+    m.attention_size, m.image_size, m.part_size, m.crop_hidden, m.object_size = 96, 64, 32, 16, 96
     tc.warmup.epochs, tc.grouping.epochs, tc.pretrain_parts.epochs, tc.joint.epochs = 1, 1, 1, 1
     tc.batch_size, tc.grouping_images, tc.max_steps_per_epoch, tc.device = 8, 24, 2, "cpu"
     tc.retrain_on_trainval, tc.mine_rounds, tc.object_images = False, 2, 24
     cfg.data.kind, cfg.data.root = "synthetic", ""
-    ds = make_synthetic(n_train_per_class=4, n_test_seen_per_class=1, n_unseen_per_class=2, image_size=128)
+    ds = make_synthetic(n_train_per_class=4, n_test_seen_per_class=1, n_unseen_per_class=2, image_size=96)
     t = Trainer(cfg, tmp_path, dataset=ds)
     logs = []
     for e in t.run():
