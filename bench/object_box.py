@@ -127,12 +127,7 @@ def main() -> None:
     for name, ids in (("tr", tr), ("va", va)):
         src = f"from{args.object_from}_" if args.object_from else ""
         path = f"{args.cache}/s32_{name}{args.train if name == 'tr' else ''}_{src}{osize}.pt"
-        if not os.path.exists(path):
-            ims = ImageSet(ds, ids, args.object_from or osize)
-            if args.object_from:
-                ims = [(resized(ims[k][0], osize),) for k in range(len(ims))]
-            torch.save(features(s32, ims), path)
-        f32[name] = torch.load(path).numpy()
+        f32[name] = s32_features(s32, ds, ids, osize, path, args.object_from).numpy()
     print(f"features: {time.time() - t0:.0f} s", flush=True)
 
     # the mined head (run 28's recipe): grouping, Eq. 2 fit, 10 rounds of mining
@@ -197,10 +192,14 @@ def main() -> None:
     print(f"done in {time.time() - t0:.0f} s")
 
 
-def s32_features(net, ds, ids, size: int, path: str) -> torch.Tensor:
-    """The stride-32 network's features of ``ids`` at ``size``, cached in ``path``."""
+def s32_features(net, ds, ids, size: int, path: str, load_at: int | None = None) -> torch.Tensor:
+    """The stride-32 network's features of ``ids`` at ``size``, cached in ``path``; with
+    ``load_at`` the images are loaded at that side and resized to ``size`` (as a trainer's batch)."""
     if not os.path.exists(path):
-        torch.save(features(net, ImageSet(ds, ids, size)), path)
+        ims = ImageSet(ds, ids, load_at or size)
+        if load_at:
+            ims = [(resized(ims[k][0], size),) for k in range(len(ims))]
+        torch.save(features(net, ims), path)
     return torch.load(path)
 
 
