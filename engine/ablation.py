@@ -45,6 +45,7 @@ def _variant(base: RunConfig, name: str, inference: str | None = None, **model) 
         cfg.inference.mode = inference
     if cfg.model.random_parts or not cfg.model.use_parts:
         cfg.model.far_end_square = False     # no square of the model's own for the far end to replace
+        cfg.model.object_side = False
     cfg.validate()
     return cfg
 

@@ -82,6 +82,9 @@ class ModelConfig:
     # The object mask is DDT over the fixed image-branch CNN at object_size, fitted in stage 1
     far_end_square: bool = False
     object_size: int = 448
+    # with far_end_square: the anchor's square takes the far end's side too, a quarter of the object
+    # mask's side, instead of the cropping net's t_s (its centre stays Eq. 7's; run 35)
+    object_side: bool = False
     alpha_cls: float = 1.0
     alpha_cct: float = 1.0
     use_ma_loss: bool = True               # False = Table 1 "w/o MA"
@@ -113,6 +116,9 @@ class ModelConfig:
             raise ConfigError("model.far_end_square places the second of two parts from the first through a "
                               "direction fitted once on a fixed CNN: it needs model.n_parts = 2, "
                               "model.use_parts = true and model.freeze_backbone = true")
+        if self.object_side and not self.far_end_square:
+            raise ConfigError("model.object_side sizes the anchor's square by the object mask of the far end: "
+                              "it needs model.far_end_square = true")
         if self.crop_centre not in CROP_CENTRES:
             raise ConfigError(f"model.crop_centre must be one of {', '.join(CROP_CENTRES)}, got {self.crop_centre!r}")
         if not self.crop_temperature > 0:

@@ -73,8 +73,8 @@ class SGMA(nn.Module):
         self.projections = nn.ModuleList(SemanticProjection(d, semantic_dim) for d in dims)
         self.centers = nn.Parameter(torch.randn(n_train_classes, semantic_dim * len(self.branch_names)) * 0.1)
         # the object's far end for the second part (model.far_end_square, engine/objectness.py)
-        self.far_end = FarEndSquare(self.image_branch_net.out_channels, cfg.part_side_min, cfg.part_side_max) \
-            if cfg.far_end_square else None
+        self.far_end = FarEndSquare(self.image_branch_net.out_channels, cfg.part_side_min, cfg.part_side_max,
+                                    cfg.object_side) if cfg.far_end_square else None
         # Without an image branch ("Parts only", Table 4) stage 0 still warms the attention CNN up.
         self.warmup_projection = None if cfg.use_image_branch else SemanticProjection(c, semantic_dim)
 

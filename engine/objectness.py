@@ -96,19 +96,29 @@ def object_masks(projection: torch.Tensor, upsample: int = UPSAMPLE) -> np.ndarr
     return out
 
 
-def far_end_square(mask: np.ndarray, anchor: np.ndarray, side_min: float = 0.0,
-                   side_max: float = 1.0) -> Optional[np.ndarray]:
-    """(h, w) object mask and anchor centre (x, y) as fractions of the image side -> the square
-    (t_x, t_y, t_s) at the object's far end from the anchor, or None for an empty mask. The farthest
-    cell's centre is moved towards the anchor by half the side (not past it); the side is a quarter
-    of the mask's bounding-box side, clamped to [side_min, side_max]."""
+def object_side(mask: np.ndarray, side_min: float = 0.0, side_max: float = 1.0) -> Optional[float]:
+    """(h, w) object mask -> a quarter of its bounding box's longer side as a fraction of the image
+    side, clamped to [side_min, side_max]; None for an empty mask."""
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
-    cells = np.stack([(xs + 0.5) / w, (ys + 0.5) / h], 1)
     obj = max((xs.max() + 1 - xs.min()) / w, (ys.max() + 1 - ys.min()) / h)
-    side = float(np.clip(0.25 * obj, side_min, side_max))
+    return float(np.clip(0.25 * obj, side_min, side_max))
+
+
+def far_end_square(mask: np.ndarray, anchor: np.ndarray, side_min: float = 0.0,
+                   side_max: float = 1.0) -> Optional[np.ndarray]:
+    """(h, w) object mask and anchor centre (x, y) as fractions of the image side -> the square
+    (t_x, t_y, t_s) at the object's far end from the anchor, or None for an empty mask. The farthest
+    cell's centre is moved towards the anchor by half the side (not past it); the side is
+    ``object_side``: a quarter of the mask's bounding-box side, clamped to [side_min, side_max]."""
+    side = object_side(mask, side_min, side_max)
+    if side is None:
+        return None
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    cells = np.stack([(xs + 0.5) / w, (ys + 0.5) / h], 1)
     far = cells[np.argmax(((cells - anchor) ** 2).sum(1))]
     v = np.asarray(anchor, dtype=np.float64) - far
     dist = float(np.hypot(*v))
@@ -136,9 +146,10 @@ class FarEndSquare(nn.Module):
     """The fitted object direction and anchor map (buffers, saved with the model), and the square
     replacement of ``SGMA.forward``: every map other than the anchor gets the far-end square."""
 
-    def __init__(self, channels: int, side_min: float, side_max: float):
+    def __init__(self, channels: int, side_min: float, side_max: float, anchor_object_side: bool = False):
         super().__init__()
         self.side_min, self.side_max = side_min, side_max
+        self.anchor_object_side = anchor_object_side
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("direction", torch.zeros(channels))
         self.register_buffer("anchor", torch.tensor(-1))
@@ -166,7 +177,8 @@ class FarEndSquare(nn.Module):
 
     def forward(self, projection: torch.Tensor, squares: torch.Tensor) -> torch.Tensor:
         """projection (B, h, w), squares (B, n, 3) -> squares with the non-anchor maps' replaced
-        (an image whose mask is empty keeps its squares)."""
+        (an image whose mask is empty keeps its squares). With ``anchor_object_side`` the anchor's
+        side is the far end's too (a quarter of the object's side); its centre stays its own."""
         a = int(self.anchor)
         masks = object_masks(projection)
         out = squares.detach().clone()
@@ -177,5 +189,11 @@ class FarEndSquare(nn.Module):
                 for i in range(squares.shape[1]):
                     if i != a:
                         out[k, i] = torch.as_tensor(sq, dtype=squares.dtype)
-        # the anchor keeps its own (differentiable) square
-        return torch.where(torch.arange(squares.shape[1], device=squares.device).view(1, -1, 1) == a, squares, out)
+                if self.anchor_object_side:
+                    out[k, a, 2] = float(sq[2])
+        # the anchor keeps its own (differentiable) centre, and its side unless anchor_object_side
+        n = squares.shape[1]
+        keep = torch.arange(n, device=squares.device).view(1, -1, 1) == a
+        if self.anchor_object_side:
+            keep = keep & (torch.arange(3, device=squares.device).view(1, 1, 3) < 2)
+        return torch.where(keep, squares, out)

@@ -108,6 +108,27 @@ def test_far_end_replaces_the_other_maps_square_and_keeps_the_anchors_gradient()
     assert torch.equal(kept, squares)
 
 
+def test_object_side_sizes_the_anchor_by_the_object_and_keeps_its_centre_gradient():
+    fe = FarEndSquare(2, 0.1, 0.6, anchor_object_side=True)
+    fe.anchor.fill_(1)
+    projection = -torch.ones(1, 4, 4)
+    projection[0, 1:3, 0:2] = 1.0           # the object: rows 1-2, columns 0-1 of a 4 x 4 grid
+    mask = object_masks(projection)[0]
+    ys, xs = np.nonzero(mask)
+    obj = max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) / mask.shape[0]
+    assert 0.25 < obj < 1                   # the bilinear mask is about half the image across
+    squares = torch.tensor([[[0.5, 0.5, 0.25], [0.3, 0.4, 0.3]]], requires_grad=True)
+    out = fe(projection, squares)
+    side = max(0.1, min(0.6, obj / 4))
+    assert out[0, 1].tolist() == pytest.approx([0.3, 0.4, side], abs=1e-6)     # centre kept, side the object's
+    assert out[0, 0, 2].item() == pytest.approx(side, abs=1e-6)                # the far end's side is the same
+    out[0, 1].sum().backward()
+    assert squares.grad[0, 1].tolist() == [1.0, 1.0, 0.0] and squares.grad[0, 0].abs().sum() == 0
+    big = torch.ones(1, 4, 4)               # the whole image: a quarter of it
+    assert fe(big, squares.detach())[0, 1, 2].item() == pytest.approx(0.25, abs=1e-6)
+    assert torch.equal(fe(-torch.ones(1, 4, 4), squares), squares)      # no object: the squares stay
+
+
 def test_cache_keeps_one_projection_per_image_and_mirrors_it_for_flips():
     calls = []
 
@@ -146,6 +167,9 @@ def test_config_names_what_far_end_square_needs():
     cfg = tiny_config(far_end_square=True, freeze_backbone=True)
     cfg.train.grouping.epochs = 0
     with pytest.raises(ConfigError, match="model.far_end_square.*stage 1"):
+        cfg.validate()
+    cfg = tiny_config(object_side=True)
+    with pytest.raises(ConfigError, match="model.object_side.*far_end_square"):
         cfg.validate()
     cfg = tiny_config(object_size=8)
     with pytest.raises(ConfigError, match="model.object_size"):
