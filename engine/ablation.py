@@ -117,37 +117,76 @@ def table4_upper_rows() -> dict[str, dict]:
     }
 
 
-def ablation_table4(base: RunConfig, out: Path, quiet: bool = False) -> dict:
-    """Table 4: image inputs (upper part) and the inference branches of the joint loss (lower part)."""
-    variants = table4_upper_rows()
-    rows, res = [], {}
-    for label, model in variants.items():
-        key = label.split(" (")[0].lower().replace("+", "_").replace(" ", "_")
+JOINT_LOSS_MODES = (("Embedding Softmax", "compatibility"), ("Class-Center Triplet", "center"),
+                    ("Combined", "combined"))
+
+
+def table4_runs() -> dict[str, tuple[list[str], dict]]:
+    """Table 4's trainings, in the table's order: folder name -> (the rows it gives, model settings).
+    The joint-loss image-only model gives three rows, one per inference mode of section 3.4."""
+    runs = {label.split(" (")[0].lower().replace("+", "_").replace(" ", "_"): ([label], model)
+            for label, model in table4_upper_rows().items()}
+    runs["joint_loss_image_only"] = ([label for label, _ in JOINT_LOSS_MODES],
+                                     dict(use_parts=False, use_ma_loss=False))
+    return runs
+
+
+def table4_rows(runs: dict[str, tuple[list[str], dict]] | None = None) -> list[str]:
+    """Every row label of Table 4, in order."""
+    return [label for labels, _ in (runs or table4_runs()).values() for label in labels]
+
+
+def ablation_table4(base: RunConfig, out: Path, quiet: bool = False, only: list[str] | None = None) -> dict:
+    """Table 4: image inputs (upper part) and the inference branches of the joint loss (lower part).
+    ``only``: train these of ``table4_runs()`` and keep the rows of the others that ``out/results.json``
+    already holds from an earlier call (a table filled over several calls)."""
+    runs = table4_runs()
+    unknown = [k for k in (only or []) if k not in runs]
+    if unknown:
+        raise ValueError(f"unknown Table 4 run {', '.join(unknown)}; choose from {', '.join(runs)}")
+    res = _earlier_rows(out / "results.json", "table4") if only else {}
+    for key, (labels, model) in runs.items():
+        if only and key not in only:
+            continue
         s = _train_and_evaluate(_variant(base, key, **model), out / key, quiet)
-        res[label] = {"zsl": s["zsl"]["mca"], "gzsl_h": s["gzsl"]["h"], "inference": s["inference"],
-                      "run": str(out / key)}
-        rows.append([label, res[label]["zsl"], res[label]["gzsl_h"]])
-    joint_dir = out / "joint_loss_image_only"
-    s = _train_and_evaluate(_variant(base, "joint_loss_image_only", use_parts=False, use_ma_loss=False),
-                            joint_dir, quiet)
-    for label, mode in (("Embedding Softmax", "compatibility"), ("Class-Center Triplet", "center"),
-                        ("Combined", "combined")):
-        m = s["modes"][mode]
-        res[label] = {"zsl": m["zsl"]["mca"], "gzsl_h": m["gzsl"]["h"], "inference": mode, "run": str(joint_dir)}
-        rows.append([label, res[label]["zsl"], res[label]["gzsl_h"]])
+        if key == "joint_loss_image_only":
+            for label, mode in JOINT_LOSS_MODES:
+                m = s["modes"][mode]
+                res[label] = {"zsl": m["zsl"]["mca"], "gzsl_h": m["gzsl"]["h"], "inference": mode, "run": str(out / key)}
+        else:
+            res[labels[0]] = {"zsl": s["zsl"]["mca"], "gzsl_h": s["gzsl"]["h"], "inference": s["inference"],
+                              "run": str(out / key)}
+    res = {label: res[label] for label in table4_rows(runs) if label in res}
     print(_table(f"Table 4 ablation ({base.name}): ZSL mean class accuracy and GZSL H (%)",
-                 ["method", "ZSL", "GZSL H"], rows))
+                 ["method", "ZSL", "GZSL H"], [[label, v["zsl"], v["gzsl_h"]] for label, v in res.items()]))
     return res
 
 
-def run_ablation(which: str, out: Path, preset_name: str = "demo", quiet: bool = False) -> dict:
-    """``which`` is "ma" (Table 1) or "table4"; returns the results and writes ``out/results.json``."""
+def _earlier_rows(path: Path, which: str) -> dict:
+    """The rows of an earlier ``results.json`` of the same ablation, {} when there is none."""
+    if not path.is_file():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the earlier results ({e}); move it away to start the table afresh") from None
+    if earlier.get("ablation") != which:
+        raise ValueError(f"{path} holds the {earlier.get('ablation')!r} ablation, not {which!r}")
+    return dict(earlier.get("results", {}))
+
+
+def run_ablation(which: str, out: Path, preset_name: str = "demo", quiet: bool = False,
+                 only: list[str] | None = None) -> dict:
+    """``which`` is "ma" (Table 1) or "table4"; returns the results and writes ``out/results.json``.
+    ``only`` (Table 4): the trainings to run, by folder name (``table4_runs``)."""
     out = Path(out)
+    if only and which != "table4":
+        raise ValueError("only Table 4's trainings can be chosen one by one")
     base = _base_config(preset_name)
     if which == "ma":
         res = ablation_ma(base, out, quiet)
     elif which == "table4":
-        res = ablation_table4(base, out, quiet)
+        res = ablation_table4(base, out, quiet, only)
     else:
         raise ValueError(f"unknown ablation {which!r}; choose ma or table4")
     res = {"ablation": which, "preset": preset_name, "seed": base.train.seed, "results": res}

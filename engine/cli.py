@@ -201,8 +201,16 @@ def cmd_predict(a) -> int:
 
 def cmd_ablation(a) -> int:
     check_output(a.json, "--json")
-    from .ablation import run_ablation
-    res = run_ablation(a.which, Path(a.out or f"runs/ablation_{a.which}"), a.preset, quiet=a.quiet)
+    from .ablation import run_ablation, table4_runs
+    only = [k.strip() for k in a.runs.split(",") if k.strip()] if a.runs else None
+    if only is not None:
+        if a.which != "table4":
+            raise CLIError("--runs chooses Table 4's trainings: use it with 'sgma ablation table4'")
+        unknown = [k for k in only if k not in table4_runs()]
+        if unknown or not only:
+            raise CLIError(f"--runs {a.runs}: unknown training {', '.join(unknown) or '(none named)'}; "
+                           f"choose from {', '.join(table4_runs())}")
+    res = run_ablation(a.which, Path(a.out or f"runs/ablation_{a.which}"), a.preset, quiet=a.quiet, only=only)
     _write_json(a.json, res)
     return 0
 
@@ -259,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which", choices=["ma", "table4"])
     p.add_argument("--preset", default="demo")
     p.add_argument("--out")
+    p.add_argument("--runs", help="table4: train only these of its trainings, named by their folders, "
+                   "comma-separated (an unknown name lists them); the rows that --out's results.json "
+                   "holds from earlier calls are kept")
     p.add_argument("--json")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_ablation)

@@ -206,6 +206,32 @@ def test_ablation_table4(micro_toml, tmp_path, capsys):
     assert m["alpha_cct"] > 0 and c["inference"]["mode"] == "combined" and m["use_parts"] and m["use_ma_loss"]
 
 
+def test_ablation_table4_runs_fill_one_table_over_calls(micro_toml, tmp_path, capsys):
+    from sgma.engine.ablation import table4_rows, table4_runs
+    out = tmp_path / "t4"
+    assert main(["ablation", "table4", "--preset", str(micro_toml), "--out", str(out), "--quiet",
+                 "--runs", "baseline"]) == 0
+    first = json.loads((out / "results.json").read_text())["results"]
+    assert list(first) == ["Baseline"] and not (out / "parts").exists()
+    assert main(["ablation", "table4", "--preset", str(micro_toml), "--out", str(out), "--quiet",
+                 "--runs", "joint_loss_image_only"]) == 0
+    res = json.loads((out / "results.json").read_text())["results"]
+    assert list(res) == ["Baseline", "Embedding Softmax", "Class-Center Triplet", "Combined"]
+    assert res["Baseline"] == first["Baseline"]                   # kept, not trained again
+    assert {res[r]["run"] for r in list(res)[1:]} == {str(out / "joint_loss_image_only")}
+    assert "Baseline" in capsys.readouterr().out                   # the printed table holds the kept row
+    assert table4_rows()[:1] == ["Baseline"] and len(table4_rows()) == 8 and len(table4_runs()) == 6
+    for argv, needle in ((["table4", "--runs", "heads"], "--runs heads: unknown training heads"),
+                         (["table4", "--runs", ","], "(none named)"),
+                         (["ma", "--runs", "baseline"], "--runs chooses Table 4")):
+        assert main(["ablation", *argv, "--preset", str(micro_toml), "--out", str(tmp_path / "x")]) == 2
+        assert needle in _error_line(capsys)
+    (out / "results.json").write_text(json.dumps({"ablation": "ma", "results": {}}))
+    with pytest.raises(ValueError, match="results.json holds the 'ma' ablation"):
+        from sgma.engine.ablation import run_ablation
+        run_ablation("table4", out, str(micro_toml), quiet=True, only=["baseline"])
+
+
 # ---------------------------------------------------------------- issue 16: flag values and outputs
 def _one_error_line(capsys) -> str:
     """Exactly one line on stderr starting with "error: " (argparse's own starts with "sgma ..."), no traceback."""
