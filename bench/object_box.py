@@ -36,7 +36,7 @@ from centre_or_side import tail_from_head
 from finetune_grouping import features
 from mined_parts import cached_features, grouped_attention, probe_split, soft_centres
 from scda import mask_box, object_mask
-from sgma.engine.backbones import build_backbone
+from sgma.engine.backbones import build_backbone, fine_and_coarse
 from sgma.engine.evaluate import image_sizes, point_inside, squares_to_pixel_boxes
 from sgma.engine.loader import ImageSet
 from sgma.engine.metrics import iou_pairs
@@ -185,7 +185,7 @@ def main() -> None:
     if args.stability:
         att_tr, att_va = f16_tr, f16_va
         if args.both_depths:
-            att_tr, att_va = (both_depths(f, s32_features(s32, ds, ids, args.size, f"{args.cache}/s32_{name}_{args.size}.pt"))
+            att_tr, att_va = (fine_and_coarse(f, s32_features(s32, ds, ids, args.size, f"{args.cache}/s32_{name}_{args.size}.pt"))
                               for f, ids, name in ((f16_tr, tr, f"tr{args.train}"), (f16_va, va, "va")))
         stability(att_tr, att_va, f32["tr"], f32["va"], args.mine_rounds, args.mine_standardise,
                   grouping_channels=f16_tr.shape[1])
@@ -201,12 +201,6 @@ def s32_features(net, ds, ids, size: int, path: str, load_at: int | None = None)
             ims = [(resized(ims[k][0], size),) for k in range(len(ims))]
         torch.save(features(net, ims), path)
     return torch.load(path)
-
-
-def both_depths(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-    """What ``efficientnet_lite0_s16_s32`` gives from its two pieces (Backbone.assemble)."""
-    from sgma.engine.backbones import _EfficientBothDepths
-    return _EfficientBothDepths.assemble((fine, coarse))
 
 
 def cells(centres: np.ndarray, n: int = 20) -> np.ndarray:

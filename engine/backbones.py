@@ -212,6 +212,13 @@ def efficientnet_lite0_top_s16(pretrained: str = "imagenet") -> nn.Module:
     return _EfficientTopS16(_efficientnet_lite0_net(pretrained))
 
 
+def fine_and_coarse(fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """(B, C1, h, w) and (B, C2, h', w') -> (B, C1 + C2, h, w): the coarse channels bilinearly
+    upsampled to the fine grid and appended (``efficientnet_lite0_s16_s32``'s output from its pieces)."""
+    up = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([fine, up], dim=1)
+
+
 class _EfficientBothDepths(nn.Module):
     """The stride-16 cut's 112 channels, then the 1,280 channels the full network computes from
     them (stride 32), bilinearly upsampled to the stride-16 grid and appended: (B, 1392, h, w)."""
@@ -226,9 +233,7 @@ class _EfficientBothDepths(nn.Module):
 
     @staticmethod
     def assemble(pieces):
-        fine, coarse = pieces
-        up = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([fine, up], dim=1)
+        return fine_and_coarse(*pieces)
 
     def forward(self, x):
         return self.assemble(self.pieces(x))
