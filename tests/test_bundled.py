@@ -47,7 +47,8 @@ def test_the_shipped_cub_model_is_a_real_bird_model_under_20_mb():
     from sgma.engine.config import preset
     assert st["config"]["train"]["gzsl_holdout"] == preset("cpu").train.gzsl_holdout > 0
     # the preset's second part: the object's far end, fitted
-    assert st["config"]["model"]["far_end_square"] == preset("cpu").model.far_end_square
+    for key in ("far_end_square", "object_side"):
+        assert st["config"]["model"][key] == getattr(preset("cpu").model, key), key
     # and its stage 1: the preset's mining, with the cropping net kept at its start
     for key in ("mine_rounds", "mine_standardise", "cropper_fit_steps"):
         assert st["config"]["train"][key] == getattr(preset("cpu").train, key), key
