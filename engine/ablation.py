@@ -21,10 +21,15 @@ import math
 from pathlib import Path
 
 from .config import RunConfig, load_toml, preset, stages_trained_by_ma
+from .errors import SGMAError
 from .io import atomic_write_bytes
 from .runs import evaluate_checkpoint, run_training
 
 PARTS = ("head", "tail")
+
+
+class AblationError(SGMAError, ValueError):
+    """An ablation's earlier results file cannot be continued; the message names it."""
 
 
 def _base_config(preset_name: str) -> RunConfig:
@@ -169,9 +174,9 @@ def _earlier_rows(path: Path, which: str) -> dict:
     try:
         earlier = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read the earlier results ({e}); move it away to start the table afresh") from None
+        raise AblationError(f"{path}: cannot read the earlier results ({e}); move it away to start the table afresh") from None
     if earlier.get("ablation") != which:
-        raise ValueError(f"{path} holds the {earlier.get('ablation')!r} ablation, not {which!r}")
+        raise AblationError(f"{path} holds the {earlier.get('ablation')!r} ablation, not {which!r}")
     return dict(earlier.get("results", {}))
 
 

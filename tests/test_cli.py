@@ -227,9 +227,11 @@ def test_ablation_table4_runs_fill_one_table_over_calls(micro_toml, tmp_path, ca
         assert main(["ablation", *argv, "--preset", str(micro_toml), "--out", str(tmp_path / "x")]) == 2
         assert needle in _error_line(capsys)
     (out / "results.json").write_text(json.dumps({"ablation": "ma", "results": {}}))
-    with pytest.raises(ValueError, match="results.json holds the 'ma' ablation"):
-        from sgma.engine.ablation import run_ablation
-        run_ablation("table4", out, str(micro_toml), quiet=True, only=["baseline"])
+    assert main(["ablation", "table4", "--preset", str(micro_toml), "--out", str(out), "--runs", "baseline"]) == 2
+    assert "results.json holds the 'ma' ablation" in _error_line(capsys)
+    (out / "results.json").write_text("{not json")
+    assert main(["ablation", "table4", "--preset", str(micro_toml), "--out", str(out), "--runs", "baseline"]) == 2
+    assert "cannot read the earlier results" in _error_line(capsys)
 
 
 # ---------------------------------------------------------------- issue 16: flag values and outputs
