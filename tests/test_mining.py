@@ -161,6 +161,7 @@ def test_the_documented_mined_recipe_is_run_26s_cpu_preset_with_mining_and_the_c
     assert cfg.train.pretrain_parts.cropping_lr_scale == 0.0 and cfg.data.root == ""
     run26 = preset("cpu")
     run26.model.far_end_square = False          # the preset of run 26, which run 29 mined
+    run26.model.object_side = False             # (run 35's, later)
     run26.train.mine_standardise = False        # (run 33's, later)
     run26.model.backbone, run26.model.part_backbone = "efficientnet_lite0_s16", ""    # (run 34's, later)
     base = to_dict(run26)
