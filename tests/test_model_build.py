@@ -182,3 +182,32 @@ def test_unknown_backbone_is_rejected():
     with pytest.raises(ValueError, match="unknown backbone"):
         B.build_backbone("alexnet", "none")
     assert set(B.BACKBONES) >= {"vgg19", "efficientnet_lite0", "resnet18", "resnet50", "small_cnn"}
+
+
+def test_object_side_sizes_the_models_anchor_square_by_the_object_mask():
+    """``model.object_side``: in SGMA.forward the anchor keeps the cropping net's centre and takes
+    the far end's side, a quarter of the object mask's side; without it the cropping net's side stays."""
+    from sgma.engine.objectness import far_end_square, object_masks
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64)
+    semantics = torch.rand(K, A_DIM)
+    outs = {}
+    for side in (False, True):
+        torch.manual_seed(1)
+        model = SGMA(small(far_end_square=True, freeze_backbone=True, object_side=side, object_size=64), A_DIM, K).eval()
+        c = model.image_branch_net.out_channels
+        model.far_end.set_direction(torch.zeros(c), torch.ones(c) / c ** 0.5)
+        model.far_end.anchor.fill_(0)
+        with torch.no_grad():
+            outs[side] = (model(images, semantics).squares, model.cropper(model.attend(images)[1]),
+                          object_masks(model.object_projection(images)))
+    (plain, net, masks), (sized, net2, _) = outs[False], outs[True]
+    assert torch.allclose(net, net2)                                  # the same weights and maps
+    assert torch.allclose(plain[:, 0], net[:, 0])                     # without: the cropping net's square
+    assert torch.allclose(sized[:, 0, :2], net[:, 0, :2])             # with: its centre...
+    for k in range(2):
+        far = far_end_square(masks[k], net[k, 0, :2].double().numpy(), 0.1, 0.6)
+        assert far is not None
+        assert sized[k, 0, 2].item() == pytest.approx(far[2], abs=1e-6)   # ...and the far end's side
+        assert sized[k, 1].tolist() == pytest.approx(far.tolist(), abs=1e-6)
+    assert not torch.allclose(sized[:, 0, 2], plain[:, 0, 2])
