@@ -126,19 +126,19 @@ JOINT_LOSS_MODES = (("Embedding Softmax", "compatibility"), ("Class-Center Tripl
                     ("Combined", "combined"))
 
 
-def table4_runs() -> dict[str, tuple[list[str], dict]]:
-    """Table 4's trainings, in the table's order: folder name -> (the rows it gives, model settings).
-    The joint-loss image-only model gives three rows, one per inference mode of section 3.4."""
-    runs = {label.split(" (")[0].lower().replace("+", "_").replace(" ", "_"): ([label], model)
+def table4_runs() -> dict[str, tuple[list[tuple[str, str | None]], dict]]:
+    """Table 4's trainings, in the table's order: folder name -> (its rows as (label, inference
+    mode read from the evaluation, None for the run's own), model settings). The joint-loss
+    image-only model gives three rows, one per inference mode of section 3.4."""
+    runs = {label.split(" (")[0].lower().replace("+", "_").replace(" ", "_"): ([(label, None)], model)
             for label, model in table4_upper_rows().items()}
-    runs["joint_loss_image_only"] = ([label for label, _ in JOINT_LOSS_MODES],
-                                     dict(use_parts=False, use_ma_loss=False))
+    runs["joint_loss_image_only"] = (list(JOINT_LOSS_MODES), dict(use_parts=False, use_ma_loss=False))
     return runs
 
 
-def table4_rows(runs: dict[str, tuple[list[str], dict]] | None = None) -> list[str]:
+def table4_rows(runs: dict[str, tuple[list[tuple[str, str | None]], dict]] | None = None) -> list[str]:
     """Every row label of Table 4, in order."""
-    return [label for labels, _ in (runs or table4_runs()).values() for label in labels]
+    return [label for rows, _ in (runs or table4_runs()).values() for label, _ in rows]
 
 
 def ablation_table4(base: RunConfig, out: Path, quiet: bool = False, only: list[str] | None = None) -> dict:
@@ -150,17 +150,14 @@ def ablation_table4(base: RunConfig, out: Path, quiet: bool = False, only: list[
     if unknown:
         raise ValueError(f"unknown Table 4 run {', '.join(unknown)}; choose from {', '.join(runs)}")
     res = _earlier_rows(out / "results.json", "table4") if only else {}
-    for key, (labels, model) in runs.items():
+    for key, (rows, model) in runs.items():
         if only and key not in only:
             continue
         s = _train_and_evaluate(_variant(base, key, **model), out / key, quiet)
-        if key == "joint_loss_image_only":
-            for label, mode in JOINT_LOSS_MODES:
-                m = s["modes"][mode]
-                res[label] = {"zsl": m["zsl"]["mca"], "gzsl_h": m["gzsl"]["h"], "inference": mode, "run": str(out / key)}
-        else:
-            res[labels[0]] = {"zsl": s["zsl"]["mca"], "gzsl_h": s["gzsl"]["h"], "inference": s["inference"],
-                              "run": str(out / key)}
+        for label, mode in rows:
+            m = s["modes"][mode] if mode else s
+            res[label] = {"zsl": m["zsl"]["mca"], "gzsl_h": m["gzsl"]["h"], "inference": mode or s["inference"],
+                          "run": str(out / key)}
     res = {label: res[label] for label in table4_rows(runs) if label in res}
     print(_table(f"Table 4 ablation ({base.name}): ZSL mean class accuracy and GZSL H (%)",
                  ["method", "ZSL", "GZSL H"], [[label, v["zsl"], v["gzsl_h"]] for label, v in res.items()]))
