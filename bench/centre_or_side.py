@@ -148,7 +148,7 @@ def main():
     print("head, model centre + ground-truth side:", score("head", head_c, g_side))
     print("head, ground-truth centre + quarter side:", score("head", g_centre, quarter))
     bb = {}
-    with open(os.path.join(args.root, "CUB_200_2011", "bounding_boxes.txt")) as f:
+    with open(os.path.join(ds.root, "CUB_200_2011", "bounding_boxes.txt")) as f:
         for line in f:
             a = line.split()
             bb[a[0]] = [float(v) for v in a[1:]]

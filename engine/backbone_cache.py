@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
+
+from .loader import resized
 
 DEFAULT_MAX_BYTES = 4 * 1024 ** 3
 
@@ -41,21 +42,21 @@ class FrozenFeatures:
     object_projection: Optional[torch.Tensor] = None
 
 
-def frozen_features(backbone, images: torch.Tensor, image_size: int, theta_backbone=None) -> FrozenFeatures:
+def frozen_features(backbone, images: torch.Tensor, image_size: int, theta_backbone=None,
+                    attention_size: Optional[int] = None) -> FrozenFeatures:
     """The frozen backbone's two outputs for (B, 3, S, S) images, exactly as SGMA.forward computes
-    them: features at the attention size, and GAP features of the image resized to ``image_size``
-    (computed by ``theta_backbone`` when the image branch has its own CNN, ``SGMA.theta_net``)."""
+    them: features of the images resized to ``attention_size`` (as read when None), and GAP
+    features of the image resized to ``image_size`` (computed by ``theta_backbone`` when the image
+    branch has its own CNN, ``SGMA.theta_net``)."""
     with torch.no_grad():
-        feats = backbone(images)
+        feats = backbone(images if attention_size is None else resized(images, attention_size))
     return FrozenFeatures(feats, frozen_theta(backbone, images, image_size, theta_backbone))
 
 
 def frozen_theta(backbone, images: torch.Tensor, image_size: int, theta_backbone=None) -> torch.Tensor:
     """The image branch's pooled feature of ``images`` resized to ``image_size`` (Eq. 9's theta)."""
     with torch.no_grad():
-        small = F.interpolate(images, size=(image_size, image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
-        return (theta_backbone or backbone)(small).mean(dim=(2, 3))
+        return (theta_backbone or backbone)(resized(images, image_size)).mean(dim=(2, 3))
 
 
 def feature_pieces(backbone, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -74,10 +75,14 @@ def assembled(backbone, pieces: tuple[torch.Tensor, ...]) -> torch.Tensor:
 class BackboneCache:
     """Per (image index, flip) frozen features, held in memory up to ``max_bytes``."""
 
-    def __init__(self, backbone, image_size: int, max_bytes: int = DEFAULT_MAX_BYTES, theta_backbone=None):
+    def __init__(self, backbone, image_size: int, max_bytes: int = DEFAULT_MAX_BYTES, theta_backbone=None,
+                 attention_size: Optional[int] = None):
+        """``attention_size``: the side the attention CNN reads, when images come larger
+        (``model.part_source_size``); None reads them as they come."""
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.backbone, self.image_size, self.max_bytes = backbone, image_size, max_bytes
+        self.attention_size = attention_size
         self.theta_backbone = theta_backbone if theta_backbone is not backbone else None
         self._store: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         self.bytes = 0
@@ -122,7 +127,8 @@ class BackboneCache:
             for n in nets:
                 n.eval()
             with torch.no_grad():
-                pieces = feature_pieces(self.backbone, images[missing])
+                x = images[missing]
+                pieces = feature_pieces(self.backbone, x if self.attention_size is None else resized(x, self.attention_size))
             theta = frozen_theta(self.backbone, images[missing], self.image_size, self.theta_backbone)
             for n, w in zip(nets, was):
                 n.train(w)

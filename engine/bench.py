@@ -182,7 +182,7 @@ def make_train_step(cfg: ModelConfig, batch: int, sem_dim: int, n_classes: int, 
         from .backbone_cache import frozen_features
         model.image_net.eval()
         model.theta_net.eval()
-        frozen = frozen_features(model.image_net, x, cfg.image_size, model.theta_net)
+        frozen = frozen_features(model.image_net, x, cfg.image_size, model.theta_net, cfg.attention_size)
 
     def step() -> torch.Tensor:
         if cudnn_benchmark is not None and device.type == "cuda":

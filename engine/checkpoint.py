@@ -32,7 +32,8 @@ FORMAT_VERSION = 1
 # what a run folder opens as its model, first found wins (engine/trainer.py writes them)
 RUN_MODELS = ("final.pt", "best.pt", "last.pt")
 MAX_SIZES = {"attention_size": 2048, "image_size": 2048, "part_size": 2048, "n_parts": 16,
-             "crop_hidden": 16384, "attention_reduction": 4096}
+             "crop_hidden": 16384, "attention_reduction": 4096, "part_source_size": 2048}
+MIN_ZERO = {"part_source_size"}      # 0 means "the attention input"
 
 
 class CheckpointError(SGMAError, ValueError):
@@ -191,9 +192,9 @@ def validate_state(state: dict, path: str | os.PathLike = "<checkpoint>") -> Non
     except ConfigError as e:
         raise CheckpointError(f"{path}: the stored configuration is invalid: {e}") from None
     for key, hi in MAX_SIZES.items():
-        v = getattr(mcfg, key)
-        if not 1 <= v <= hi:
-            raise CheckpointError(f"{path}: config model.{key} = {v} is outside 1..{hi}")
+        v, lo = getattr(mcfg, key), 0 if key in MIN_ZERO else 1
+        if not lo <= v <= hi:
+            raise CheckpointError(f"{path}: config model.{key} = {v} is outside {lo}..{hi}")
     classes = _names(path, state, "class_names")
     attrs = _names(path, state, "attribute_names")
     train = _names(path, state, "train_classes")

@@ -85,12 +85,22 @@ class ModelConfig:
     # with far_end_square: the anchor's square takes the far end's side too, a quarter of the object
     # mask's side, instead of the cropping net's t_s (its centre stays Eq. 7's; run 35)
     object_side: bool = False
+    # 0: every image is read at attention_size. Larger: images are read at this side, the part
+    # squares (Eq. 8) are cropped from it and the object mask reads it, while the attention CNN
+    # reads it resized to attention_size (the paper crops its parts from the 448 px input its maps
+    # are computed on; here the maps may stay at a cheaper size). Not in the paper (run 37)
+    part_source_size: int = 0
     alpha_cls: float = 1.0
     alpha_cct: float = 1.0
     use_ma_loss: bool = True               # False = Table 1 "w/o MA"
     use_image_branch: bool = True          # Table 4 ablations
     use_parts: bool = True
     random_parts: bool = False             # Table 4 "Baseline + Random Parts"
+
+    @property
+    def input_size(self) -> int:
+        """The side at which images are read: the attention input, or ``part_source_size``."""
+        return max(self.attention_size, self.part_source_size)
 
     def validate(self) -> None:
         if self.n_parts < 1 and self.use_parts:
@@ -100,6 +110,12 @@ class ModelConfig:
         for name in ("attention_size", "image_size", "part_size", "object_size"):
             if getattr(self, name) < 16:
                 raise ConfigError(f"model.{name} must be >= 16, got {getattr(self, name)}")
+        if self.part_source_size and self.part_source_size <= self.attention_size:
+            raise ConfigError(f"model.part_source_size must be 0 (the attention input) or larger than "
+                              f"model.attention_size = {self.attention_size}, got {self.part_source_size}")
+        if self.part_source_size and self.finetune_blocks:
+            raise ConfigError("model.part_source_size and model.finetune_blocks cannot be combined: the "
+                              "fine-tuning reads the images at model.attention_size")
         if self.shared_trunk and not self.image_backbone:
             raise ConfigError("model.shared_trunk needs model.image_backbone: the CNN that continues the attention CNN")
         if self.finetune_blocks < 0:

@@ -20,7 +20,7 @@ def extract(model, dataset: ZSLDataset, indices: Sequence[int], batch_size: int 
     was_training = model.training
     model.eval()
     sem = torch.as_tensor(dataset.semantics, dtype=torch.float32, device=device)
-    images = images or ImageSet(dataset, indices, model.cfg.attention_size)
+    images = images or ImageSet(dataset, indices, model.cfg.input_size)
     loader = make_loader(images, EpochOrder(len(images), batch_size, 0, shuffle=False), batch_size, num_workers)
     out: dict[str, list] = {"scores": [], "cct": [], "squares": [], "labels": [], "indices": [], "maps": []}
     for x, y, idx in loader:

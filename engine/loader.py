@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .data.base import DatasetError, ZSLDataset
@@ -22,6 +23,13 @@ def image_to_tensor(img: Image.Image, size: int) -> torch.Tensor:
     img = img.convert("RGB").resize((size, size), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8).copy()
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+
+
+def resized(images: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, 3, S, S) -> (B, 3, side, side), bilinear with antialiasing; the images themselves when S = side."""
+    if images.shape[-1] == side and images.shape[-2] == side:
+        return images
+    return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _flip(seed: int, epoch: int, index: int) -> bool:

@@ -27,6 +27,7 @@ from .backbone_cache import FrozenFeatures
 from .backbones import Backbone, build_backbone, continued_backbone
 from .config import ModelConfig
 from .cropping import CroppingNet, crop_parts, peak_centroid
+from .loader import resized
 from .objectness import FarEndSquare
 from .embedding import (SemanticProjection, class_center_triplet_loss, embedding_softmax_loss,
                         fused_compatibility, sgma_objective)
@@ -128,11 +129,16 @@ class SGMA(nn.Module):
             self.image_branch_net.eval()
         return self
 
+    def attention_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The images as the attention CNN reads them: resized (antialiased) to ``attention_size``
+        when they were read larger for the part crops (``model.part_source_size``)."""
+        return resized(images, self.cfg.attention_size)
+
     def attend(self, images: torch.Tensor, feats: Optional[torch.Tensor] = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Multi-attention subnet on the attention-size image: (features, maps, channel weights).
         ``feats``: the backbone's features of ``images`` when already known (a frozen-backbone cache)."""
-        feats = self.image_net(images) if feats is None else feats
+        feats = self.image_net(self.attention_input(images)) if feats is None else feats
         maps, a = self.attention(feats)
         return feats, maps, a
 
@@ -170,7 +176,7 @@ class SGMA(nn.Module):
     def forward(self, images: torch.Tensor, semantics: torch.Tensor,
                 squares: Optional[torch.Tensor] = None, with_parts: bool = True,
                 frozen: Optional[FrozenFeatures] = None) -> SGMAOutput:
-        """images (B, 3, S, S) in [0, 1] with S = attention_size; semantics (K, A) class rows.
+        """images (B, 3, S, S) in [0, 1] with S = ``cfg.input_size``; semantics (K, A) class rows.
         ``squares`` overrides the cropping net (pseudo boxes in stage 2, random parts). With
         ``model.far_end_square`` fitted, the non-anchor part's square is then replaced by the
         object's far end (engine/objectness.py).
@@ -195,8 +201,7 @@ class SGMA(nn.Module):
                 mapped.append(proj(frozen.image_theta))
                 continue
             if name == "image":
-                x = F.interpolate(images, size=(cfg.image_size, cfg.image_size), mode="bilinear",
-                                  align_corners=False, antialias=True)
+                x = resized(images, cfg.image_size)
             elif parts is None:
                 continue
             else:
@@ -217,8 +222,7 @@ class SGMA(nn.Module):
         proj = self.warmup_projection or self.projections[0]
         if frozen is not None:
             return proj(frozen.image_theta) @ semantics.t()
-        x = F.interpolate(images, size=(self.cfg.image_size, self.cfg.image_size), mode="bilinear",
-                          align_corners=False, antialias=True)
+        x = resized(images, self.cfg.image_size)
         return proj(self.theta_net(x).mean(dim=(2, 3))) @ semantics.t()
 
     def losses(self, out: SGMAOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:

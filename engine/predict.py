@@ -95,7 +95,7 @@ class Predictor:
     @torch.no_grad()
     def predict(self, image: Image.Image, mode: Optional[str] = None) -> Prediction:
         cfg = self.model.cfg
-        x = image_to_tensor(image, cfg.attention_size)[None].to(self.device)
+        x = image_to_tensor(image, cfg.input_size)[None].to(self.device)
         out = self.model(x, self.all_semantics().to(self.device))
         compat = out.scores.float().cpu()
         if self._classes is None:               # no stored prototypes: the compatibility scores alone

@@ -230,9 +230,9 @@ class Trainer:
         if tc.compile:
             self.step_module = torch.compile(self.step_module)
         cache = ds.name == "synthetic" or len(self.train_idx) <= 4000
-        self.images = ImageSet(ds, self.train_idx, cfg.model.attention_size, self.label_map,
+        self.images = ImageSet(ds, self.train_idx, cfg.model.input_size, self.label_map,
                                augment=tc.augment, seed=tc.seed, cache=cache)
-        self.val_images = ImageSet(ds, self.val_idx, cfg.model.attention_size, cache=cache)
+        self.val_images = ImageSet(ds, self.val_idx, cfg.model.input_size, cache=cache)
         sel = self._selection
         if cache and sel is not None and sel.images._cache is not None:    # decoded once for both runs
             self.images._cache.update(sel.images._cache)
@@ -244,7 +244,7 @@ class Trainer:
                                     f"read: " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
         self.order = EpochOrder(len(self.images), tc.batch_size, tc.seed, rank=self.rank, world=self.world)
         self.cache = BackboneCache(self.model.image_net, cfg.model.image_size, tc.feature_cache_mb * 1024 ** 2,
-                                   theta_backbone=self.model.theta_net) \
+                                   theta_backbone=self.model.theta_net, attention_size=cfg.model.attention_size) \
             if cfg.model.freeze_backbone and tc.feature_cache else None
         if self.cache is not None and sel is not None and sel.cache is not None and not cfg.model.finetune_blocks:
             self.cache = sel.cache     # the same frozen pretrained weights, keyed by dataset image and flip
@@ -564,7 +564,7 @@ class Trainer:
         if m.cfg.finetune_blocks and (yield from self._finetune_attention()):
             return True
         n = min(tc.grouping_images, len(self.images))
-        feats = yield from self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(x) if fr is None else
+        feats = yield from self._sample_pass(n, tc.seed, lambda x, fr: (m.image_net(m.attention_input(x)) if fr is None else
                                                                         fr.attention).float().cpu(),
                                              "grouping", "reading features for the channel grouping")
         if feats is None:

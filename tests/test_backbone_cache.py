@@ -118,3 +118,21 @@ def test_training_with_cache_matches_training_without(tmp_path):
             elif not k.endswith("_precision"):
                 assert a[k] == pytest.approx(b[k], rel=1e-3, abs=1e-4), k
     assert any("val_part_side" in a for a in ep_on)
+
+
+def test_cached_features_of_larger_images_match_the_model_reading_them():
+    """With ``model.part_source_size`` the batches come at the larger side; the cache resizes them
+    for the attention CNN as ``SGMA.attend`` does, and the image branch's theta is the same too."""
+    cfg = frozen_tiny().model
+    cfg.part_source_size = 144
+    torch.manual_seed(0)
+    model = SGMA(cfg, semantic_dim=7, n_train_classes=4).eval()
+    x, sem = torch.rand(2, 3, 144, 144), torch.rand(5, 7)
+    cache = BackboneCache(model.image_net, cfg.image_size, theta_backbone=model.theta_net,
+                          attention_size=cfg.attention_size)
+    fr = cache.get(x, [0, 1], [False, False])
+    assert fr.attention.shape[-1] == model.map_size[1]
+    with torch.no_grad():
+        a, b = model(x, sem), model(x, sem, frozen=fr)
+    for name in ("maps", "squares", "parts", "scores", "cct_features"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-5), name

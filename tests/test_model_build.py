@@ -211,3 +211,40 @@ def test_object_side_sizes_the_models_anchor_square_by_the_object_mask():
         assert sized[k, 0, 2].item() == pytest.approx(far[2], abs=1e-6)   # ...and the far end's side
         assert sized[k, 1].tolist() == pytest.approx(far.tolist(), abs=1e-6)
     assert not torch.allclose(sized[:, 0, 2], plain[:, 0, 2])
+
+
+def _checkerboard(side: int) -> torch.Tensor:
+    """(1, 3, side, side): one-pixel black and white squares, detail that a smaller copy averages away."""
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    return ((yy + xx) % 2).float().expand(1, 3, side, side).clone()
+
+
+def test_part_source_size_crops_the_parts_from_the_larger_image():
+    """``model.part_source_size``: the attention CNN reads the image resized to attention_size, so
+    maps and squares are those of the small copy, while Eq. 8's crops come from the larger image
+    and keep detail the small copy lost."""
+    from sgma.engine.cropping import crop_parts
+    from sgma.engine.loader import resized
+    big = torch.cat([_checkerboard(96), torch.rand(1, 3, 96, 96)])
+    semantics = torch.rand(K, A_DIM)
+    torch.manual_seed(0)
+    model = SGMA(small(part_source_size=96), A_DIM, K).eval()
+    torch.manual_seed(0)
+    plain = SGMA(small(), A_DIM, K).eval()
+    assert model.cfg.input_size == 96 and plain.cfg.input_size == 64
+    with torch.no_grad():
+        out, ref = model(big, semantics), plain(resized(big, 64), semantics)
+    assert torch.allclose(out.maps, ref.maps, atol=1e-6)
+    assert torch.allclose(out.squares, ref.squares, atol=1e-6)
+    assert torch.allclose(out.parts, crop_parts(big, out.squares, 32, model.cfg.boxcar_k), atol=1e-6)
+    # the checkerboard's crops: from the 96 px image they keep its contrast, from 64 px it is grey
+    assert out.parts[0].std() > 3 * ref.parts[0].std()
+
+
+@pytest.mark.parametrize("kw, field", [(dict(part_source_size=64), "part_source_size"),
+                                       (dict(part_source_size=32), "part_source_size"),
+                                       (dict(part_source_size=96, finetune_blocks=2), "finetune_blocks")])
+def test_part_source_size_must_exceed_the_attention_input(kw, field):
+    from sgma.engine.config import ConfigError
+    with pytest.raises(ConfigError, match=field):
+        small(**kw).validate()

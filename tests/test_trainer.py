@@ -443,3 +443,25 @@ def test_resume_refuses_another_architecture_but_takes_new_inference_settings(ds
     events = run_all(t)
     assert isinstance(events[-1], ev.Finished) and not events[-1].stopped
     assert load_checkpoint(tmp_path / "last.pt")["config"]["inference"] == {"beta": 3.0, "ridge_lambda": 0.5, "mode": "center"}
+
+
+def test_part_source_size_trains_on_the_larger_images_and_predicts_from_them(ds, tmp_path):
+    """model.part_source_size: training reads every image at the larger side, and the checkpoint's
+    predictor reads it so too: its squares and maps are the model's on the image read at that side."""
+    from PIL import Image
+    from sgma.engine.loader import image_to_tensor
+    from sgma.engine.predict import Predictor
+    cfg = tiny_config(freeze_backbone=True, far_end_square=True, object_size=96, part_source_size=144)
+    t = Trainer(cfg, tmp_path / "run", dataset=ds)
+    run_all(t)
+    assert t.images.size == t.val_images.size == 144
+    assert t.cache is not None and t.cache.attention_size == 96 and t.model.far_end.fitted
+    p = Predictor.from_checkpoint(tmp_path / "run" / "best.pt")
+    img = Image.fromarray((np.random.default_rng(0).random((120, 100, 3)) * 255).astype(np.uint8))
+    got = p.predict(img)
+    with torch.no_grad():
+        out = p.model(image_to_tensor(img, 144)[None], p.all_semantics())
+        small = p.model(image_to_tensor(img, 96)[None], p.all_semantics())
+    assert np.allclose(got.squares, out.squares[0].numpy(), atol=1e-6)
+    assert np.allclose(got.maps, out.maps[0].numpy(), atol=1e-6)
+    assert not torch.allclose(out.parts, small.parts, atol=1e-3)    # the crops do come from 144 px
