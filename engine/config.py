@@ -88,7 +88,8 @@ class ModelConfig:
     # 0: every image is read at attention_size. Larger: images are read at this side, the part
     # squares (Eq. 8) are cropped from it and the object mask reads it, while the attention CNN
     # reads it resized to attention_size (the paper crops its parts from the 448 px input its maps
-    # are computed on; here the maps may stay at a cheaper size). Not in the paper (run 37)
+    # are computed on; here the maps may stay at a cheaper size). Not in the paper; no preset
+    # sets it (run 37)
     part_source_size: int = 0
     alpha_cls: float = 1.0
     alpha_cct: float = 1.0
