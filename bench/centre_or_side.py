@@ -83,6 +83,16 @@ def tail_from_head(mask: np.ndarray, head: np.ndarray, rule: str) -> np.ndarray:
     raise ValueError(f"tail rule must be one of {TAIL_RULES}, got {rule!r}")
 
 
+def bird_boxes(ds, indices) -> np.ndarray:
+    """The CUB bird boxes (``bounding_boxes.txt``: x, y, width, height in pixels) of dataset images."""
+    boxes = {}
+    with open(os.path.join(ds.root, "CUB_200_2011", "bounding_boxes.txt")) as f:
+        for line in f:
+            a = line.split()
+            boxes[a[0]] = [float(v) for v in a[1:]]
+    return np.array([boxes[ds.items[i].image_id] for i in indices])
+
+
 def bird_centre(bird_xywh: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """CUB bird boxes (x, y, w, h pixels) -> their centres as fractions of each image's side."""
     return (bird_xywh[:, :2] + bird_xywh[:, 2:] / 2) / sizes
@@ -147,12 +157,7 @@ def main():
     print("head, the model's squares:", score("head", head_c, sq[:, hm, 2]))
     print("head, model centre + ground-truth side:", score("head", head_c, g_side))
     print("head, ground-truth centre + quarter side:", score("head", g_centre, quarter))
-    bb = {}
-    with open(os.path.join(ds.root, "CUB_200_2011", "bounding_boxes.txt")) as f:
-        for line in f:
-            a = line.split()
-            bb[a[0]] = [float(v) for v in a[1:]]
-    bird = np.array([bb[ds.items[i].image_id] for i in va])
+    bird = bird_boxes(ds, va)
     bird_side = np.maximum(bird[:, 2] / sizes[:, 0], bird[:, 3] / sizes[:, 1])
     print("head, model centre + quarter of the true bird's side:", score("head", head_c, 0.25 * bird_side))
     have = [k for k, b in enumerate(gt["head"]) if b is not None]

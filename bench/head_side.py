@@ -15,12 +15,11 @@ and does the training loss pull the side anywhere? (docs/results.md, run 36.)
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 import torch
 
-from centre_or_side import validation_run
+from centre_or_side import bird_boxes, validation_run
 from sgma.engine.embedding import class_center_triplet_loss, embedding_softmax_loss
 from sgma.engine.evaluate import squares_to_pixel_boxes
 from sgma.engine.loader import ImageSet
@@ -34,12 +33,7 @@ def side_table(ds, va, ex, sizes, gt, assign) -> None:
     g = np.array([gt["head"][k] for k in have], dtype=np.float64)
     g_side = np.zeros(n)
     g_side[have] = np.maximum((g[:, 2] - g[:, 0]) / sizes[have, 0], (g[:, 3] - g[:, 1]) / sizes[have, 1])
-    bird = {}
-    with open(os.path.join(ds.root, "CUB_200_2011", "bounding_boxes.txt")) as f:
-        for line in f:
-            a = line.split()
-            bird[a[0]] = [float(v) for v in a[1:]]
-    b = np.array([bird[ds.items[i].image_id] for i in va])
+    b = bird_boxes(ds, va)
     bird_quarter = 0.25 * np.maximum(b[:, 2] / sizes[:, 0], b[:, 3] / sizes[:, 1])
     model_side = head[:, 2]
     rows = {"the model's side": model_side, "a quarter of the image": np.full(n, 0.25),

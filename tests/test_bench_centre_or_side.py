@@ -65,3 +65,13 @@ def test_body_frame_error_splits_along_and_across_the_body_direction():
     assert np.abs(across) == pytest.approx([0.03, 0.0], abs=1e-12)
     got = bird_centre(np.array([[10.0, 20.0, 40.0, 60.0]]), np.array([[100.0, 200.0]]))
     assert got[0] == pytest.approx([0.3, 0.25])
+
+
+def test_bird_boxes_reads_the_cub_file_by_image_id(tmp_path):
+    from types import SimpleNamespace
+    from centre_or_side import bird_boxes
+    (tmp_path / "CUB_200_2011").mkdir()
+    (tmp_path / "CUB_200_2011" / "bounding_boxes.txt").write_text("1 10.0 20.0 30.0 40.0\n2 1 2 3 4\n7 5 6 7 8\n")
+    ds = SimpleNamespace(root=str(tmp_path), items=[SimpleNamespace(image_id=i) for i in ("7", "1", "2")])
+    got = bird_boxes(ds, [1, 0])
+    assert got.tolist() == [[10.0, 20.0, 30.0, 40.0], [5.0, 6.0, 7.0, 8.0]]
