@@ -126,10 +126,11 @@ class BackboneCache:
             was = [n.training for n in nets]
             for n in nets:
                 n.eval()
+            x = images[missing]
             with torch.no_grad():
-                x = images[missing]
-                pieces = feature_pieces(self.backbone, x if self.attention_size is None else resized(x, self.attention_size))
-            theta = frozen_theta(self.backbone, images[missing], self.image_size, self.theta_backbone)
+                pieces = feature_pieces(self.backbone, x if self.attention_size is None else
+                                        resized(x, self.attention_size))
+            theta = frozen_theta(self.backbone, x, self.image_size, self.theta_backbone)
             for n, w in zip(nets, was):
                 n.train(w)
             for j, k in enumerate(missing):
