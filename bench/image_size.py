@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from sgma.engine.backbones import build_backbone
 from sgma.engine.data.registry import load_dataset
 from sgma.engine.embedding import SemanticProjection
-from sgma.engine.loader import ImageSet
+from sgma.engine.loader import ImageSet, resized
 from sgma.engine.metrics import mean_class_accuracy
 
 
@@ -35,7 +35,7 @@ def pooled(net, ds, ids, size: int, flip: bool, path: str) -> torch.Tensor:
         for s in range(0, len(ids), 32):
             x = torch.stack([ims[k][0] for k in range(s, min(s + 32, len(ids)))])
             x = x.flip(-1) if flip else x
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            x = resized(x, size)
             out.append(net(x).mean(dim=(2, 3)))
     f = torch.cat(out)
     torch.save(f, path)

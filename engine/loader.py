@@ -25,11 +25,12 @@ def image_to_tensor(img: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
-def resized(images: torch.Tensor, side: int) -> torch.Tensor:
-    """(B, 3, S, S) -> (B, 3, side, side), bilinear with antialiasing; the images themselves when S = side."""
+def resized(images: torch.Tensor, side: int, antialias: bool = True) -> torch.Tensor:
+    """(B, 3, S, S) -> (B, 3, side, side), bilinear (with antialiasing unless ``antialias`` is
+    False); the images themselves when S = side."""
     if images.shape[-1] == side and images.shape[-2] == side:
         return images
-    return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=antialias)
 
 
 def _flip(seed: int, epoch: int, index: int) -> bool:

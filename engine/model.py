@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import MultiAttention, multi_attention_loss
@@ -145,11 +144,8 @@ class SGMA(nn.Module):
     def object_features(self, images: torch.Tensor) -> torch.Tensor:
         """The fixed image-branch CNN's features of the image resized to ``object_size``: the cell
         descriptors of the object mask (engine/objectness.py)."""
-        side = self.cfg.object_size
-        x = images if images.shape[-1] == side else F.interpolate(images, size=(side, side), mode="bilinear",
-                                                                  align_corners=False)
         with torch.no_grad():
-            return self.image_branch_net(x)
+            return self.image_branch_net(resized(images, self.cfg.object_size, antialias=False))
 
     def object_projection(self, images: torch.Tensor, frozen: Optional[FrozenFeatures] = None) -> torch.Tensor:
         """(B, 3, S, S) -> (B, h, w): the object direction's projection (needs ``far_end``); the
